@@ -1,0 +1,117 @@
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+TOKEN_PREFIX = "rm_"
+LOOKUP_LENGTH = 8
+
+
+class User(AbstractUser):
+    class Role(models.TextChoices):
+        USER = "USER", "User"
+        ADMIN = "ADMIN", "Admin"
+
+    email = models.EmailField(unique=True)
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.USER)
+    slack_user_id = models.CharField(max_length=32, blank=True)
+    avatar_url = models.URLField(max_length=500, blank=True)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == self.Role.ADMIN or self.is_superuser
+
+    def display_name(self) -> str:
+        return self.get_full_name() or self.email or self.username
+
+
+class MacUsername(models.Model):
+    """A macOS account name that maps API submissions onto this user."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="mac_usernames")
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="unique_mac_username_ci"),
+        ]
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def find_user(cls, name: str):
+        found = cls.objects.filter(name__iexact=name.strip()).select_related("user").first()
+        return found.user if found else None
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A client's API token. Only a digest is stored; the token is shown once."""
+
+    client = models.CharField(max_length=64)
+    lookup = models.CharField(max_length=LOOKUP_LENGTH, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.client} ({TOKEN_PREFIX}{self.lookup}…)"
+
+    @classmethod
+    def issue(cls, client: str) -> tuple["ApiToken", str]:
+        while True:
+            lookup = secrets.token_hex(LOOKUP_LENGTH // 2)
+            if not cls.objects.filter(lookup=lookup).exists():
+                break
+        text = f"{TOKEN_PREFIX}{lookup}{secrets.token_urlsafe(32)}"
+        token = cls.objects.create(client=client.strip().lower(), lookup=lookup,
+                                   digest=digest(text))
+        return token, text
+
+    @classmethod
+    def verify(cls, text: str) -> "ApiClient | None":
+        """The client a token belongs to, or None. Environment tokens count too."""
+        if not text or len(text) > 200:
+            return None
+        for client, env_token in settings.API_TOKENS.items():
+            if env_token and hmac.compare_digest(text.encode(), env_token.encode()):
+                return ApiClient(client, None)
+        if not text.startswith(TOKEN_PREFIX):
+            return None
+        lookup = text[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + LOOKUP_LENGTH]
+        token = cls.objects.filter(lookup=lookup, revoked_at__isnull=True).first()
+        if token is None or not hmac.compare_digest(token.digest, digest(text)):
+            return None
+        now = timezone.now()
+        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        return ApiClient(token.client, token)
+
+
+class ApiClient:
+    """The authenticated API caller: a client name and the token it used."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_admin = False
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __init__(self, name: str, token: ApiToken | None):
+        self.name = name
+        self.token = token
+
+    def __str__(self):
+        return f"api:{self.name}"

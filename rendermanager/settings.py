@@ -1,0 +1,204 @@
+"""Django settings. Every value comes from the environment (see deploy/.env.example)."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import dj_database_url
+
+from rendermanager.env import Env, SettingError
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = Env(env_file=Path(os.environ.get("ENV_FILE", BASE_DIR / ".env")))
+
+DEBUG = env.bool("DEBUG", False)
+SECRET_KEY = env.str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise SettingError("SECRET_KEY must be set (any long random string) unless DEBUG=true")
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-true"
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+PORT = env.int("PORT", 8000, minimum=1, maximum=65535)
+PUBLIC_URL = env.url("PUBLIC_URL", f"http://localhost:{PORT}")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "channels",
+    "accounts",
+    "jobs",
+    "systemadmin",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "jobs.api.middleware.ApiBodyLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "rendermanager.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "rendermanager.wsgi.application"
+ASGI_APPLICATION = "rendermanager.asgi.application"
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Database: SQLite file by default so a first run needs no server.
+DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var")))
+DATABASE_URL = env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+except Exception as exc:  # dj_database_url raises several kinds
+    raise SettingError(f"DATABASE_URL is not a database URL: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Two processes (web + worker) write to one file: WAL, a busy timeout and
+    # IMMEDIATE transactions keep them from failing with "database is locked".
+    _db["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+        "PRAGMA busy_timeout=10000;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 10,
+    }
+    _db_name = Path(_db["NAME"])
+    # Tests need a file database too: real worker processes share it.
+    _db["TEST"] = {"NAME": str(_db_name.with_name("test_" + _db_name.name))}
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    pass
+else:
+    raise SettingError("DATABASE_URL must be a sqlite:// or postgres:// URL")
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = []
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.JobPagination",
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AE Render Manager API",
+    "DESCRIPTION": "Submit After Effects renders, follow them, download the result.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- The render manager's own settings --------------------------------------
+
+ALLOWED_EMAIL_DOMAIN = env.str("ALLOWED_EMAIL_DOMAIN", "").lower().lstrip("@")
+ADMIN_EMAILS = [e.lower() for e in env.list("ADMIN_EMAILS")]
+ALLOW_PASSWORD_LOGIN = env.bool("ALLOW_PASSWORD_LOGIN", False)
+GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID")
+GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET")
+
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN")
+SLACK_ADMIN_CHANNEL = env.str("SLACK_ADMIN_CHANNEL")
+SLACK_API_URL = env.url("SLACK_API_URL", "https://slack.com/api")
+WEBHOOK_SECRET = env.str("WEBHOOK_SECRET")
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", False)
+
+DROPBOX_PATH = env.str("DROPBOX_PATH", str(DATA_DIR / "Dropbox"))
+RENDER_OUTPUT_DIR = env.str("RENDER_OUTPUT_DIR", str(Path(DROPBOX_PATH) / "renders"))
+RENDER_TEMP_DIR = env.str("RENDER_TEMP_DIR", str(Path(tempfile.gettempdir()) / "ae-render-manager"))
+# macOS Dropbox folders (relative to /Users/<name>/) that map onto DROPBOX_PATH.
+MAC_DROPBOX_FOLDERS = env.list(
+    "MAC_DROPBOX_FOLDERS",
+    ["Dropbox", "Library/CloudStorage/Dropbox", "Dropbox (Team)"],
+)
+
+RENDER_ENGINE = env.choice("RENDER_ENGINE", "nexrender", ["nexrender", "aerender"])
+AERENDER_PATH = env.str("AERENDER_PATH", str(DATA_DIR / "aerender-simulator" / "aerender"))
+NEXRENDER_CLI = env.str(
+    "NEXRENDER_CLI", str(BASE_DIR / "node_modules" / "@nexrender" / "cli" / "src" / "bin.js")
+)
+NODE_BINARY = env.str("NODE_BINARY", "node")
+
+API_TOKENS = env.prefixed("API_TOKEN_")
+
+MIN_FILE_AGE_SECONDS = env.float("MIN_FILE_AGE_SECONDS", 30, minimum=0)
+STABILITY_CHECK_SECONDS = env.float("STABILITY_CHECK_SECONDS", 3, minimum=0)
+SAVED_AT_TOLERANCE_SECONDS = env.float("SAVED_AT_TOLERANCE_SECONDS", 2, minimum=0)
+VALIDATION_ATTEMPTS = env.int("VALIDATION_ATTEMPTS", 10, minimum=1, maximum=10000)
+VALIDATION_INTERVAL_SECONDS = env.float("VALIDATION_INTERVAL_SECONDS", 3, minimum=0.05)
+MAX_RENDER_ATTEMPTS = env.int("MAX_RENDER_ATTEMPTS", 3, minimum=1, maximum=100)
+NODE_TIMEOUT_SECONDS = env.float("NODE_TIMEOUT_SECONDS", 30, minimum=1)
+HEARTBEAT_SECONDS = env.float("HEARTBEAT_SECONDS", min(5.0, NODE_TIMEOUT_SECONDS / 4), minimum=0.1)
+RENDER_STALL_SECONDS = env.float("RENDER_STALL_SECONDS", 600, minimum=1)
+JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", 7, minimum=1)
+WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 0.5, minimum=0.01, maximum=60)
+PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, maximum=60)
+RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+env.check_file_keys()
