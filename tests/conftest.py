@@ -1,0 +1,248 @@
+"""Shared personas and the render farm fixture.
+
+Tests run against whatever DATABASE_URL names (SQLite by default, PostgreSQL
+in the second pass of ``make test``). Real worker processes connect to the
+same test database, so it is always a file or a server, never in-memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from accounts.models import ApiToken, MacUsername, User
+
+REPO = Path(__file__).resolve().parent.parent
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_collection_modifyitems(config, items):
+    is_pg = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if is_pg:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: run `make test` (it starts a throwaway "
+                            "server) or set DATABASE_URL=postgres://...")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def requires(what: str, how: str):
+    """Skip outside CI when an optional piece is missing; fail in CI."""
+    if CI:
+        pytest.fail(f"{what} is missing in CI: {how}")
+    pytest.skip(f"{what} is missing: {how}")
+
+
+# --- Personas -------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin(db):
+    user = User.objects.create_user("admin", email="admin@studio.test", password="pw",
+                                    role=User.Role.ADMIN, first_name="Ada", last_name="Admin")
+    return user
+
+
+@pytest.fixture
+def user(db):
+    user = User.objects.create_user("alice", email="alice@studio.test", password="pw",
+                                    first_name="Alice", last_name="Artist")
+    MacUsername.objects.create(user=user, name="alice")
+    return user
+
+
+@pytest.fixture
+def other_user(db):
+    user = User.objects.create_user("bob", email="bob@studio.test", password="pw",
+                                    first_name="Bob", last_name="Builder")
+    MacUsername.objects.create(user=user, name="bob")
+    return user
+
+
+@pytest.fixture
+def api_token(db):
+    _, text = ApiToken.issue("bravo")
+    return text
+
+
+@pytest.fixture
+def api_client(api_token):
+    """The bravo service, calling the API with its token."""
+    client = APIClient()
+    client.credentials(HTTP_X_API_TOKEN=api_token)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin):
+    client = APIClient()
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def user_client(user):
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+# --- Files and the farm ------------------------------------------------------------
+
+
+def database_url() -> str:
+    """A URL for the database the tests are using right now (the test database)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] or ""
+    if db.get("PASSWORD"):
+        auth += f":{db['PASSWORD']}"
+    host = db["HOST"] or "localhost"
+    if host.startswith("/"):
+        # dj-database-url reads a socket directory from the host part, quoted.
+        from urllib.parse import quote
+
+        host = quote(host, safe="")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}@{host}{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def dropbox(tmp_path, settings):
+    root = tmp_path / "Dropbox"
+    (root / "projects").mkdir(parents=True)
+    settings.DROPBOX_PATH = str(root)
+    settings.RENDER_OUTPUT_DIR = str(root / "renders")
+    settings.RENDER_TEMP_DIR = str(tmp_path / "render-tmp")
+    return root
+
+
+def make_project(dropbox: Path, name: str = "spot.aep", age: float = 120, **behaviour) -> Path:
+    """A simulator project file (JSON standing in for an .aep), aged ``age`` seconds."""
+    import json
+
+    path = dropbox / "projects" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"frames": 10, "fps": 25, "frame_seconds": 0.01, **behaviour}))
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+@pytest.fixture
+def simulator(tmp_path_factory, settings):
+    """The aerender simulator installed in a writable folder (nexrender patches it)."""
+    from jobs.simulator import install
+
+    target = tmp_path_factory.mktemp("aerender")
+    binary = install(target)
+    settings.AERENDER_PATH = str(binary)
+    return binary
+
+
+@pytest.fixture
+def nexrender_cli(settings):
+    cli = Path(settings.NEXRENDER_CLI)
+    if not cli.is_file():
+        requires("The nexrender CLI", "run `make setup` (npm ci installs the pinned version)")
+    if shutil.which(settings.NODE_BINARY) is None:
+        requires("Node.js", "install Node 20")
+    return cli
+
+
+class Farm:
+    """Settings shared by this test process and the worker processes it starts."""
+
+    def __init__(self, settings, dropbox: Path, simulator: Path, tmp_path: Path):
+        self.settings = settings
+        self.dropbox = dropbox
+        self.simulator = simulator
+        self.tmp_path = tmp_path
+        self.processes: list[subprocess.Popen] = []
+        self.overrides: dict[str, object] = {}
+        self.configure(MIN_FILE_AGE_SECONDS=0, STABILITY_CHECK_SECONDS=0.2,
+                       VALIDATION_INTERVAL_SECONDS=0.2, VALIDATION_ATTEMPTS=10,
+                       SAVED_AT_TOLERANCE_SECONDS=2, NODE_TIMEOUT_SECONDS=30,
+                       HEARTBEAT_SECONDS=1, RENDER_STALL_SECONDS=600, MAX_RENDER_ATTEMPTS=3,
+                       WORKER_POLL_SECONDS=0.2, PROGRESS_WRITE_SECONDS=0.2)
+
+    def configure(self, **values):
+        for key, value in values.items():
+            setattr(self.settings, key, value)
+            self.overrides[key] = value
+
+    def env(self, **extra) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": database_url(),
+            "DJANGO_SETTINGS_MODULE": "rendermanager.settings",
+            "DEBUG": "true",
+            "ENV_FILE": str(self.tmp_path / "no.env"),
+            "DROPBOX_PATH": str(self.settings.DROPBOX_PATH),
+            "RENDER_OUTPUT_DIR": str(self.settings.RENDER_OUTPUT_DIR),
+            "RENDER_TEMP_DIR": str(self.settings.RENDER_TEMP_DIR),
+            "AERENDER_PATH": str(self.settings.AERENDER_PATH),
+            "RENDER_ENGINE": str(self.settings.RENDER_ENGINE),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update({key: str(value) for key, value in self.overrides.items()})
+        env.update({key: str(value) for key, value in extra.items()})
+        return env
+
+    def start_worker(self, node: str = "node-a", **extra_env) -> subprocess.Popen:
+        log = open(self.tmp_path / f"worker-{node}-{len(self.processes)}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "render_worker", "--node", node],
+            cwd=REPO, env=self.env(**extra_env), stdout=log, stderr=subprocess.STDOUT,
+        )
+        proc.log_path = log.name
+        self.processes.append(proc)
+        return proc
+
+    def worker_log(self, proc) -> str:
+        return Path(proc.log_path).read_text(errors="replace")
+
+    def stop(self):
+        import psutil
+
+        from jobs.procs import kill_tree
+
+        for proc in self.processes:
+            if proc.poll() is None:
+                try:
+                    kill_tree(proc.pid)
+                except psutil.Error:
+                    pass
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def farm(transactional_db, settings, dropbox, simulator, tmp_path):
+    farm = Farm(settings, dropbox, simulator, tmp_path)
+    yield farm
+    farm.stop()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message or f"timed out after {timeout}s waiting for {predicate}")
