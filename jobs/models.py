@@ -83,6 +83,8 @@ class Job(models.Model):
     validation_attempts = models.IntegerField(default=0)
     validation_next_at = models.DateTimeField(null=True, blank=True)
     validation_size = models.BigIntegerField(null=True, blank=True)
+    validation_mtime = models.FloatField(null=True, blank=True)
+    validation_seen_at = models.DateTimeField(null=True, blank=True)
     validation_message = models.CharField(max_length=500, blank=True)
 
     attempts = models.IntegerField(default=0)
