@@ -92,6 +92,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 10,
     }
     _db_name = Path(_db["NAME"])
+    _db_name.parent.mkdir(parents=True, exist_ok=True)
     # Tests need a file database too: real worker processes share it.
     _db["TEST"] = {"NAME": str(_db_name.with_name("test_" + _db_name.name))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
