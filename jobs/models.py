@@ -94,6 +94,8 @@ class Job(models.Model):
     lease = models.UUIDField(null=True, blank=True)
     render_pid = models.IntegerField(null=True, blank=True)
     render_spawned_at = models.DateTimeField(null=True, blank=True)
+    # Wall time of the last render process, for metrics and the overhead benchmark.
+    render_seconds = models.FloatField(null=True, blank=True)
 
     progress = models.FloatField(default=0)
     phase = models.CharField(max_length=16, choices=Phase.choices, blank=True)
