@@ -1,0 +1,78 @@
+"""Waking an idle worker as soon as there is work.
+
+On PostgreSQL every JobEvent is also sent as ``NOTIFY rm_events`` (see
+jobs.lifecycle), and an idle worker LISTENs on a dedicated connection, so a
+newly queued job starts within milliseconds. SQLite has no such channel: the
+worker sleeps for the poll interval. Both fall back to polling, so a lost
+notification only costs latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import connection
+
+from jobs.lifecycle import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class Waker:
+    def __init__(self):
+        self.conn = None
+        self.pending: list[str] = []
+
+    def _listen(self):
+        if self.conn is not None or connection.vendor != "postgresql":
+            return self.conn
+        try:
+            params = connection.get_connection_params()
+            conn = connection.get_new_connection(params)
+            conn.autocommit = True
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.conn = conn
+        except Exception:
+            log.exception("could not LISTEN for job events; falling back to polling")
+            self.conn = None
+        return self.conn
+
+    def wait(self, timeout: float, wanted=None) -> list[str]:
+        """Block up to ``timeout`` seconds or until a wanted notification arrives.
+
+        ``wanted(payload) -> bool`` filters which notifications end the wait;
+        payloads look like ``"<event id>:<job id>:<status or kind>"``.
+        """
+        conn = self._listen()
+        if conn is None:
+            time.sleep(timeout)
+            return []
+        deadline = time.monotonic() + timeout
+        received: list[str] = []
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return received
+                for note in conn.notifies(timeout=remaining, stop_after=1):
+                    received.append(note.payload)
+                if received and (wanted is None or any(wanted(p) for p in received)):
+                    return received
+        except Exception:
+            log.exception("lost the LISTEN connection; reconnecting")
+            self.close()
+            time.sleep(min(timeout, 1.0))
+            return received
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+
+def wants_queue(payload: str) -> bool:
+    return payload.endswith(":QUEUED") or payload.endswith(":PENDING")
