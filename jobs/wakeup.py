@@ -9,6 +9,7 @@ notification only costs latency.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -67,10 +68,8 @@ class Waker:
 
     def close(self):
         if self.conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.conn.close()
-            except Exception:
-                pass
             self.conn = None
 
 

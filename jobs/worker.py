@@ -7,6 +7,7 @@ flag; the loop notices it within a fraction of a second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -102,10 +103,8 @@ class Worker:
             self.validator.join(timeout=5)
         self.waker.close()
         if self.node is not None:
-            try:
+            with contextlib.suppress(DatabaseError):
                 RenderNode.objects.filter(pk=self.node.pk).update(stopped_at=timezone.now())
-            except DatabaseError:
-                pass
 
     # --- the loop ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ same test database, so it is always a file or a server, never in-memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -205,12 +206,14 @@ class Farm:
         return env
 
     def start_worker(self, node: str = "node-a", **extra_env) -> subprocess.Popen:
-        log = open(self.tmp_path / f"worker-{node}-{len(self.processes)}.log", "wb")
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "render_worker", "--node", node],
-            cwd=REPO, env=self.env(**extra_env), stdout=log, stderr=subprocess.STDOUT,
-        )
-        proc.log_path = log.name
+        log_path = self.tmp_path / f"worker-{node}-{len(self.processes)}.log"
+        # The child keeps its own copy of the file descriptor.
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(REPO / "manage.py"), "render_worker", "--node", node],
+                cwd=REPO, env=self.env(**extra_env), stdout=log, stderr=subprocess.STDOUT,
+            )
+        proc.log_path = log_path
         self.processes.append(proc)
         return proc
 
@@ -224,10 +227,8 @@ class Farm:
 
         for proc in self.processes:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(psutil.Error):
                     kill_tree(proc.pid)
-                except psutil.Error:
-                    pass
                 proc.wait(timeout=10)
 
 
