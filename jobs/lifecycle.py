@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from jobs.models import ACTIVE, FINAL, Job, JobEvent, Phase, RenderNode, Status
@@ -23,6 +24,11 @@ log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "rm_events"
 SUPERSEDE_RETRIES = 20
+
+# Sent after the transaction that moved a job commits, with job_id,
+# from_status, to_status, kind, actor and message. Receivers (Slack, webhooks)
+# must not block: the render worker sends it.
+job_transitioned = Signal()
 
 
 class Conflict(Exception):
@@ -69,6 +75,9 @@ def transition(job_id, to: str, *, allowed_from, actor: str = "system", message:
         if not moved:
             return False
         record(job_id, kind, actor=actor, message=message, from_status=before, to_status=to)
+        transaction.on_commit(lambda: job_transitioned.send(
+            sender=Job, job_id=job_id, from_status=before, to_status=to, kind=kind,
+            actor=actor, message=message))
     return True
 
 
@@ -104,6 +113,9 @@ def submit(*, actor: str, **fields) -> Submitted:
                 job = Job.objects.create(status=Status.PENDING, **fields)
                 record(job.pk, "submitted", actor=actor, to_status=Status.PENDING,
                        message=f"Submitted by {actor}")
+                transaction.on_commit(lambda job=job: job_transitioned.send(
+                    sender=Job, job_id=job.pk, from_status="", to_status=Status.PENDING,
+                    kind="submitted", actor=actor, message=""))
             return Submitted(job, superseded)
         except IntegrityError:
             continue
