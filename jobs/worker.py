@@ -114,6 +114,11 @@ class Worker:
             self.validator = threading.Thread(target=self._validate_forever,
                                               name="validator", daemon=True)
             self.validator.start()
+        # Operations chores on their own thread (queue samples, hourly retention,
+        # disk and node alerts); it stops with stop_requested.
+        from systemadmin import housekeeping
+
+        housekeeping.start(self.stop_requested)
         log.info("render node %s ready (pid %s)", self.node_name, os.getpid())
         try:
             while not self.stop_requested.is_set():
@@ -216,7 +221,9 @@ class Worker:
             if lines:
                 state.last_output = now
                 for line in lines:
-                    buffer.add(line)
+                    if not line.strip():
+                        continue  # nexrender --debug echoes a blank line per chunk
+                    buffer.append(line)
                     if progress.feed(line):
                         state.progress_dirty = True
             if state.progress_dirty and \

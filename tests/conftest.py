@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,10 @@ class Farm:
         self.simulator = simulator
         self.tmp_path = tmp_path
         self.processes: list[subprocess.Popen] = []
+        # Node names are unique per test: a starting node kills every render
+        # process marked with its name on this machine, including those of
+        # other test runs going on at the same time.
+        self.tag = uuid.uuid4().hex[:6]
         self.overrides: dict[str, object] = {}
         self.configure(MIN_FILE_AGE_SECONDS=0, STABILITY_CHECK_SECONDS=0.2,
                        VALIDATION_INTERVAL_SECONDS=0.2, VALIDATION_ATTEMPTS=10,
@@ -205,7 +210,11 @@ class Farm:
         env.update({key: str(value) for key, value in extra.items()})
         return env
 
+    def node(self, name: str = "node-a") -> str:
+        return f"{name}-{self.tag}"
+
     def start_worker(self, node: str = "node-a", **extra_env) -> subprocess.Popen:
+        node = self.node(node)
         log_path = self.tmp_path / f"worker-{node}-{len(self.processes)}.log"
         # The child keeps its own copy of the file descriptor.
         with open(log_path, "wb") as log:

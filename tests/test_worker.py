@@ -175,17 +175,23 @@ def test_a_stalled_render_is_killed_and_counted(farm, user, nexrender_cli):
 
 def test_a_restarted_node_kills_what_its_predecessor_left(farm, user):
     # A predecessor's render that survived it: a process carrying its marker.
-    job = Job.objects.create(user=user, status=Status.RENDERING, project_path="/p/x.aep",
-                             attempts=1, lease="00000000-0000-0000-0000-000000000001",
-                             node=RenderNode.objects.create(name="node-a"))
-    env = dict(os.environ, **{MARKER_ENV: f"node-a/{job.pk}/{job.lease}"})
+    node = farm.node("node-a")
+    path = make_project(farm.dropbox, frames=3)
+    job = Job.objects.create(user=user, status=Status.RENDERING, project_path=str(path),
+                             engine=farm.settings.RENDER_ENGINE, attempts=1,
+                             lease="00000000-0000-0000-0000-000000000001",
+                             config={"template": {"composition": "main"}},
+                             node=RenderNode.objects.create(name=node))
+    env = dict(os.environ, **{MARKER_ENV: f"{node}/{job.pk}/{job.lease}"})
     leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
     try:
         farm.start_worker("node-a")
         leftover.wait(timeout=20)
-        wait_for(lambda: status_of(job) != Status.RENDERING, timeout=10)
-        assert job.status in (Status.QUEUED, Status.VALIDATING, Status.FAILED)
-        assert "restarted" in job.events.last().message
+        takeover = wait_for(lambda: job.events.filter(kind="retry").first(), timeout=10)
+        assert "restarted" in takeover.message
+        # Requeued as a crashed attempt, then rendered again by the new worker.
+        wait_status(job, Status.COMPLETED, Status.FAILED)
+        assert (job.status, job.attempts) == (Status.COMPLETED, 2)
     finally:
         if leftover.poll() is None:
             leftover.kill()
@@ -198,7 +204,7 @@ def test_a_killed_node_is_taken_over_and_never_renders_twice(farm, user, nexrend
     job = submit(farm, user, frames=150, frame_seconds=0.02, spawn_child=True)
     wait_rendering_process(job)
     farm.start_worker("node-b")
-    wait_for(lambda: RenderNode.objects.filter(name="node-b").exists(), timeout=20)
+    wait_for(lambda: RenderNode.objects.filter(name=farm.node("node-b")).exists(), timeout=20)
 
     most_at_once, stop = [0], threading.Event()
 
@@ -220,10 +226,10 @@ def test_a_killed_node_is_taken_over_and_never_renders_twice(farm, user, nexrend
         stop.set()
         watcher.join()
     assert job.status == Status.COMPLETED
-    assert job.node.name == "node-b"
+    assert job.node.name == farm.node("node-b")
     assert job.attempts == 2
     takeover = job.events.filter(kind="retry").first()
-    assert "node-a stopped responding" in takeover.message
+    assert f"{farm.node('node-a')} stopped responding" in takeover.message
     assert time.monotonic() - killed_at >= 4  # not before the node timeout
     assert most_at_once[0] == 1
 
@@ -252,8 +258,8 @@ def test_two_nodes_render_fifty_jobs_once_each_in_priority_order(farm, user, set
     claims = list(JobEvent.objects.filter(to_status=Status.RENDERING, kind="status")
                   .order_by("created_at", "id").values_list("job_id", flat=True))
     assert sorted(claims) == sorted(expected)  # each rendered exactly once
-    assert {n for n in Job.objects.values_list("node__name", flat=True)} == {"node-a",
-                                                                            "node-b"}
+    assert set(Job.objects.values_list("node__name", flat=True)) == {farm.node("node-a"),
+                                                                     farm.node("node-b")}
     # With two nodes claiming at once a claim may overtake the other by one place.
     for position, job_id in enumerate(claims):
         assert abs(expected.index(job_id) - position) <= 1, (position, job_id)
