@@ -1,5 +1,39 @@
+import uuid
+from pathlib import Path
+
 from django.db import connection
 from django.http import JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import lifecycle
+from jobs.api import schema  # noqa: F401  (registers the X-API-Token security scheme)
+from jobs.api.errors import ConflictError, Gone
+from jobs.api.pagination import JobPagination
+from jobs.api.parsers import JSONParser
+from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client
+from jobs.api.serializers import (
+    JobDetailSerializer,
+    JobLogSerializer,
+    JobSerializer,
+    PrioritySerializer,
+    SubmitSerializer,
+    SubmittedSerializer,
+    status_url,
+)
+from jobs.download import check_download_signature, file_response
+from jobs.models import Job, JobLog, Status
 
 
 def liveness(request):
@@ -9,3 +43,240 @@ def liveness(request):
     except Exception as exc:
         return JsonResponse({"status": "error", "database": str(exc)}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+# --- Who sees which jobs ----------------------------------------------------------
+
+
+def visible_jobs(request):
+    """A token sees its client's jobs, a user their own, an admin everyone's."""
+    user = request.user
+    if is_api_client(request):
+        return Job.objects.filter(client=user.name)
+    if user.is_authenticated and user.is_admin:
+        return Job.objects.all()
+    if user.is_authenticated:
+        return Job.objects.filter(user=user)
+    return Job.objects.none()
+
+
+def _job_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound("Job not found.") from None
+
+
+def get_visible_job(request, job_id: str) -> Job:
+    job = visible_jobs(request).select_related("user").filter(pk=_job_id(job_id)).first()
+    if job is None:
+        raise NotFound("Job not found.")
+    return job
+
+
+# --- Schema helpers -----------------------------------------------------------------
+
+ERROR = inline_serializer("Error", {
+    "detail": serializers.CharField(),
+    "errors": serializers.DictField(required=False, help_text="Field errors, by field."),
+})
+JOB_PAGE = inline_serializer("PaginatedJobList", {
+    "count": serializers.IntegerField(),
+    "next": serializers.URLField(allow_null=True),
+    "previous": serializers.URLField(allow_null=True),
+    "results": JobSerializer(many=True),
+})
+JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+def errors(*codes: int) -> dict:
+    return {code: ERROR for code in codes}
+
+
+class JsonApiView(APIView):
+    parser_classes = [JSONParser]
+
+
+# --- /api/jobs --------------------------------------------------------------------------
+
+
+class JobsView(JsonApiView):
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsApiClient()]
+        return [IsAuthenticated()]
+
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List jobs",
+        description="A token sees the jobs its client submitted; a signed-in user their own "
+                    "jobs, an admin everyone's. Newest first.",
+        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=Status.values,
+                                     description="Only jobs in this status."),
+                    OpenApiParameter("page", OpenApiTypes.INT),
+                    OpenApiParameter("page_size", OpenApiTypes.INT,
+                                     description=f"At most {JobPagination.max_page_size}.")],
+        responses={200: JOB_PAGE, **errors(400, 401, 404)},
+    )
+    def get(self, request):
+        jobs = visible_jobs(request).select_related("user").order_by("-created_at", "-pk")
+        wanted = request.query_params.get("status")
+        if wanted is not None:
+            wanted = wanted.strip().upper()
+            if wanted not in Status.values:
+                raise ValidationError({"status": [f"Unknown status; one of: "
+                                                  f"{', '.join(Status.values)}."]})
+            jobs = jobs.filter(status=wanted)
+        paginator = JobPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="jobs_submit",
+        summary="Submit a render",
+        description="Answers at once; file checks and the render happen in the background. "
+                    "Every earlier unfinished job of the same project is cancelled.",
+        request=SubmitSerializer,
+        responses={202: SubmittedSerializer, **errors(400, 401, 403, 409, 413, 415)},
+    )
+    def post(self, request):
+        submission = SubmitSerializer(data=request.data)
+        submission.is_valid(raise_exception=True)
+        data = submission.validated_data
+        client = request.user.name[:64]
+        submitted = lifecycle.submit(
+            actor=f"api:{client}",
+            user=submission.job_user,
+            client=client,
+            mac_username=data["mac_username"],
+            submitted_path=data["project_path"],
+            project_path=submission.resolved.path,
+            path_key=submission.resolved.key,
+            saved_at=data["saved_at"],
+            config=data["nexrender"],
+            engine=data["engine"],
+            name=data["name"],
+            callback_url=data["callback_url"],
+        )
+        job = submitted.job
+        body = {"id": job.pk, "status": job.status, "status_url": status_url(job),
+                "superseded": submitted.superseded}
+        return Response(SubmittedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- /api/jobs/<id> ---------------------------------------------------------------------
+
+
+class JobView(JsonApiView):
+    def get_permissions(self):
+        if self.request.method == "DELETE":
+            return [IsAuthenticated(), IsAdminSession()]
+        return [IsAuthenticated()]
+
+    @extend_schema(operation_id="jobs_detail", summary="A job", parameters=[JOB_ID],
+                   responses={200: JobDetailSerializer, **errors(401, 404)})
+    def get(self, request, job_id):
+        return Response(JobDetailSerializer(get_visible_job(request, job_id)).data)
+
+    @extend_schema(operation_id="jobs_cancel", summary="Cancel a job (admin)",
+                   description="A running render is killed. Finished jobs answer 409.",
+                   parameters=[JOB_ID], request=None,
+                   responses={200: JobDetailSerializer, **errors(401, 403, 404, 409)})
+    def delete(self, request, job_id):
+        job = get_visible_job(request, job_id)
+        actor = request.user.email
+        if not lifecycle.cancel(job.pk, actor=actor, reason=f"Cancelled by {actor}"):
+            job.refresh_from_db()
+            raise ConflictError(f"The job is already {job.status}; only unfinished jobs can "
+                                "be cancelled.")
+        job.refresh_from_db()
+        return Response(JobDetailSerializer(job).data)
+
+
+class JobPriorityView(JsonApiView):
+    permission_classes = [IsAuthenticated, IsAdminSession]
+
+    @extend_schema(operation_id="jobs_priority", summary="Change a job's priority (admin)",
+                   parameters=[JOB_ID], request=PrioritySerializer,
+                   responses={200: JobDetailSerializer, **errors(400, 401, 403, 404, 413, 415)})
+    def patch(self, request, job_id):
+        job = get_visible_job(request, job_id)
+        change = PrioritySerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        if not lifecycle.set_priority(job.pk, change.validated_data["priority"],
+                                      actor=request.user.email):
+            raise NotFound("Job not found.")
+        job.refresh_from_db()
+        return Response(JobDetailSerializer(job).data)
+
+
+class JobLogsView(JsonApiView):
+    @extend_schema(operation_id="jobs_logs", summary="A job's full render log",
+                   parameters=[JOB_ID], responses={200: JobLogSerializer, **errors(401, 404)})
+    def get(self, request, job_id):
+        job = get_visible_job(request, job_id)
+        log = JobLog.objects.filter(job=job).first()
+        body = {"log": log.text() if log else "", "omitted_bytes": log.omitted_bytes if log else 0}
+        return Response(JobLogSerializer(body).data)
+
+
+# --- /api/jobs/<id>/download ------------------------------------------------------------
+
+
+class AnyAccept(BaseContentNegotiation):
+    """A download answers whatever the client accepts: the file, or a JSON error."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class JobDownloadView(JsonApiView):
+    permission_classes = [AllowAny]
+    content_negotiation_class = AnyAccept
+
+    @extend_schema(
+        operation_id="jobs_download",
+        summary="Download a completed job's output",
+        description="With a token, a session, or the signed `download_url` of the job "
+                    "(valid one hour). Supports a single `Range`.",
+        parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
+                                             description="From the job's download_url."),
+                    OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="bytes=first-last, bytes=first-, bytes=-n")],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY,
+                                                               description="Part of the file"),
+            416: OpenApiResponse(description="The range lies outside the file."),
+            **errors(401, 403, 404, 409, 410),
+        },
+    )
+    def get(self, request, job_id):
+        pk = _job_id(job_id)
+        signature = request.query_params.get("signature")
+        problem = check_download_signature(pk, signature) if signature is not None else None
+        if signature is not None and problem is None:
+            job = Job.objects.filter(pk=pk).first()
+            if job is None:
+                raise NotFound("Job not found.")
+        elif request.user.is_authenticated:
+            job = get_visible_job(request, job_id)
+        elif problem:
+            raise PermissionDenied(problem)
+        else:
+            raise NotAuthenticated()
+
+        if job.status != Status.COMPLETED:
+            raise ConflictError(f"The job is {job.status}; its output can be downloaded once "
+                                "it is COMPLETED.")
+        path = Path(job.output_path) if job.output_path else None
+        if path is None or not path.is_file():
+            raise Gone("The output file is no longer there (moved or deleted from Dropbox): "
+                       f"{job.output_path or 'no output recorded'}.")
+        try:
+            return file_response(request, path)
+        except OSError as exc:
+            raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None

@@ -1,0 +1,233 @@
+import datetime as dt
+import re
+
+from django.conf import settings
+from django.core.validators import URLValidator
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import MacUsername
+from jobs.download import signed_download_url
+from jobs.models import Engine, Job, JobLog, Status
+from jobs.nexrender_spec import clean_nexrender_config
+from jobs.paths import PathError, resolve_project_path
+
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
+LOG_TAIL_CHARS = 4096
+# A client clock may run ahead a little; a saved_at far in the future would
+# make the file checks wait for a save that never comes.
+SAVED_AT_MAX_AHEAD = dt.timedelta(days=1)
+SUPPORTED_ENGINES = (Engine.NEXRENDER, Engine.AERENDER)
+_NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, naming them, instead of ignoring them."""
+
+    refused_fields: dict[str, str] = {}
+
+    def to_internal_value(self, data):
+        errors = {}
+        if isinstance(data, dict):
+            for key in data:
+                if key in self.refused_fields:
+                    errors[key] = [self.refused_fields[key]]
+                elif key not in self.fields:
+                    errors[key] = [f"Unknown field; allowed: {', '.join(self.fields)}."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not isinstance(exc.detail, dict):
+                raise
+            errors = {**exc.detail, **errors}
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+_NAME = {"type": "string", "maxLength": 255,
+         "description": "No quotes, backslashes, '$', '*/' or control characters."}
+_LAYER = {"layerName": _NAME, "layerIndex": {"type": "integer", "minimum": 1},
+          "composition": _NAME}
+NEXRENDER_SCHEMA = {
+    "type": "object",
+    "required": ["template"],
+    "additionalProperties": False,
+    "properties": {
+        "template": {
+            "type": "object",
+            "required": ["composition"],
+            "additionalProperties": False,
+            "properties": {
+                "composition": _NAME,
+                "outputModule": _NAME,
+                "settingsTemplate": _NAME,
+                "outputExt": {"type": "string", "pattern": "^[A-Za-z0-9]{1,10}$"},
+                "renderSettings": {"type": "string", "description": "name:value;name:value"},
+                "outputSettings": {"type": "string", "description": "name:value;name:value"},
+                "frameStart": {"type": "integer", "minimum": 0},
+                "frameEnd": {"type": "integer", "minimum": 0},
+                "frameIncrement": {"type": "integer", "minimum": 1},
+                "continueOnMissing": {"type": "boolean"},
+                "imageSequence": {"type": "boolean"},
+            },
+        },
+        "assets": {
+            "type": "array",
+            "maxItems": 200,
+            "items": {"oneOf": [
+                {"type": "object", "required": ["type", "property", "value"],
+                 "additionalProperties": False,
+                 "properties": {"type": {"enum": ["data"]}, "property": _NAME,
+                                "value": {}, **_LAYER}},
+                {"type": "object", "required": ["type", "src"], "additionalProperties": False,
+                 "properties": {"type": {"enum": ["image", "video", "audio"]},
+                                "src": {"type": "string", "description": "A file inside the "
+                                        "Dropbox folder: a path or a file:// URI."},
+                                **_LAYER}},
+            ]},
+        },
+    },
+}
+
+
+@extend_schema_field(NEXRENDER_SCHEMA)
+class NexrenderField(serializers.JSONField):
+    """nexrender's job format, restricted to ``template`` and ``assets``."""
+
+
+class SubmitSerializer(StrictSerializer):
+    refused_fields = {"priority": "Not accepted: priority is set by admins."}
+
+    project_path = serializers.CharField(
+        max_length=1024, help_text="Windows path inside the Dropbox folder, or the macOS path "
+        "(/Users/<name>/Dropbox/...) of the same file.")
+    saved_at = serializers.DateTimeField(
+        help_text="ISO-8601 time the client saved the project; an older file on this "
+        "machine is waited for.")
+    mac_username = serializers.CharField(
+        max_length=64, help_text="The artist's macOS account name, registered in their profile.")
+    nexrender = NexrenderField(
+        help_text="nexrender's job format restricted to `template` (composition required; "
+        "outputModule, outputExt, settingsTemplate, renderSettings, outputSettings, "
+        "frameStart, frameEnd, frameIncrement, continueOnMissing, imageSequence) and "
+        "`assets` (data, image, video, audio).")
+    callback_url = serializers.URLField(
+        max_length=2000, required=False, allow_blank=True, default="",
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Receives a signed POST when the job completes, fails or is cancelled.")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    engine = serializers.ChoiceField(choices=Engine.choices, required=False,
+                                     help_text="Defaults to the server's RENDER_ENGINE.")
+
+    def validate_project_path(self, value):
+        try:
+            self.resolved = resolve_project_path(value)
+        except PathError as exc:
+            raise serializers.ValidationError(exc.message) from None
+        return value
+
+    def validate_saved_at(self, value):
+        if value > timezone.now() + SAVED_AT_MAX_AHEAD:
+            raise serializers.ValidationError("Lies more than a day in the future; check the "
+                                              "client's clock.")
+        return value
+
+    def validate_mac_username(self, value):
+        user = MacUsername.find_user(value)
+        if user is None:
+            raise serializers.ValidationError(
+                f"Unknown macOS username {value.strip()!r}: the artist adds it to their "
+                "profile in the dashboard first.")
+        self.job_user = user
+        return value.strip()
+
+    def validate_nexrender(self, value):
+        return clean_nexrender_config(value)
+
+    def validate_name(self, value):
+        if _NAME_UNSAFE.search(value):
+            raise serializers.ValidationError("May not contain slashes, backslashes or "
+                                              "control characters.")
+        return value.strip()
+
+    def validate_engine(self, value):
+        if value not in SUPPORTED_ENGINES:
+            raise serializers.ValidationError(f"The {value} engine is not supported yet.")
+        return value
+
+    def validate(self, attrs):
+        attrs.setdefault("engine", settings.RENDER_ENGINE)
+        if attrs["engine"] == Engine.AERENDER and attrs["nexrender"]["assets"]:
+            raise serializers.ValidationError(
+                {"nexrender": ["The aerender engine renders the project as it is: 'assets' "
+                               "need the nexrender engine."]})
+        return attrs
+
+
+class SubmittedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Status.choices)
+    status_url = serializers.URLField()
+    superseded = serializers.ListField(child=serializers.UUIDField(),
+                                       help_text="Earlier jobs of this project, now cancelled.")
+
+
+class OutputSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    download_url = serializers.URLField(help_text="Signed link, valid for one hour.")
+
+
+class JobSerializer(serializers.ModelSerializer):
+    user = serializers.SerializerMethodField()
+    output = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "name", "status", "engine", "client", "progress", "phase",
+                  "eta_seconds", "priority", "attempts", "project_path", "mac_username",
+                  "user", "created_at", "started_at", "finished_at", "error", "output"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.EmailField(allow_null=True))
+    def get_user(self, job):
+        return job.user.email if job.user_id else None
+
+    @extend_schema_field(OutputSerializer(allow_null=True))
+    def get_output(self, job):
+        if job.status != Status.COMPLETED or not job.output_path:
+            return None
+        return {"path": job.output_path, "size": job.output_size,
+                "download_url": signed_download_url(job)}
+
+
+class JobDetailSerializer(JobSerializer):
+    log_tail = serializers.SerializerMethodField()
+
+    class Meta(JobSerializer.Meta):
+        fields = JobSerializer.Meta.fields + ["log_tail"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_log_tail(self, job):
+        log = JobLog.objects.filter(job=job).first()
+        return log.text()[-LOG_TAIL_CHARS:] if log else ""
+
+
+class JobLogSerializer(serializers.Serializer):
+    log = serializers.CharField()
+    omitted_bytes = serializers.IntegerField(
+        help_text="Bytes cut from the middle of a long log (its head and tail are kept).")
+
+
+class PrioritySerializer(StrictSerializer):
+    priority = serializers.IntegerField(min_value=PRIORITY_MIN, max_value=PRIORITY_MAX,
+                                        help_text="Higher renders first.")
+
+
+def status_url(job) -> str:
+    return settings.PUBLIC_URL + reverse("api-job", args=[job.pk])

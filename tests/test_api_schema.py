@@ -1,0 +1,54 @@
+"""The OpenAPI schema and its docs page, as a client developer finds them."""
+
+import re
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def schema():
+    response = APIClient().get("/api/schema", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_every_job_operation_is_described(schema):
+    paths = schema["paths"]
+
+    assert set(paths["/api/jobs"]) >= {"get", "post"}
+    assert set(paths["/api/jobs/{job_id}"]) >= {"get", "delete"}
+    assert "patch" in paths["/api/jobs/{job_id}/priority"]
+    assert "get" in paths["/api/jobs/{job_id}/logs"]
+    assert "get" in paths["/api/jobs/{job_id}/download"]
+    assert "202" in paths["/api/jobs"]["post"]["responses"]
+
+
+def test_the_submission_body_is_described(schema):
+    body = schema["components"]["schemas"]["SubmitRequest"]
+
+    assert set(body["required"]) == {"project_path", "saved_at", "mac_username", "nexrender"}
+    assert "priority" not in body["properties"]
+    template = body["properties"]["nexrender"]["properties"]["template"]
+    assert template["required"] == ["composition"]
+    assert template["additionalProperties"] is False
+
+
+def test_the_token_header_is_a_security_scheme(schema):
+    scheme = schema["components"]["securitySchemes"]["ApiToken"]
+
+    assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "X-API-Token"}
+    assert {"ApiToken": []} in schema["paths"]["/api/jobs"]["post"]["security"]
+
+
+def test_the_docs_page_loads_nothing_from_a_cdn():
+    response = APIClient().get("/api/docs")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any("/static/drf_spectacular_sidecar/" in s for s in sources), sources
+    assert not [s for s in sources if s.startswith(("http:", "https:", "//"))]
+    assert "cdn" not in html.lower()
