@@ -1,6 +1,9 @@
 """Django settings. Every value comes from the environment (see deploy/.env.example)."""
 
+import json
 import os
+import re
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -11,6 +14,28 @@ from rendermanager.env import Env, SettingError
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = Env(env_file=Path(os.environ.get("ENV_FILE", BASE_DIR / ".env")))
+
+
+def _command(name: str, text: str) -> list[str]:
+    """A command line as an argv list (run without a shell): a JSON array of
+    strings, or words split like a shell would (quotes group words; on Windows
+    backslashes are kept). ``{python}`` stands for this Python."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            argv = json.loads(text)
+        except ValueError:
+            argv = None
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise SettingError(f"{name} must be a JSON array of strings or a command line")
+        return argv
+    try:
+        words = shlex.split(text, posix=os.name != "nt")
+    except ValueError as exc:
+        raise SettingError(f"{name} is not a valid command line: {exc}") from None
+    return [w[1:-1] if len(w) >= 2 and w[0] == w[-1] == '"' else w for w in words]
+
+
 
 DEBUG = env.bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY")
@@ -132,6 +157,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.JobPagination",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    # Per API token, at API_RATE_LIMIT; sessions are not limited.
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.throttling.ApiTokenRateThrottle"],
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -159,6 +186,33 @@ SLACK_ADMIN_CHANNEL = env.str("SLACK_ADMIN_CHANNEL")
 SLACK_API_URL = env.url("SLACK_API_URL", "https://slack.com/api")
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET")
 WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", False)
+
+# Operations (notifications, webhooks, metrics, rate limits, self-update).
+SLACK_TIMEOUT_SECONDS = env.float("SLACK_TIMEOUT_SECONDS", 5, minimum=0.1, maximum=120)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", 5, minimum=0.1, maximum=120)
+DISK_ALERT_PERCENT = env.float("DISK_ALERT_PERCENT", 90, minimum=1, maximum=100)
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", "120/min")
+if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", API_RATE_LIMIT):
+    raise SettingError(f"API_RATE_LIMIT must look like 120/min (per s, min, hour or day), "
+                       f"got {API_RATE_LIMIT!r}")
+UPDATE_REPO_DIR = BASE_DIR
+UPDATE_GIT = env.str("UPDATE_GIT", "git")
+UPDATE_REMOTE = env.str("UPDATE_REMOTE", "origin")
+UPDATE_BRANCH = env.str("UPDATE_BRANCH", "main")
+for _name, _value in (("UPDATE_REMOTE", UPDATE_REMOTE), ("UPDATE_BRANCH", UPDATE_BRANCH)):
+    if not _value or _value.startswith("-") or any(c.isspace() for c in _value):
+        raise SettingError(f"{_name} must be a git remote/branch name, got {_value!r}")
+UPDATE_INSTALL_COMMAND = _command("UPDATE_INSTALL_COMMAND", env.str(
+    "UPDATE_INSTALL_COMMAND", "{python} -m pip install --disable-pip-version-check -e ."))
+UPDATE_NPM_COMMAND = _command("UPDATE_NPM_COMMAND", env.str("UPDATE_NPM_COMMAND",
+                                                     "npm ci --no-audit --no-fund"))
+UPDATE_MIGRATE_COMMAND = _command("UPDATE_MIGRATE_COMMAND", env.str(
+    "UPDATE_MIGRATE_COMMAND", "{python} manage.py migrate --noinput"))
+UPDATE_COLLECTSTATIC_COMMAND = _command("UPDATE_COLLECTSTATIC_COMMAND", env.str(
+    "UPDATE_COLLECTSTATIC_COMMAND", "{python} manage.py collectstatic --noinput"))
+UPDATE_RESTART_COMMAND = _command("UPDATE_RESTART_COMMAND", env.str("UPDATE_RESTART_COMMAND", ""))
+UPDATE_STEP_TIMEOUT_SECONDS = env.float("UPDATE_STEP_TIMEOUT_SECONDS", 900, minimum=1)
 
 DROPBOX_PATH = env.str("DROPBOX_PATH", str(DATA_DIR / "Dropbox"))
 RENDER_OUTPUT_DIR = env.str("RENDER_OUTPUT_DIR", str(Path(DROPBOX_PATH) / "renders"))

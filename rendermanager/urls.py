@@ -3,12 +3,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from jobs.api import views as api_views
+from systemadmin.metrics import metrics_view
 
 urlpatterns = [
     path("health", api_views.liveness, name="health"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("api/system/", include("systemadmin.urls")),
     path("api/", include("jobs.api.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]

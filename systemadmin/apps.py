@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class SystemadminConfig(AppConfig):
     name = "systemadmin"
+
+    def ready(self):
+        from jobs.lifecycle import job_transitioned
+        from systemadmin import signals
+
+        job_transitioned.connect(signals.on_transition, dispatch_uid="systemadmin.signals")

@@ -1,0 +1,60 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils import timezone
+
+from accounts.models import TOKEN_PREFIX, ApiToken, MacUsername, User
+
+
+class MacUsernameInline(admin.TabularInline):
+    model = MacUsername
+    extra = 0
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ("email", "username", "first_name", "last_name", "role", "slack_user_id",
+                    "is_active", "last_login")
+    list_filter = ("role", "is_active", "is_staff", "is_superuser")
+    search_fields = ("email", "username", "first_name", "last_name", "slack_user_id",
+                     "mac_usernames__name")
+    ordering = ("email",)
+    inlines = [MacUsernameInline]
+    fieldsets = (*BaseUserAdmin.fieldsets,
+                 ("Render manager", {"fields": ("role", "slack_user_id", "avatar_url")}))
+    add_fieldsets = (*BaseUserAdmin.add_fieldsets,
+                     ("Render manager", {"fields": ("email", "role", "slack_user_id")}))
+
+
+@admin.register(MacUsername)
+class MacUsernameAdmin(admin.ModelAdmin):
+    list_display = ("name", "user")
+    search_fields = ("name", "user__email")
+    autocomplete_fields = ("user",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens show only their prefix; the digest is never displayed or editable.
+
+    New tokens are made with ``python manage.py create_api_token <client>``,
+    which prints the token once.
+    """
+
+    list_display = ("client", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("client", "revoked_at")
+    search_fields = ("client", "lookup")
+    fields = ("client", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("client", "prefix", "created_at", "last_used_at")
+    actions = ["revoke"]
+
+    @admin.display(description="Token")
+    def prefix(self, token):
+        return f"{TOKEN_PREFIX}{token.lookup}…"
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)

@@ -1,0 +1,56 @@
+from django.contrib import admin
+
+from jobs.models import Job, JobEvent, JobLog, RenderNode
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    extra = 0
+    fields = ("created_at", "kind", "from_status", "to_status", "actor", "message")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Raw data fixes. Status changes belong to the dashboard (they go through
+    the lifecycle, which records events and notifies); edit status here only
+    to repair a row."""
+
+    list_display = ("id", "display_name", "status", "engine", "priority", "user", "client",
+                    "node", "attempts", "progress", "created_at", "finished_at")
+    list_filter = ("status", "engine", "client", "node")
+    search_fields = ("id", "name", "project_path", "mac_username", "user__email", "client")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    raw_id_fields = ("user", "node")
+    readonly_fields = ("id", "lease", "render_pid", "render_spawned_at", "render_seconds",
+                       "created_at", "queued_at", "started_at", "finished_at", "path_key")
+    inlines = [JobEventInline]
+
+
+@admin.register(JobEvent)
+class JobEventAdmin(admin.ModelAdmin):
+    list_display = ("id", "job", "created_at", "kind", "from_status", "to_status", "actor")
+    list_filter = ("kind", "to_status")
+    search_fields = ("job__id", "actor", "message")
+    raw_id_fields = ("job",)
+    ordering = ("-id",)
+
+
+@admin.register(JobLog)
+class JobLogAdmin(admin.ModelAdmin):
+    list_display = ("job", "updated_at", "omitted_bytes")
+    search_fields = ("job__id",)
+    raw_id_fields = ("job",)
+
+
+@admin.register(RenderNode)
+class RenderNodeAdmin(admin.ModelAdmin):
+    list_display = ("name", "hostname", "pid", "started_at", "last_heartbeat", "stopped_at",
+                    "command")
+    search_fields = ("name", "hostname")

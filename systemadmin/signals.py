@@ -1,0 +1,61 @@
+"""Receivers of lifecycle.job_transitioned for the admin side: /metrics counters
+and admin-channel alerts (render failed for good, render node down)."""
+
+from __future__ import annotations
+
+import logging
+
+from jobs import notifications
+from jobs.models import Job, Status
+from systemadmin import events
+
+log = logging.getLogger(__name__)
+
+FINISHED_COUNTERS = {
+    Status.COMPLETED: "jobs_completed",
+    Status.FAILED: "jobs_failed",
+    Status.CANCELLED: "jobs_cancelled",
+}
+
+
+def on_transition(sender, job_id, from_status, to_status, kind, actor, message, **_):
+    try:
+        _count(job_id, from_status, to_status, kind)
+        _alert(job_id, from_status, to_status, message)
+    except Exception:  # never let bookkeeping reach the worker
+        log.exception("admin bookkeeping for job %s failed", job_id)
+
+
+def _count(job_id, from_status, to_status, kind) -> None:
+    if to_status == Status.RENDERING:
+        events.increment("renders_started")
+    if from_status == Status.RENDERING and kind == "retry":
+        events.increment("render_attempts_failed")
+    name = FINISHED_COUNTERS.get(to_status)
+    if name is None:
+        return
+    events.increment(name)
+    if to_status == Status.COMPLETED:
+        seconds = Job.objects.filter(pk=job_id).values_list("render_seconds", flat=True).first()
+        if seconds:
+            events.increment("render_seconds_sum", seconds)
+            events.increment("render_seconds_count")
+    elif to_status == Status.FAILED and from_status == Status.RENDERING:
+        events.increment("renders_failed")
+
+
+def _alert(job_id, from_status, to_status, message) -> None:
+    down = events.NODE_DOWN.search(message or "")
+    if down is None and not (to_status == Status.FAILED and from_status == Status.RENDERING):
+        return
+    job = Job.objects.filter(pk=job_id).first()
+    name = job.display_name if job is not None else str(job_id)
+    if down is not None:
+        outcome = ("put back in the queue" if to_status == Status.QUEUED
+                   else "failed (no attempts left)")
+        events.node_down(down.group("name"), f"Its render {name} ({job_id}) was {outcome}.")
+        if to_status != Status.FAILED:
+            return
+    error = (job.error if job is not None else "") or message
+    notifications.alert_admins(f"Render {name} ({job_id}) failed for good: {error}. "
+                               f"{notifications.job_link(job) if job is not None else ''}".strip())

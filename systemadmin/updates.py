@@ -1,0 +1,396 @@
+"""Self-update from git: check the configured remote/branch, and execute
+(pull fast-forward only, install, migrate, collect static, restart).
+
+Every command is an argv list run without a shell, in UPDATE_REPO_DIR (the
+install). Execute refuses while a render runs, runs on a background thread
+of the web process and stores its progress and log in an ``UpdateRun`` row
+that the admin panel polls. A failing step stops the run, is recorded as a
+system error and is reported to the Slack admin channel.
+
+The restart step is last: the run is marked succeeded first, because the
+restart command (e.g. ``pm2 restart ...``) may well restart this very
+process. If the restart command itself exits with an error within
+RESTART_WAIT_SECONDS the run is turned into a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.models import Job, Status
+from systemadmin import events
+from systemadmin.models import UpdateRun
+
+log = logging.getLogger(__name__)
+
+GIT_TIMEOUT_SECONDS = 120
+LOG_LIMIT = 200_000
+LOG_FLUSH_SECONDS = 0.5
+RESTART_WAIT_SECONDS = 10
+PACKAGE_FILES = ("package.json", "package-lock.json")
+
+_lock = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+class UpdateError(Exception):
+    """A git command failed (remote unreachable, branch unknown, ...)."""
+
+
+class Refused(Exception):
+    """Execute is not possible now (a render runs, an update runs)."""
+
+
+# --- Running commands -----------------------------------------------------------
+
+
+def repo_dir() -> Path:
+    return Path(settings.UPDATE_REPO_DIR)
+
+
+def command_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["GIT_TERMINAL_PROMPT"] = "0"  # never wait for a password prompt
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def expand(argv: list[str]) -> list[str]:
+    """``{python}`` → this interpreter; a bare program name → its full path
+    (on Windows that finds ``pm2.cmd``/``npm.cmd``)."""
+    argv = [arg.replace("{python}", sys.executable) for arg in argv]
+    if argv and os.sep not in argv[0] and "/" not in argv[0]:
+        found = shutil.which(argv[0])
+        if found:
+            argv[0] = found
+    return argv
+
+
+def _popen_extra() -> dict:
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NO_WINDOW}
+    return {}
+
+
+def git(*args: str, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
+    argv = expand([settings.UPDATE_GIT, *args])
+    try:
+        result = subprocess.run(argv, cwd=repo_dir(), env=command_env(), capture_output=True,
+                                text=True, encoding="utf-8", errors="replace", timeout=timeout,
+                                stdin=subprocess.DEVNULL, **_popen_extra())
+    except FileNotFoundError:
+        raise UpdateError(f"git was not found ({settings.UPDATE_GIT}); set UPDATE_GIT") from None
+    except subprocess.TimeoutExpired:
+        raise UpdateError(f"git {args[0]} took longer than {timeout:g} s") from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise UpdateError(f"git {args[0]} failed: {detail[-1] if detail else result.returncode}")
+    return result.stdout
+
+
+# --- Check ------------------------------------------------------------------------
+
+
+@dataclass
+class Commit:
+    sha: str
+    author: str
+    date: str
+    subject: str
+
+    def as_dict(self) -> dict:
+        return {"sha": self.sha, "short": self.sha[:10], "author": self.author,
+                "date": self.date, "subject": self.subject}
+
+
+def fetch() -> str:
+    """Fetch the configured branch; returns the commit it points at."""
+    git("fetch", "--no-tags", "--quiet", settings.UPDATE_REMOTE, settings.UPDATE_BRANCH)
+    return git("rev-parse", "--verify", "FETCH_HEAD^{commit}").strip()
+
+
+def new_commits(current: str, latest: str) -> list[Commit]:
+    out = git("log", "--format=%H%x1f%an%x1f%aI%x1f%s%x1e", f"{current}..{latest}", "--")
+    commits = []
+    for record in out.split("\x1e"):
+        fields = record.strip().split("\x1f")
+        if len(fields) == 4:
+            commits.append(Commit(*fields))
+    return commits
+
+
+def is_ancestor(older: str, newer: str) -> bool:
+    try:
+        git("merge-base", "--is-ancestor", older, newer)
+    except UpdateError:
+        return False
+    return True
+
+
+def rendering_count() -> int:
+    return Job.objects.filter(status=Status.RENDERING).count()
+
+
+def check() -> dict:
+    current = git("rev-parse", "--verify", "HEAD^{commit}").strip()
+    latest = fetch()
+    commits = new_commits(current, latest)
+    return {
+        "remote": settings.UPDATE_REMOTE, "branch": settings.UPDATE_BRANCH,
+        "current": current, "latest": latest,
+        "update_available": bool(commits),
+        "can_fast_forward": is_ancestor(current, latest),
+        "commits": [c.as_dict() for c in commits],
+        "rendering": rendering_count(),
+        "last_run": run_dict(latest_run()),
+    }
+
+
+# --- Execute -----------------------------------------------------------------------
+
+
+def latest_run() -> UpdateRun | None:
+    return UpdateRun.objects.order_by("-created_at", "-id").first()
+
+
+def run_dict(run: UpdateRun | None, log_offset: int = 0) -> dict | None:
+    if run is None:
+        return None
+    return {
+        "id": run.pk, "state": run.state, "step": run.step, "progress": run.progress,
+        "steps_done": run.steps_done, "steps_total": run.steps_total,
+        "from_commit": run.from_commit, "to_commit": run.to_commit, "error": run.error,
+        "actor": run.actor, "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "log": run.log[log_offset:], "log_length": len(run.log),
+    }
+
+
+def _abandon_stale_runs() -> None:
+    """Runs whose process is gone (the server restarted mid-update) are over."""
+    here = socket.gethostname()
+    for run in UpdateRun.objects.filter(state=UpdateRun.State.RUNNING):
+        mine = run.hostname == here and run.pid == os.getpid()
+        if mine and _thread is not None and _thread.is_alive():
+            continue
+        if not mine and run.hostname == here and run.pid and psutil.pid_exists(run.pid):
+            continue
+        if not mine and run.hostname != here and \
+                (timezone.now() - run.created_at).total_seconds() < 6 * 3600:
+            continue  # another machine's update, maybe still running
+        UpdateRun.objects.filter(pk=run.pk, state=UpdateRun.State.RUNNING).update(
+            state=UpdateRun.State.INTERRUPTED, finished_at=timezone.now(),
+            error="The process running the update stopped before it finished.")
+
+
+def steps() -> list[tuple[str, list[str]]]:
+    return [
+        ("pull", ["{git}", "pull", "--ff-only", "--no-rebase", "--no-tags",
+                  settings.UPDATE_REMOTE, settings.UPDATE_BRANCH]),
+        ("install", list(settings.UPDATE_INSTALL_COMMAND)),
+        ("npm", list(settings.UPDATE_NPM_COMMAND)),
+        ("migrate", list(settings.UPDATE_MIGRATE_COMMAND)),
+        ("collectstatic", list(settings.UPDATE_COLLECTSTATIC_COMMAND)),
+        ("restart", list(settings.UPDATE_RESTART_COMMAND)),
+    ]
+
+
+def execute(admin, wait: bool = False) -> UpdateRun:
+    """Start an update; Refused if a render or another update is running."""
+    global _thread
+    actor = getattr(admin, "email", "") or str(admin)
+    with _lock:
+        _abandon_stale_runs()
+        if UpdateRun.objects.filter(state=UpdateRun.State.RUNNING).exists():
+            raise Refused("An update is already running.")
+        busy = rendering_count()
+        if busy:
+            raise Refused(f"{busy} render(s) running: wait until the farm is idle "
+                          "(or stop the renders) before updating.")
+        with transaction.atomic():
+            run = UpdateRun.objects.create(actor=actor, steps_total=len(steps()),
+                                           hostname=socket.gethostname(), pid=os.getpid())
+        events.record("update_started", f"Update started by {actor}", actor=actor)
+        _thread = threading.Thread(target=_run_safely, args=(run.pk,), name="update",
+                                   daemon=True)
+        _thread.start()
+        thread = _thread
+    if wait:
+        thread.join()
+        run.refresh_from_db()
+    return run
+
+
+class _Log:
+    """The run's log, written to the database at most every LOG_FLUSH_SECONDS."""
+
+    def __init__(self, run: UpdateRun):
+        self.run = run
+        self.text = run.log
+        self.flushed = time.monotonic()
+
+    def add(self, line: str) -> None:
+        self.text += line if line.endswith("\n") else line + "\n"
+        if len(self.text) > LOG_LIMIT:
+            self.text = "[... earlier output omitted ...]\n" + self.text[-LOG_LIMIT // 2:]
+        if time.monotonic() - self.flushed >= LOG_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self, **fields) -> None:
+        UpdateRun.objects.filter(pk=self.run.pk).update(log=self.text, **fields)
+        for key, value in fields.items():
+            setattr(self.run, key, value)
+        self.flushed = time.monotonic()
+
+
+def _run_safely(run_id: int) -> None:
+    try:
+        _run(UpdateRun.objects.get(pk=run_id))
+    except Exception as exc:  # a bug here must still end the run visibly
+        log.exception("update run %s crashed", run_id)
+        _fail(UpdateRun.objects.get(pk=run_id), None, "internal", f"internal error: {exc}")
+    finally:
+        connection.close()
+
+
+def _run(run: UpdateRun) -> None:
+    output = _Log(run)
+    started = git("rev-parse", "HEAD").strip()
+    output.flush(from_commit=started)
+    output.add(f"Update of {repo_dir()} from {settings.UPDATE_REMOTE}/"
+               f"{settings.UPDATE_BRANCH}, started by {run.actor} at "
+               f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC; now at {started[:10]}")
+    for number, (name, argv) in enumerate(steps()):
+        output.flush(step=name, steps_done=number)
+        if name == "pull":
+            busy = rendering_count()
+            if busy:
+                return _fail(run, output, name, f"{busy} render(s) started meanwhile; "
+                             "nothing was changed")
+        if name == "npm" and argv and not _packages_changed(started):
+            output.add("== npm: package.json and package-lock.json unchanged, skipped")
+            continue
+        if not argv:
+            output.add(f"== {name}: no command configured, skipped")
+            continue
+        argv = [settings.UPDATE_GIT if a == "{git}" else a for a in argv]
+        if name == "restart":
+            return _restart(run, output, argv, number)
+        code = _run_step(output, name, expand(argv))
+        if code != 0:
+            return _fail(run, output, name, f"step {name} failed" +
+                         (f" (exit code {code})" if code is not None else " (timed out)"))
+        if name == "pull":
+            now_at = git("rev-parse", "HEAD").strip()
+            output.flush(to_commit=now_at)
+            output.add(f"== now at {now_at[:10]}")
+    _succeed(run, output)
+
+
+def _packages_changed(since: str) -> bool:
+    try:
+        changed = git("diff", "--name-only", since, "HEAD", "--", *PACKAGE_FILES)
+    except UpdateError:
+        return True
+    return bool(changed.strip())
+
+
+def _run_step(output: _Log, name: str, argv: list[str]) -> int | None:
+    """Run one step, streaming its output into the log; its exit code, None on timeout."""
+    output.add(f"== {name}: {' '.join(argv)}")
+    try:
+        proc = subprocess.Popen(argv, cwd=repo_dir(), env=command_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, **_popen_extra())
+    except OSError as exc:
+        output.add(f"cannot start {argv[0]}: {exc}")
+        return 127
+    deadline = time.monotonic() + settings.UPDATE_STEP_TIMEOUT_SECONDS
+    timer = threading.Timer(settings.UPDATE_STEP_TIMEOUT_SECONDS, _kill, args=(proc,))
+    timer.daemon = True
+    timer.start()
+    try:
+        for raw in proc.stdout:
+            output.add(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        proc.stdout.close()
+    if time.monotonic() >= deadline and code != 0:
+        output.add(f"{name} took longer than {settings.UPDATE_STEP_TIMEOUT_SECONDS:g} s "
+                   "and was stopped")
+        return None
+    return code
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    from jobs.procs import kill_tree
+
+    with contextlib.suppress(Exception):
+        kill_tree(proc.pid)
+
+
+def _restart(run: UpdateRun, output: _Log, argv: list[str], number: int) -> None:
+    argv = expand(argv)
+    output.add(f"== restart: {' '.join(argv)}")
+    _succeed(run, output, note="the services restart now")
+    extra = _popen_extra()
+    if sys.platform == "win32":
+        extra["creationflags"] = (subprocess.CREATE_NO_WINDOW
+                                  | subprocess.CREATE_NEW_PROCESS_GROUP)
+    else:
+        extra["start_new_session"] = True  # survives this process being restarted
+    try:
+        proc = subprocess.Popen(argv, cwd=repo_dir(), env=command_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, **extra)
+    except OSError as exc:
+        _fail(run, output, "restart", f"cannot start the restart command: {exc}")
+        return
+    try:
+        out, _ = proc.communicate(timeout=RESTART_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        output.add(f"restart command still running after {RESTART_WAIT_SECONDS} s; "
+                   "leaving it to finish")
+        output.flush()
+        return
+    text = out.decode("utf-8", errors="replace").strip()
+    if text:
+        output.add(text)
+    if proc.returncode != 0:
+        _fail(run, output, "restart", f"step restart failed (exit code {proc.returncode})")
+    else:
+        output.flush()
+
+
+def _succeed(run: UpdateRun, output: _Log, note: str = "") -> None:
+    to_commit = git("rev-parse", "HEAD").strip()
+    output.add(f"== done: now at {to_commit[:10]}" + (f"; {note}" if note else ""))
+    output.flush(state=UpdateRun.State.SUCCEEDED, steps_done=run.steps_total, step="",
+                 to_commit=to_commit, finished_at=timezone.now())
+    events.record("update", f"Updated {run.from_commit[:10]} → {to_commit[:10]} "
+                  f"(started by {run.actor})", actor=run.actor)
+
+
+def _fail(run: UpdateRun, output: _Log | None, step: str, error: str) -> None:
+    output = output or _Log(run)
+    output.add(f"== FAILED: {error}")
+    output.flush(state=UpdateRun.State.FAILED, error=error, step=step,
+                 finished_at=timezone.now())
+    events.alert("update_failed", f"Update failed at step {step}: {error}. "
+                 f"See the admin panel for the log (started by {run.actor}).")
