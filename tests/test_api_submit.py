@@ -2,6 +2,7 @@
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -44,7 +45,7 @@ def test_a_submission_is_accepted_at_once(api_client, body, dropbox, user, setti
     assert job.client == "bravo"
     assert job.project_path == str(dropbox / "projects" / "spot.aep")
     assert job.submitted_path == body["project_path"]
-    assert job.path_key == job.project_path.casefold()
+    assert job.path_key == str(Path(job.project_path).resolve()).casefold()
     assert job.engine == settings.RENDER_ENGINE
     assert job.name == "Spot 30s"
     assert job.callback_url == "https://bravo.test/hook"

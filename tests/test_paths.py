@@ -1,5 +1,6 @@
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,7 +111,7 @@ def test_posix_keys_ignore_case(dropbox):
     upper = resolve_project_path("/Users/alice/Dropbox/Projects/SPOT.aep")
 
     assert lower.key == upper.key
-    assert upper.path.endswith("Projects/SPOT.aep")
+    assert Path(upper.path).parts[-2:] == ("Projects", "SPOT.aep")
 
 
 @pytest.mark.parametrize(("rel", "says"), [
@@ -159,7 +160,7 @@ class TestSymlinks:
         via_link = resolve_project_path(str(dropbox / "projects" / "alias" / "spot.aep"))
         direct = resolve_project_path(str(dropbox / "projects" / "real" / "spot.aep"))
 
-        assert via_link.path.endswith("alias/spot.aep")
+        assert Path(via_link.path).parts[-2:] == ("alias", "spot.aep")
         assert via_link.key == direct.key
 
     def test_a_symlinked_dropbox_root_still_works(self, tmp_path, settings):
