@@ -49,6 +49,12 @@ def requires(what: str, how: str):
     pytest.skip(f"{what} is missing: {how}")
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The personas have passwords; the default hasher spends ~0.3 s on each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- Personas -------------------------------------------------------------------
 
 
