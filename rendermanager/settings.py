@@ -213,6 +213,14 @@ UPDATE_COLLECTSTATIC_COMMAND = _command("UPDATE_COLLECTSTATIC_COMMAND", env.str(
     "UPDATE_COLLECTSTATIC_COMMAND", "{python} manage.py collectstatic --noinput"))
 UPDATE_RESTART_COMMAND = _command("UPDATE_RESTART_COMMAND", env.str("UPDATE_RESTART_COMMAND", ""))
 UPDATE_STEP_TIMEOUT_SECONDS = env.float("UPDATE_STEP_TIMEOUT_SECONDS", 900, minimum=1)
+# Behind the HTTPS reverse proxy (deploy/nginx.conf): trust its X-Forwarded-Proto
+# so Django knows the request came over HTTPS (secure cookies, CSRF checks).
+BEHIND_HTTPS_PROXY = env.bool("BEHIND_HTTPS_PROXY", False)
+if BEHIND_HTTPS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = ["/".join(PUBLIC_URL.split("/")[:3])]
 
 DROPBOX_PATH = env.str("DROPBOX_PATH", str(DATA_DIR / "Dropbox"))
 RENDER_OUTPUT_DIR = env.str("RENDER_OUTPUT_DIR", str(Path(DROPBOX_PATH) / "renders"))
