@@ -60,6 +60,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.google",
     "accounts",
     "jobs",
     "systemadmin",
@@ -76,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "rendermanager.urls"
@@ -131,6 +136,10 @@ AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = []
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", "UTC")
@@ -180,6 +189,40 @@ ADMIN_EMAILS = [e.lower() for e in env.list("ADMIN_EMAILS")]
 ALLOW_PASSWORD_LOGIN = env.bool("ALLOW_PASSWORD_LOGIN", False)
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID")
 GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET")
+
+# Sign-in (django-allauth). Google is the way in; the adapters in
+# accounts/adapters.py check the domain, `hd` and email_verified at every
+# login. allauth reads SOCIALACCOUNT_ONLY when its URLs are imported, so it
+# must follow the environment here, not be overridden later.
+SOCIALACCOUNT_ONLY = not ALLOW_PASSWORD_LOGIN
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_SESSION_REMEMBER = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_QUERY_EMAIL = True
+# Users created with `add_user` before their first Google sign-in are matched
+# by their (verified, company-domain) email instead of getting a duplicate.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_PROVIDERS = {
+    "google": {
+        "APPS": [{"client_id": GOOGLE_CLIENT_ID, "secret": GOOGLE_CLIENT_SECRET, "key": ""}]
+        if GOOGLE_CLIENT_ID else [],
+        "SCOPE": ["openid", "profile", "email"],
+        # `hd` only makes Google preselect company accounts; it is checked again
+        # server-side because anyone can edit the authorization URL.
+        "AUTH_PARAMS": {"prompt": "select_account",
+                        **({"hd": ALLOWED_EMAIL_DOMAIN} if ALLOWED_EMAIL_DOMAIN else {})},
+        "OAUTH_PKCE_ENABLED": True,
+    },
+}
 
 SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN")
 SLACK_ADMIN_CHANNEL = env.str("SLACK_ADMIN_CHANNEL")

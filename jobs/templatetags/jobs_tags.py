@@ -1,0 +1,98 @@
+"""Small presentation helpers for job pages: status colours, durations, ETAs."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils import timezone
+
+from jobs.models import ACTIVE, Status
+
+register = template.Library()
+
+# One colour family per status; the CSS defines .status-<name>.
+STATUS_TONE = {
+    Status.PENDING: "pending",
+    Status.VALIDATING: "validating",
+    Status.QUEUED: "queued",
+    Status.RENDERING: "rendering",
+    Status.COMPLETED: "completed",
+    Status.FAILED: "failed",
+    Status.CANCELLED: "cancelled",
+}
+
+STATUS_HINT = {
+    Status.PENDING: "Accepted, file checks start in a moment",
+    Status.VALIDATING: "Waiting until Dropbox has finished syncing the project file",
+    Status.QUEUED: "Waiting for a free render node",
+    Status.RENDERING: "Rendering on a render node",
+    Status.COMPLETED: "Rendered and published to Dropbox",
+    Status.FAILED: "Did not render; see the error",
+    Status.CANCELLED: "Cancelled before it finished",
+}
+
+
+@register.filter
+def status_tone(status: str) -> str:
+    return STATUS_TONE.get(status, "pending")
+
+
+@register.filter
+def status_hint(status: str) -> str:
+    return STATUS_HINT.get(status, "")
+
+
+@register.filter
+def is_active(status: str) -> bool:
+    return status in ACTIVE
+
+
+def _seconds_text(total: float) -> str:
+    total = int(round(total))
+    if total < 60:
+        return f"{total} s"
+    minutes, seconds = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def seconds(value) -> str:
+    """12 s, 3 min 05 s, 2 h 10 min."""
+    if value is None or value == "":
+        return ""
+    try:
+        return _seconds_text(max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return ""
+
+
+@register.filter
+def duration(job) -> str:
+    """How long a job rendered (or has been rendering)."""
+    if not job.started_at:
+        return ""
+    end = job.finished_at or timezone.now()
+    return _seconds_text(max(0.0, (end - job.started_at).total_seconds()))
+
+
+@register.filter
+def percent(value) -> str:
+    try:
+        number = max(0.0, min(100.0, float(value or 0)))
+    except (TypeError, ValueError):
+        number = 0.0
+    return f"{number:.0f}"
+
+
+@register.simple_tag
+def short_id(job) -> str:
+    return str(job.pk)[:8]
+
+
+@register.simple_tag
+def allowed_domain() -> str:
+    from django.conf import settings
+
+    return settings.ALLOWED_EMAIL_DOMAIN
