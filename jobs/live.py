@@ -1,0 +1,231 @@
+"""The outbox bridge: JobEvent rows become htmx fragments on open websockets.
+
+Render workers are other processes, so their changes cannot reach this
+process's in-memory channel layer directly. Instead every change writes a
+JobEvent (jobs.lifecycle), and one task in each daphne process follows that
+table and fans the news out to channel groups:
+
+- ``user-<id>``: the job list pages of the job's owner,
+- ``admins``: every admin's job list page,
+- ``job-<id>``: the job's detail pages.
+
+On PostgreSQL the task LISTENs on a dedicated connection for the NOTIFY that
+lifecycle sends with every event, so it wakes at once; on SQLite it polls.
+Either way the table is the truth, and a reconnect simply catches up.
+
+Sequence values are handed out at insert, not at commit, so on PostgreSQL
+event 101 can become visible before event 100. The bridge remembers the ids
+it has jumped over ("gaps") and asks for them again for a while, so a slow
+transaction's events are still delivered, once.
+
+daphne has no ASGI lifespan events, so the first websocket connection starts
+the task (``await bridge.start()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connections
+from django.db.models import Max, Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from jobs.lifecycle import NOTIFY_CHANNEL
+from jobs.models import Job, JobEvent
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5  # SQLite, and PostgreSQL while LISTEN is unavailable
+SAFETY_POLL_SECONDS = 5.0  # PostgreSQL: look at the table now and then even without NOTIFY
+GAP_SECONDS = 30.0  # how long an uncommitted (or rolled back) event id is asked for again
+MAX_GAPS = 5000
+BATCH = 500
+ADMINS = "admins"
+
+
+def user_group(user_id) -> str:
+    return f"user-{user_id}"
+
+
+def job_group(job_id) -> str:
+    return f"job-{job_id}"
+
+
+def _has_listeners(layer, group: str) -> bool:
+    """Skip rendering for nobody. Only the in-memory layer can tell; others always render."""
+    groups = getattr(layer, "groups", None)
+    if groups is None:
+        return True
+    return bool(groups.get(group))
+
+
+class Outbox:
+    """Reads events after ``last_seen`` plus the gaps it has skipped, each exactly once."""
+
+    def __init__(self, last_seen: int = 0):
+        self.last_seen = last_seen
+        self.gaps: dict[int, float] = {}
+
+    def read(self) -> list[JobEvent]:
+        now = time.monotonic()
+        self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}
+        wanted = Q(id__gt=self.last_seen)
+        if self.gaps:
+            wanted |= Q(id__in=list(self.gaps))
+        events = list(JobEvent.objects.filter(wanted).order_by("id")[:BATCH])
+        previous = self.last_seen
+        for event in events:
+            if event.id in self.gaps:
+                del self.gaps[event.id]
+                continue
+            if event.id > previous + 1 and len(self.gaps) < MAX_GAPS:
+                for missing in range(previous + 1, min(event.id, previous + 1 + MAX_GAPS)):
+                    self.gaps.setdefault(missing, now)
+            previous = max(previous, event.id)
+        self.last_seen = previous
+        return events
+
+
+def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
+    """(group, message) pairs for a batch of events: one update per job, its latest state."""
+    by_job: OrderedDict = OrderedDict()
+    for event in events:
+        by_job.setdefault(event.job_id, []).append(event)
+    jobs = Job.objects.select_related("user", "node").defer("config").in_bulk(list(by_job))
+    out: list[tuple[str, dict]] = []
+    for job_id, job_events in by_job.items():
+        job = jobs.get(job_id)
+        if job is None:
+            continue  # deleted since (retention)
+        new = any(e.kind == "submitted" for e in job_events)
+        base = {"type": "job.row", "job_id": str(job.pk), "owner_id": job.user_id, "new": new}
+        if job.user_id and _has_listeners(layer, user_group(job.user_id)):
+            html = render_to_string("jobs/_row.html", {"job": job, "is_admin": False})
+            out.append((user_group(job.user_id), {**base, "html": html}))
+        if _has_listeners(layer, ADMINS):
+            html = render_to_string("jobs/_row.html", {"job": job, "is_admin": True})
+            out.append((ADMINS, {**base, "html": html}))
+        if _has_listeners(layer, job_group(job.pk)):
+            history = [e for e in job_events if e.kind != "progress"]
+            html = render_to_string("jobs/_live_detail.html", {
+                "job": job, "events": history,
+                "download_url": reverse("api-job-download", args=[job.pk]),
+            })
+            out.append((job_group(job.pk), {"type": "job.detail", "job_id": str(job.pk),
+                                            "html": html}))
+    return out
+
+
+def _latest_event_id() -> int:
+    return JobEvent.objects.aggregate(top=Max("id"))["top"] or 0
+
+
+def _postgres_conninfo() -> str | None:
+    from psycopg.conninfo import make_conninfo
+
+    db = connections["default"].settings_dict
+    if not db["ENGINE"].endswith("postgresql"):
+        return None
+    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"),
+              "host": db.get("HOST"), "port": db.get("PORT")}
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout"):
+        if key in (db.get("OPTIONS") or {}):
+            params[key] = db["OPTIONS"][key]
+    params["application_name"] = "rm-live-bridge"
+    return make_conninfo(**{k: str(v) for k, v in params.items() if v})
+
+
+class Bridge:
+    """One per process and event loop; see the module docstring."""
+
+    def __init__(self):
+        self.task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ready: asyncio.Event | None = None
+        self.outbox: Outbox | None = None
+        self.listening = False
+        self.delivered = 0
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        """Start following the outbox (once); returns when it is following."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            # A new event loop (tests start one per test) needs its own task.
+            if self.task is None or self.task.done() or self.loop is not loop:
+                self.loop = loop
+                self.ready = asyncio.Event()
+                self.task = loop.create_task(self._run(self.ready), name="rm-live-bridge")
+            ready = self.ready
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self, ready: asyncio.Event) -> None:
+        self.outbox = Outbox(await database_sync_to_async(_latest_event_id)())
+        conninfo = await database_sync_to_async(_postgres_conninfo)()
+        while True:
+            try:
+                if conninfo:
+                    await self._follow_postgres(conninfo, ready)
+                else:
+                    ready.set()
+                    await self._follow_polling()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live updates: lost the outbox; retrying in a second")
+                self.listening = False
+                ready.set()
+                await asyncio.sleep(1)
+
+    async def _follow_polling(self) -> None:
+        while True:
+            await self.deliver()
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _follow_postgres(self, conninfo: str, ready: asyncio.Event) -> None:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.listening = True
+            ready.set()
+            await self.deliver()  # whatever happened while we were not listening
+            while True:
+                # Wake at the first notification (or after the safety interval),
+                # then read the table: one read covers any number of notifications.
+                async for _ in conn.notifies(timeout=SAFETY_POLL_SECONDS, stop_after=1):
+                    pass
+                await self.deliver()
+
+    async def deliver(self) -> int:
+        layer = get_channel_layer()
+        messages = await database_sync_to_async(self._read_and_render)(layer)
+        for group, message in messages:
+            await layer.group_send(group, message)
+        self.delivered += len(messages)
+        return len(messages)
+
+    def _read_and_render(self, layer) -> list[tuple[str, dict]]:
+        events = self.outbox.read()
+        if not events:
+            return []
+        return render_messages(events, layer)
+
+
+bridge = Bridge()
