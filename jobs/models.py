@@ -114,6 +114,8 @@ class Job(models.Model):
                          condition=Q(status="QUEUED")),
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["-created_at"], name="job_created"),
+            # The dashboard's "sort by priority" (keyset pagination).
+            models.Index(fields=["-priority", "-created_at"], name="job_priority_created"),
             models.Index(fields=["user", "-created_at"], name="job_user_created"),
             models.Index(fields=["client", "-created_at"], name="job_client_created"),
             models.Index(fields=["path_key"], name="job_path_key"),
