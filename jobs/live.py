@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5  # SQLite, and PostgreSQL while LISTEN is unavailable
 SAFETY_POLL_SECONDS = 5.0  # PostgreSQL: look at the table now and then even without NOTIFY
+RETRY_SECONDS = 10.0  # PostgreSQL: poll this long after LISTEN failed, then retry it
 GAP_SECONDS = 30.0  # how long an uncommitted (or rolled back) event id is asked for again
 MAX_GAPS = 5000
 BATCH = 500
@@ -188,10 +189,17 @@ class Bridge:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("live updates: lost the outbox; retrying in a second")
+                log.exception("live updates: lost the outbox; polling, then trying again")
                 self.listening = False
                 ready.set()
-                await asyncio.sleep(1)
+                # Pages stay live by polling until LISTEN can be tried again.
+                try:
+                    await asyncio.wait_for(self._follow_polling(), timeout=RETRY_SECONDS)
+                except TimeoutError:
+                    pass
+                except Exception:
+                    log.exception("live updates: cannot read the outbox")
+                    await asyncio.sleep(1)
 
     async def _follow_polling(self) -> None:
         while True:
@@ -215,17 +223,21 @@ class Bridge:
 
     async def deliver(self) -> int:
         layer = get_channel_layer()
-        messages = await database_sync_to_async(self._read_and_render)(layer)
-        for group, message in messages:
-            await layer.group_send(group, message)
-        self.delivered += len(messages)
-        return len(messages)
+        sent = 0
+        more = True
+        while more:  # a burst larger than one batch is read to the end now
+            messages, more = await database_sync_to_async(self._read_and_render)(layer)
+            for group, message in messages:
+                await layer.group_send(group, message)
+            sent += len(messages)
+        self.delivered += sent
+        return sent
 
-    def _read_and_render(self, layer) -> list[tuple[str, dict]]:
+    def _read_and_render(self, layer) -> tuple[list[tuple[str, dict]], bool]:
         events = self.outbox.read()
         if not events:
-            return []
-        return render_messages(events, layer)
+            return [], False
+        return render_messages(events, layer), len(events) >= BATCH
 
 
 bridge = Bridge()

@@ -404,6 +404,8 @@ def file_info(job: Job, previous: tuple | None = None) -> dict:
     try:
         stat = Path(job.project_path).stat()
     except OSError:
+        if job.is_final:
+            info["state"] = "gone"  # moved or cleaned up since: no alarm
         return info
     info["size"] = stat.st_size
     info["modified"] = datetime.fromtimestamp(stat.st_mtime, tz=timezone.get_current_timezone())

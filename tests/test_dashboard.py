@@ -377,6 +377,13 @@ def test_dropbox_sync_status(browser_user, user, tmp_path, settings):
     moved = browser_user.get(f"/jobs/{job.pk}/file?size=3&mtime={mtime}")
     assert "Still changing" in text(moved)
 
+    # A finished job's file that has gone since is no alarm, and nothing polls.
+    project.unlink()
+    Job.objects.filter(pk=job.pk).update(status=Status.COMPLETED)
+    gone = browser_user.get(f"/jobs/{job.pk}/file")
+    assert "Not on this server any more" in text(gone)
+    assert "hx-trigger" not in gone.content.decode()
+
 
 def test_the_log_loads_lazily_and_follows_a_render(browser_user, user):
     job = make_job(user, status=Status.RENDERING)

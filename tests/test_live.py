@@ -247,6 +247,44 @@ def test_the_detail_socket_ignores_other_jobs(user):
     run(scenario)
 
 
+def test_a_burst_larger_than_a_batch_is_delivered_at_once(admin, user, monkeypatch):
+    from jobs import live
+
+    monkeypatch.setattr(live, "BATCH", 2)
+    jobs = [make_job(user, status=Status.RENDERING) for _ in range(5)]
+
+    async def scenario():
+        communicator = socket("/ws/jobs", admin)
+        assert (await communicator.connect())[0]
+        for job in jobs:
+            await progress(job, 50)
+        seen = ""
+        while not all(str(job.pk) in seen for job in jobs):
+            seen += await communicator.receive_from(timeout=WAIT)
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_without_listen_the_bridge_polls(user, monkeypatch):
+    """LISTEN may be impossible (a pooler, a refused connection): pages stay live."""
+    from jobs import live
+
+    monkeypatch.setattr(live, "_postgres_conninfo",
+                        lambda: "host=127.0.0.1 port=1 dbname=nothing connect_timeout=1")
+    job = make_job(user, status=Status.RENDERING)
+
+    async def scenario():
+        communicator = socket("/ws/jobs", user)
+        assert (await communicator.connect())[0]
+        assert not bridge.listening
+        await progress(job, 12)
+        await receive_until(communicator, 'aria-valuenow="12"')
+        await communicator.disconnect()
+
+    run(scenario)
+
+
 # --- The outbox --------------------------------------------------------------------------------
 
 

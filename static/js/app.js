@@ -1,6 +1,7 @@
 /* Small enhancements on top of pages that work without JavaScript. */
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
 
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $$(selector, root) { return Array.from((root || document).querySelectorAll(selector)); }
@@ -99,7 +100,6 @@
   document.body.addEventListener("htmx:afterSettle", scrollLog);
 
   document.addEventListener("DOMContentLoaded", function () {
-    document.documentElement.classList.add("js");
     updateBulk();
     scrollLog();
   });
