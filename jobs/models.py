@@ -72,6 +72,8 @@ class Job(models.Model):
     path_key = models.CharField(max_length=1024, blank=True)
     saved_at = models.DateTimeField(null=True, blank=True)
     config = models.JSONField(default=dict, blank=True, help_text="Cleaned engine config")
+    # Cleaned output preset (jobs.presets); empty: the engine's own output.
+    preset = models.JSONField(default=dict, blank=True, help_text="Cleaned output preset")
     callback_url = models.URLField(max_length=2000, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
@@ -107,6 +109,8 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     output_path = models.CharField(max_length=1024, blank=True)
     output_size = models.BigIntegerField(null=True, blank=True)
+    # A poster frame of the output is stored in JobThumbnail (jobs.thumbnails).
+    has_thumbnail = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
@@ -160,6 +164,22 @@ class JobLog(models.Model):
             return self.head + self.tail
         marker = f"\n[... {self.omitted_bytes} bytes of log omitted ...]\n"
         return self.head + marker + self.tail
+
+
+class JobThumbnail(models.Model):
+    """A poster frame (JPEG) of a completed job's video output.
+
+    Kept in the database, not beside the output: the web server that shows it
+    may be another machine than the render node that made it, and Dropbox
+    should sync renders only.
+    """
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True,
+                               related_name="thumbnail")
+    jpeg = models.BinaryField()
+    width = models.IntegerField()
+    height = models.IntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
 
 
 class JobEvent(models.Model):
