@@ -320,8 +320,9 @@ def _run_step(output: _Log, name: str, argv: list[str]) -> int | None:
     except OSError as exc:
         output.add(f"cannot start {argv[0]}: {exc}")
         return 127
-    deadline = time.monotonic() + settings.UPDATE_STEP_TIMEOUT_SECONDS
-    timer = threading.Timer(settings.UPDATE_STEP_TIMEOUT_SECONDS, _kill, args=(proc,))
+    started = time.monotonic()
+    watchdog = _Watchdog(proc)
+    timer = threading.Timer(settings.UPDATE_STEP_TIMEOUT_SECONDS, watchdog)
     timer.daemon = True
     timer.start()
     try:
@@ -331,18 +332,35 @@ def _run_step(output: _Log, name: str, argv: list[str]) -> int | None:
     finally:
         timer.cancel()
         proc.stdout.close()
-    if time.monotonic() >= deadline and code != 0:
+    output.add(f"({name}: exit code {code} after {time.monotonic() - started:.1f} s)")
+    if watchdog.fired:
         output.add(f"{name} took longer than {settings.UPDATE_STEP_TIMEOUT_SECONDS:g} s "
                    "and was stopped")
         return None
     return code
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    from jobs.procs import kill_tree
+class _Watchdog:
+    """Kills a step's process tree when its time is up."""
 
-    with contextlib.suppress(Exception):
-        kill_tree(proc.pid)
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.fired = False
+
+    def __call__(self) -> None:
+        from jobs.guard import kill_all
+
+        self.fired = True
+        try:
+            descendants = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        # Our own child is killed through Popen: psutil must not reap it, or
+        # Popen would lose its exit status.
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(psutil.Error, OSError):
+            kill_all(descendants)
 
 
 def _restart(run: UpdateRun, output: _Log, argv: list[str], number: int) -> None:

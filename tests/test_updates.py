@@ -219,8 +219,10 @@ def test_execute_when_idle_ends_on_the_new_commit_with_migrations_applied(repos,
         assert (repos.install / f"{name}.marker").exists(), name
     # The run is marked succeeded just before the restart command starts (that
     # command may restart this very process).
-    wait_for(lambda: (repos.install / "restart.marker").exists(), timeout=10,
+    wait_for(lambda: "\nrestart done\n" in UpdateRun.objects.get(pk=run.pk).log, timeout=10,
              message="the restart command did not run")
+    assert (repos.install / "restart.marker").exists()
+    run.refresh_from_db()
     # package.json did not change: no npm ci.
     assert not (repos.install / "npm.marker").exists()
     assert "npm: package.json and package-lock.json unchanged, skipped" in run.log
@@ -277,7 +279,7 @@ def test_a_step_that_hangs_is_stopped(repos, settings):
     settings.UPDATE_STEP_TIMEOUT_SECONDS = 1
     settings.UPDATE_INSTALL_COMMAND = ["{python}", "-c", "import time; time.sleep(60)"]
     run = updates.execute("admin@studio.test", wait=True)
-    assert run.state == UpdateRun.State.FAILED and run.step == "install"
+    assert run.state == UpdateRun.State.FAILED and run.step == "install", run.log
     assert "timed out" in run.error
 
 
