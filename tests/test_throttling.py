@@ -60,8 +60,9 @@ def test_the_rate_is_checked_at_start(tmp_path):
     import sys
     from pathlib import Path
 
-    env = {"DEBUG": "true", "API_RATE_LIMIT": "lots", "DJANGO_SETTINGS_MODULE":
-           "rendermanager.settings", "ENV_FILE": str(tmp_path / "none.env"), "DATA_DIR": str(tmp_path),
+    env = {"DEBUG": "true", "API_RATE_LIMIT": "lots",
+           "DJANGO_SETTINGS_MODULE": "rendermanager.settings",
+           "ENV_FILE": str(tmp_path / "none.env"), "DATA_DIR": str(tmp_path),
            "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", "import django; django.setup()"],
                             cwd=Path(__file__).resolve().parent.parent, env=env,
