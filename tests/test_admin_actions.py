@@ -32,16 +32,14 @@ def cancel_event(job) -> JobEvent:
 def farm_with_jobs(farm, user, other_user):
     """One worker rendering a long job, two jobs queued behind it, one just submitted."""
     use_aerender(farm)
-    farm.configure(VALIDATION_INTERVAL_SECONDS=0.2)
     worker = farm.start_worker()
     rendering = submit(farm, user, "long.aep", **LONG)
     wait_rendering(rendering)
     queued = [submit(farm, user, "q1.aep"), submit(farm, other_user, "q2.aep")]
     for job in queued:
         wait_status(job, Status.QUEUED)
-    # A job that is still validating: its file is too young for now.
-    farm.settings.MIN_FILE_AGE_SECONDS = 0
-    pending = submit(farm, user, "new.aep", age=0)
+    # One just submitted (pending or validating when the admin acts).
+    pending = submit(farm, user, "new.aep")
     return worker, rendering, queued, pending
 
 
