@@ -24,14 +24,17 @@ CHUNK_BYTES = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 
 
-def _signer() -> signing.TimestampSigner:
-    return signing.TimestampSigner(salt=DOWNLOAD_SALT)
+def _signer(salt: str = DOWNLOAD_SALT) -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=salt)
 
 
-def download_signature(job_id) -> str:
-    """The ``signature`` query value for a job's download link, from now on."""
+def download_signature(job_id, salt: str = DOWNLOAD_SALT) -> str:
+    """The ``signature`` query value for a job's download link, from now on.
+
+    Another ``salt`` signs links to something else of the job (its thumbnail).
+    """
     # The signed text is "<id>:<time>:<mac>"; the id is in the URL already.
-    return _signer().sign(str(job_id)).split(":", 1)[1]
+    return _signer(salt).sign(str(job_id)).split(":", 1)[1]
 
 
 def signed_download_url(job) -> str:
@@ -41,12 +44,12 @@ def signed_download_url(job) -> str:
     return f"{settings.PUBLIC_URL}{path}?signature={signature}"
 
 
-def check_download_signature(job_id, signature: str) -> str | None:
+def check_download_signature(job_id, signature: str, salt: str = DOWNLOAD_SALT) -> str | None:
     """None if ``signature`` opens ``job_id``'s download now, else why not."""
     if not isinstance(signature, str) or len(signature) > 200:
         return "The download link is invalid."
     try:
-        _signer().unsign(f"{job_id}:{signature}", max_age=DOWNLOAD_URL_SECONDS)
+        _signer(salt).unsign(f"{job_id}:{signature}", max_age=DOWNLOAD_URL_SECONDS)
     except signing.SignatureExpired:
         return "The download link has expired (links are valid for one hour)."
     except signing.BadSignature:

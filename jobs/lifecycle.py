@@ -172,21 +172,26 @@ def still_mine(job_id, lease) -> bool:
     return Job.objects.filter(pk=job_id, status=Status.RENDERING, lease=lease).exists()
 
 
-def complete(job_id, lease, *, output_path: str, output_size: int | None) -> bool:
+def complete(job_id, lease, *, output_path: str, output_size: int | None,
+             has_thumbnail: bool = False) -> bool:
     return transition(job_id, Status.COMPLETED, allowed_from=Status.RENDERING,
                       expect_lease=lease,
                       message="Render completed", output_path=output_path,
                       output_size=output_size, progress=100, phase=Phase.NONE,
-                      eta_seconds=0, render_pid=None)
+                      eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
 
 
-def render_crashed(job_id, lease, reason: str, actor: str = "system") -> str | None:
-    """A failed attempt: back to QUEUED while attempts remain, else FAILED."""
+def render_crashed(job_id, lease, reason: str, actor: str = "system",
+                   permanent: bool = False) -> str | None:
+    """A failed attempt: back to QUEUED while attempts remain, else FAILED.
+
+    ``permanent``: another attempt cannot help (the job itself is wrong): FAILED now.
+    """
     job = Job.objects.filter(pk=job_id, status=Status.RENDERING, lease=lease).first()
     if job is None:
         return None
     limit = settings.MAX_RENDER_ATTEMPTS
-    if job.attempts >= limit:
+    if job.attempts >= limit or permanent:
         message = f"Failed after {job.attempts} attempt(s): {reason}"
         moved = transition(job_id, Status.FAILED, allowed_from=Status.RENDERING,
                       expect_lease=lease,
@@ -242,6 +247,7 @@ def retry(job_id, *, actor: str) -> bool:
                           attempts=0, error="", finished_at=None, started_at=None,
                           progress=0, frames_done=0, frames_total=None, eta_seconds=None,
                           phase=Phase.NONE, output_path="", output_size=None, node=None,
+                          has_thumbnail=False,
                           lease=None, validation_attempts=0, validation_message="")
     except IntegrityError:
         raise Conflict("A newer job for this project is still in progress.") from None

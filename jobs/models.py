@@ -181,6 +181,9 @@ class JobThumbnail(models.Model):
     height = models.IntegerField()
     created_at = models.DateTimeField(default=timezone.now)
 
+    def __str__(self):
+        return f"thumbnail of {self.job_id} ({self.width}x{self.height})"
+
 
 class JobEvent(models.Model):
     """A job's timeline entry, and the outbox that live updates are read from."""

@@ -167,6 +167,13 @@ def resolve_project_path(raw) -> ResolvedPath:
 
 def resolve_source_path(raw) -> str:
     """A ``file:///`` URI for an asset file inside DROPBOX_PATH (path or file:// URI)."""
+    resolved = resolve_source_file(raw)
+    _, windows = _root()
+    return (PureWindowsPath if windows else PurePosixPath)(resolved.path).as_uri()
+
+
+def resolve_source_file(raw) -> ResolvedPath:
+    """A source file inside DROPBOX_PATH, given as a path or a file:// URI."""
     text = raw.strip() if isinstance(raw, str) else raw
     if isinstance(text, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) \
             and not _DRIVE.match(text):
@@ -186,6 +193,4 @@ def resolve_source_path(raw) -> str:
             text = text[1:]
     elif isinstance(text, str) and ":" in text.split("/")[0] and not _DRIVE.match(text):
         raise PathError("Only files inside the Dropbox folder are accepted, not URLs.")
-    resolved = _resolve(text)
-    _, windows = _root()
-    return (PureWindowsPath if windows else PurePosixPath)(resolved.path).as_uri()
+    return _resolve(text)

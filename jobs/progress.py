@@ -159,6 +159,122 @@ class AerenderProgress:
         return "\n".join(self.errors)
 
 
+_KEY_VALUE = re.compile(r"^([a-z0-9_]+)=(.*)$")
+
+
+class FfmpegProgress:
+    """Follows an ffmpeg run through its ``-progress pipe:1 -nostats`` output.
+
+    ffmpeg prints blocks of ``key=value`` lines (``frame``, ``out_time_us``, ...,
+    ``progress=continue|end``) twice a second; the position ``out_time_us`` is
+    measured against ``duration``, the length of what is being written, which
+    the caller resolved beforehand. Other lines are ffmpeg's own messages
+    (it runs with ``-loglevel error``) and are kept as errors. Same interface
+    as AerenderProgress; ``phase`` is ``active_phase`` once output flows.
+
+    ffmpeg prints its blocks even while stuck, so ``feed`` is True only when
+    something moved, and ``heartbeats`` tells the worker's stall watchdog to
+    count only that as life.
+    """
+
+    heartbeats = True
+
+    def __init__(self, duration: float | None, fps: float | None = None,
+                 active_phase: str = Phase.RENDERING, waiting_phase: str = Phase.SETTING_UP):
+        self.duration = duration if duration and duration > 0 else None
+        self.fps = fps if fps and fps > 0 else None
+        self.active_phase = active_phase
+        self.waiting_phase = waiting_phase
+        self.position = 0.0  # seconds written
+        self.frames_done = 0
+        self.started = False
+        self.finished = False
+        self.errors: list[str] = []
+        self.first_at: float | None = None
+        self.first_position = 0.0
+        self._block: dict[str, str] = {}
+        self._logged_percent = -100.0
+
+    def feed(self, line: str, now: float | None = None) -> bool:
+        """Take one output line; True when the progress (or the errors) changed."""
+        match = _KEY_VALUE.match(line.strip())
+        if not match:
+            message = line.strip()[:MAX_ERROR_CHARS]
+            if not message or message in self.errors:
+                return False
+            self.errors = (self.errors + [message])[-MAX_ERRORS:]
+            return True
+        key, value = match.groups()
+        if key != "progress":
+            self._block[key] = value.strip()
+            return False
+        block, self._block = self._block, {}
+        now = time.monotonic() if now is None else now
+        before = (self.position, self.frames_done, self.started, self.finished)
+        frame = block.get("frame", "")
+        if frame.isdigit():
+            self.frames_done = int(frame)
+        micros = block.get("out_time_us", "")
+        if micros.lstrip("-").isdigit():
+            self.position = max(self.position, int(micros) / 1e6)
+        if self.first_at is None and self.position > 0:
+            self.first_at, self.first_position = now, self.position
+        self.started = True
+        if value.strip() == "end":
+            self.finished = True
+        return (self.position, self.frames_done, self.started, self.finished) != before
+
+    def keep_in_log(self, line: str) -> bool:
+        """Whether the render log keeps ``line``: ffmpeg's messages, and the position
+        every 5 % (not the twice-a-second blocks)."""
+        match = _KEY_VALUE.match(line.strip())
+        if not match:
+            return True
+        key, value = match.groups()
+        if key == "progress":
+            return value.strip() == "end"
+        if key == "out_time" and value != "N/A" and (
+                self.percent - self._logged_percent >= 5 or self.finished):
+            self._logged_percent = self.percent
+            return True
+        return False
+
+    @property
+    def frames_total(self) -> int | None:
+        if self.duration is None or self.fps is None:
+            return None
+        return max(1, round(self.duration * self.fps))
+
+    @property
+    def phase(self) -> str:
+        return self.active_phase if self.started else self.waiting_phase
+
+    @property
+    def percent(self) -> float:
+        if self.finished:
+            return 100.0
+        if not self.duration:
+            return 0.0
+        return min(100.0, 100.0 * self.position / self.duration)
+
+    def eta_seconds(self, now: float | None = None) -> int | None:
+        """Seconds left at the speed seen since output began; None before that."""
+        if self.finished:
+            return 0
+        if not self.duration or self.first_at is None:
+            return None
+        now = time.monotonic() if now is None else now
+        elapsed = now - self.first_at
+        done = self.position - self.first_position
+        if elapsed <= 0 or done <= 0:
+            return None
+        return int(round(max(0.0, self.duration - self.position) * elapsed / done))
+
+    @property
+    def error(self) -> str:
+        return "\n".join(self.errors)
+
+
 class LogBuffer:
     """Keeps the first and the last ``max_bytes / 2`` of a stream of lines.
 

@@ -14,12 +14,14 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.utils import timezone
 
 from jobs import lifecycle
-from jobs.models import Job, Status
+from jobs.models import Engine, Job, Status
+from jobs.timeline import local_sources
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -45,11 +47,27 @@ def landed_at(stat: os.stat_result) -> float:
     return stat.st_ctime
 
 
+def sources_stat(job: Job) -> SimpleNamespace:
+    """One observation of all the local sources of a timeline (ffmpeg) job: total
+    size, newest modification, latest arrival; so the same checks apply."""
+    size, mtime, landed = 0, 0.0, 0.0
+    for _field, path in local_sources(job.config or {}):
+        try:
+            stat = Path(path).stat()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"source not found in Dropbox: {path}") from None
+        size += stat.st_size
+        mtime = max(mtime, stat.st_mtime)
+        landed = max(landed, landed_at(stat))
+    return SimpleNamespace(st_size=size, st_mtime=mtime, st_ctime=landed, st_birthtime=landed)
+
+
 def inspect(job: Job, now: datetime) -> tuple[Verdict, os.stat_result | None]:
     try:
-        stat = Path(job.project_path).stat()
-    except FileNotFoundError:
-        return Verdict(problem="file not found in Dropbox"), None
+        ffmpeg = job.engine == Engine.FFMPEG
+        stat = sources_stat(job) if ffmpeg else Path(job.project_path).stat()
+    except FileNotFoundError as exc:
+        return Verdict(problem=exc.args[0] if ffmpeg else "file not found in Dropbox"), None
     except OSError as exc:
         return Verdict(problem=f"file cannot be read ({exc.strerror or exc})"), None
 
@@ -78,6 +96,10 @@ def inspect(job: Job, now: datetime) -> tuple[Verdict, os.stat_result | None]:
     return Verdict(ready=True), stat
 
 
+def _what(job: Job) -> str:
+    return "Timeline sources" if job.engine == Engine.FFMPEG else "Project file"
+
+
 def _stability() -> timedelta:
     return timedelta(seconds=settings.STABILITY_CHECK_SECONDS)
 
@@ -95,7 +117,9 @@ def check(job: Job, now: datetime | None = None) -> str:
                     "validation_seen_at": None}
 
     if verdict.ready:
-        lifecycle.mark_validated(job.pk, "Project file is synced and stable")
+        lifecycle.mark_validated(job.pk, "Timeline sources are synced and stable"
+                                 if job.engine == Engine.FFMPEG
+                                 else "Project file is synced and stable")
         return "ready"
 
     interval = timedelta(seconds=settings.VALIDATION_INTERVAL_SECONDS)
@@ -107,7 +131,7 @@ def check(job: Job, now: datetime | None = None) -> str:
     attempts = job.validation_attempts + 1
     if attempts >= settings.VALIDATION_ATTEMPTS:
         lifecycle.fail_validation(
-            job.pk, f"Project file check failed after {attempts} tries: {verdict.problem}")
+            job.pk, f"{_what(job)} check failed after {attempts} tries: {verdict.problem}")
         return "failed"
     changed = Job.objects.filter(pk=job.pk, status=Status.VALIDATING).update(
         validation_attempts=attempts, validation_message=verdict.problem,

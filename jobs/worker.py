@@ -22,9 +22,11 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from jobs import lifecycle, validation
+from jobs import lifecycle, thumbnails, validation
 from jobs.engines import RenderError, get_engine
+from jobs.engines.ffmpeg import needs_transcode, transcode
 from jobs.models import Job, JobEvent, JobLog, Phase, RenderNode, Status
+from jobs.presets import describe as describe_preset
 from jobs.procs import RenderProcess, kill_marked
 from jobs.progress import LogBuffer
 from jobs.wakeup import Waker, wants_queue
@@ -205,27 +207,60 @@ class Worker:
         try:
             command = engine.command(job, workdir)
         except RenderError as exc:
-            return self._crashed(state, str(exc))
+            return self._crashed(state, str(exc), permanent=exc.permanent)
         progress = engine.progress(job)
         buffer.add(f"=== attempt {job.attempts} on {self.node_name} at "
                    f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC ===")
+        ran = self._run(state, command, progress, buffer)
+        if isinstance(ran, RenderOutcome):
+            return ran
+        code, wall = ran
+        Job.objects.filter(pk=job.pk).update(render_seconds=wall)
+        if code != 0:
+            errors = "; ".join(progress.errors[-3:]) or last_meaningful(buffer)
+            return self._crashed(state, f"the renderer exited with code {code}"
+                                 + (f": {errors}" if errors else ""))
+        result = None
+        if needs_transcode(job):
+            result = self._encode(state, engine, workdir, buffer)
+            if isinstance(result, RenderOutcome):
+                return result
+        return self._publish(state, engine, workdir, buffer, result)
+
+    def _run(self, state: _RenderState, command, progress,
+             buffer: LogBuffer) -> RenderOutcome | tuple[int, float]:
+        """Run one command of a render under the watchdogs.
+
+        Returns (exit code, wall seconds) when the process ended by itself, or the
+        outcome when it was stopped: cancel or takeover, shutdown, stall.
+        """
+        job = state.job
         marker = f"{self.node_name}/{job.pk}/{job.lease}"
         spawned = time.monotonic()
+        state.last_output = spawned
         state.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
         Job.objects.filter(pk=job.pk, lease=job.lease).update(
             render_pid=proc.pid, render_spawned_at=timezone.now())
+        # Parsers may keep their own chatter (ffmpeg's progress blocks) out of the log.
+        keep = getattr(progress, "keep_in_log", None)
+        # A program that reports even while stuck (ffmpeg prints its progress block
+        # twice a second) is alive only while its progress moves; others while they print.
+        heartbeats = getattr(progress, "heartbeats", False)
 
         while True:
             lines = proc.read(READ_SLICE)
             now = time.monotonic()
             if lines:
-                state.last_output = now
+                if not heartbeats:
+                    state.last_output = now
                 for line in lines:
                     if not line.strip():
                         continue  # nexrender --debug echoes a blank line per chunk
-                    buffer.append(line)
                     if progress.feed(line):
                         state.progress_dirty = True
+                        state.last_output = now
+                    if keep is None or keep(line):
+                        buffer.append(line)
             if state.progress_dirty and \
                     now - state.last_progress_write >= settings.PROGRESS_WRITE_SECONDS:
                 self._write_progress(job, progress)
@@ -250,42 +285,67 @@ class Worker:
                     return RenderOutcome(Status.CANCELLED, lost)
             if now - state.last_output > settings.RENDER_STALL_SECONDS:
                 proc.kill()
+                silent = "made no progress" if heartbeats else "printed nothing"
                 return self._crashed(
-                    state, f"the render printed nothing for {settings.RENDER_STALL_SECONDS:g} s "
+                    state, f"the render {silent} for {settings.RENDER_STALL_SECONDS:g} s "
                     "and was stopped")
             code = proc.poll()
             if code is not None:
                 break
 
-        Job.objects.filter(pk=job.pk).update(render_seconds=time.monotonic() - spawned)
+        wall = time.monotonic() - spawned
         self._write_progress(job, progress)
-        if code != 0:
-            errors = "; ".join(progress.errors[-3:]) or last_meaningful(buffer)
-            return self._crashed(state, f"the renderer exited with code {code}"
-                                 + (f": {errors}" if errors else ""))
-        return self._publish(state, engine, workdir)
+        state.progress_dirty = False
+        return code, wall
 
-    def _publish(self, state: _RenderState, engine, workdir: Path) -> RenderOutcome:
+    def _encode(self, state: _RenderState, engine, workdir: Path,
+                buffer: LogBuffer) -> RenderOutcome | Path:
+        """The job's output preset: transcode the finished render (phase "encoding")."""
+        job = state.job
+        try:
+            step = transcode(engine.find_output(job, workdir), workdir, job.preset)
+        except RenderError as exc:
+            return self._crashed(state, str(exc), permanent=exc.permanent)
+        Job.objects.filter(pk=job.pk, lease=job.lease).update(
+            phase=Phase.ENCODING, progress=0, frames_done=0, eta_seconds=None)
+        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
+                         message=f"Encoding: {describe_preset(job.preset)}")
+        buffer.add(f"=== encoding with preset {describe_preset(job.preset)} ===")
+        ran = self._run(state, step.command, step.progress, buffer)
+        if isinstance(ran, RenderOutcome):
+            return ran
+        code, _wall = ran
+        if code != 0 or not step.output.is_file() or step.output.stat().st_size == 0:
+            errors = "; ".join(step.progress.errors[-3:]) or last_meaningful(buffer)
+            return self._crashed(state, f"encoding with the {job.preset.get('name')} preset "
+                                 f"failed (exit code {code})" + (f": {errors}" if errors else ""))
+        return step.output
+
+    def _publish(self, state: _RenderState, engine, workdir: Path, buffer: LogBuffer,
+                 result: Path | None = None) -> RenderOutcome:
         job = state.job
         Job.objects.filter(pk=job.pk, lease=job.lease).update(phase=Phase.PUBLISHING)
         lifecycle.record(job.pk, "progress", to_status=Status.RENDERING)
         try:
-            result = engine.find_output(job, workdir)
+            result = engine.find_output(job, workdir) if result is None else result
         except RenderError as exc:
-            return self._crashed(state, str(exc))
+            return self._crashed(state, str(exc), permanent=exc.permanent)
         if not lifecycle.still_mine(job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
+        has_thumbnail = thumbnails.capture(job, result)
         target = publish(result, Path(settings.RENDER_OUTPUT_DIR), output_name(job, result))
+        self._flush_log(job, buffer)  # whoever sees COMPLETED sees the whole log
         if not lifecycle.complete(job.pk, job.lease, output_path=str(target),
-                                  output_size=target.stat().st_size):
+                                  output_size=target.stat().st_size,
+                                  has_thumbnail=has_thumbnail):
             target.unlink(missing_ok=True)
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing")
         return RenderOutcome(Status.COMPLETED)
 
-    def _crashed(self, state: _RenderState, reason: str) -> RenderOutcome:
+    def _crashed(self, state: _RenderState, reason: str, permanent: bool = False) -> RenderOutcome:
         job = state.job
         status = lifecycle.render_crashed(job.pk, job.lease, reason,
-                                          actor=f"node:{self.node_name}")
+                                          actor=f"node:{self.node_name}", permanent=permanent)
         return RenderOutcome(status or "LOST", reason)
 
     def _lost_claim(self, job: Job) -> str:

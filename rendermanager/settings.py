@@ -298,6 +298,28 @@ PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, max
 RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
+
+def _bundled_ffmpeg() -> str:
+    """The ffmpeg binary of the imageio-ffmpeg wheel (installed by `make setup`)."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # no wheel for this platform: fall back to ffmpeg on PATH
+        return "ffmpeg"
+
+
+# The ffmpeg engine (timeline jobs), output presets and poster frames.
+FFMPEG_PATH = env.str("FFMPEG_PATH") or _bundled_ffmpeg()
+TIMELINE_MAX_TRACKS = env.int("TIMELINE_MAX_TRACKS", 32, minimum=1, maximum=1000)
+TIMELINE_MAX_SECONDS = env.float("TIMELINE_MAX_SECONDS", 10800, minimum=1)
+TIMELINE_MAX_WIDTH = env.int("TIMELINE_MAX_WIDTH", 1920, minimum=16, maximum=8192)
+TIMELINE_MAX_HEIGHT = env.int("TIMELINE_MAX_HEIGHT", 1080, minimum=16, maximum=8192)
+TIMELINE_ALLOWED_HOSTS = [host.lower() for host in env.list("TIMELINE_ALLOWED_HOSTS")]
+TIMELINE_DOWNLOAD_MAX_BYTES = env.int("TIMELINE_DOWNLOAD_MAX_BYTES", 2 * 1024**3, minimum=1024)
+TIMELINE_DOWNLOAD_TIMEOUT_SECONDS = env.float("TIMELINE_DOWNLOAD_TIMEOUT_SECONDS", 300,
+                                              minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

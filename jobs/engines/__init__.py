@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from jobs.engines.aerender import AerenderEngine
 from jobs.engines.base import Engine, RenderCommand, RenderError
+from jobs.engines.ffmpeg import FfmpegEngine
 from jobs.engines.nexrender import NexrenderEngine
 
 __all__ = ["Engine", "RenderCommand", "RenderError", "get_engine", "register"]
@@ -29,3 +30,4 @@ def get_engine(name: str) -> Engine:
 
 register(NexrenderEngine())
 register(AerenderEngine())
+register(FfmpegEngine())

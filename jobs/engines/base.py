@@ -29,7 +29,15 @@ class RenderCommand:
 
 
 class RenderError(Exception):
-    """The render cannot run or did not produce what it should; the message says why."""
+    """The render cannot run or did not produce what it should; the message says why.
+
+    ``permanent``: another attempt cannot go better (a timeline over a limit, say),
+    so the job fails at once instead of being retried.
+    """
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Engine:
