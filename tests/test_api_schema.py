@@ -29,7 +29,16 @@ def test_every_job_operation_is_described(schema):
 def test_the_submission_body_is_described(schema):
     body = schema["components"]["schemas"]["SubmitRequest"]
 
-    assert set(body["required"]) == {"project_path", "saved_at", "mac_username", "nexrender"}
+    # project_path, saved_at and nexrender are required for the After Effects engines,
+    # timeline for the ffmpeg engine: the descriptions say so, the server checks it.
+    assert set(body["required"]) == {"mac_username"}
+    for field in ("project_path", "saved_at", "nexrender"):
+        assert "Required for the After Effects engines" in body["properties"][field][
+            "description"]
+    timeline = body["properties"]["timeline"]
+    assert timeline["required"] == ["width", "height"]
+    assert timeline["properties"]["backgrounds"]["maxItems"] == 4
+    assert {"oneOf"} <= set(body["properties"]["preset"])
     assert "priority" not in body["properties"]
     template = body["properties"]["nexrender"]["properties"]["template"]
     assert template["required"] == ["composition"]

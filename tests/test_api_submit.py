@@ -164,10 +164,10 @@ def test_disallowed_nexrender_keys_are_refused(api_client, body):
     assert set(payload["errors"]["nexrender"]) == {"actions", "template.composition"}
 
 
-def test_ffmpeg_is_not_supported_yet(api_client, body):
-    payload = refused(api_client, {**body, "engine": "ffmpeg"}, "engine")
+def test_the_ffmpeg_engine_takes_a_timeline_not_a_project(api_client, body):
+    payload = refused(api_client, {**body, "engine": "ffmpeg"}, "timeline")
 
-    assert "not supported yet" in payload["errors"]["engine"][0]
+    assert {"project_path", "saved_at", "nexrender"} <= set(payload["errors"])
 
 
 def test_the_aerender_engine_takes_no_assets(api_client, body):

@@ -11,16 +11,20 @@ from rest_framework import serializers
 
 from accounts.models import MacUsername
 from jobs.download import signed_download_url
+from jobs.engines.base import is_image_sequence
 from jobs.models import Engine, Job, JobLog, Status
 from jobs.nexrender_spec import clean_nexrender_config
 from jobs.paths import PathError, resolve_project_path
+from jobs.presets import CODECS, NAMES, QUALITY, clean_preset
+from jobs.thumbnails import signed_thumbnail_url
+from jobs.timeline import clean_timeline
 
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 LOG_TAIL_CHARS = 4096
 # A client clock may run ahead a little; a saved_at far in the future would
 # make the file checks wait for a save that never comes.
 SAVED_AT_MAX_AHEAD = dt.timedelta(days=1)
-SUPPORTED_ENGINES = (Engine.NEXRENDER, Engine.AERENDER)
+AE_ONLY = ("project_path", "saved_at", "nexrender")
 _NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
@@ -99,19 +103,86 @@ class NexrenderField(serializers.JSONField):
     """nexrender's job format, restricted to ``template`` and ``assets``."""
 
 
+_SRC = {"type": "string", "description": "A file inside the Dropbox folder (a path or a "
+        "file:// URI), or an http(s) URL on a host in TIMELINE_ALLOWED_HOSTS."}
+TIMELINE_SCHEMA = {
+    "type": "object",
+    "required": ["width", "height"],
+    "additionalProperties": False,
+    "properties": {
+        "width": {"type": "integer", "minimum": 16, "description": "Even; at most "
+                  "TIMELINE_MAX_WIDTH (1920)."},
+        "height": {"type": "integer", "minimum": 16, "description": "Even; at most "
+                   "TIMELINE_MAX_HEIGHT (1080)."},
+        "fps": {"type": "number", "minimum": 1, "maximum": 60, "default": 30},
+        "duration": {"type": "number", "nullable": True, "minimum": 0,
+                     "exclusiveMinimum": True,
+                     "description": "Seconds. Without it: the end of the longest track with "
+                     "decides_duration, else of the longest track."},
+        "backgrounds": {"type": "array", "maxItems": 4, "items": {
+            "type": "object", "required": ["src", "type"], "additionalProperties": False,
+            "properties": {
+                "src": _SRC,
+                "type": {"enum": ["image", "video"]},
+                "crossfade": {"type": "number", "minimum": 0, "maximum": 10,
+                              "description": "Seconds of fade from the background before."},
+                "duration": {"type": "number", "nullable": True, "minimum": 0,
+                             "exclusiveMinimum": True,
+                             "description": "Seconds shown (stills share the rest without)."},
+                "fit": {"enum": ["contain", "cover"], "default": "contain"},
+                "decides_duration": {"type": "boolean"},
+            }}},
+        "audio": {"type": "array", "items": {
+            "type": "object", "required": ["src"], "additionalProperties": False,
+            "properties": {
+                "src": _SRC,
+                "fade": {"type": "number", "minimum": 0, "maximum": 30,
+                         "description": "Seconds of fade in and out."},
+                "decides_duration": {"type": "boolean"},
+            }}},
+    },
+}
+PRESET_SCHEMA = {"oneOf": [
+    {"type": "string", "enum": list(NAMES)},
+    {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "enum": list(NAMES)},
+        "quality": {"type": "string", "enum": list(QUALITY)},
+        "codec": {"type": "string", "enum": list(CODECS), "description": "custom only"},
+        "bitrate": {"oneOf": [{"type": "integer"}, {"type": "string"}],
+                    "description": "custom only: bits per second, or '8M', '800k'"},
+        "crf": {"type": "integer", "minimum": 0, "maximum": 51, "description": "custom only"},
+        "width": {"type": "integer", "description": "custom only; even"},
+        "height": {"type": "integer", "description": "custom only; even"},
+    }},
+]}
+
+
+@extend_schema_field(TIMELINE_SCHEMA)
+class TimelineField(serializers.JSONField):
+    """An ffmpeg job's timeline (jobs.timeline)."""
+
+
+@extend_schema_field(PRESET_SCHEMA)
+class PresetField(serializers.JSONField):
+    """An output preset (jobs.presets)."""
+
+
 class SubmitSerializer(StrictSerializer):
     refused_fields = {"priority": "Not accepted: priority is set by admins."}
 
     project_path = serializers.CharField(
-        max_length=1024, help_text="Windows path inside the Dropbox folder, or the macOS path "
-        "(/Users/<name>/Dropbox/...) of the same file.")
+        max_length=1024, required=False, help_text="Windows path inside the Dropbox folder, "
+        "or the macOS path (/Users/<name>/Dropbox/...) of the same file. Required for the "
+        "After Effects engines (nexrender, aerender).")
     saved_at = serializers.DateTimeField(
-        help_text="ISO-8601 time the client saved the project; an older file on this "
-        "machine is waited for.")
+        required=False, help_text="ISO-8601 time the client saved the project; an older file "
+        "on this machine is waited for. Required for the After Effects engines.")
     mac_username = serializers.CharField(
         max_length=64, help_text="The artist's macOS account name, registered in their profile.")
     nexrender = NexrenderField(
-        help_text="nexrender's job format restricted to `template` (composition required; "
+        required=False,
+        help_text="Required for the After Effects engines. "
+        "nexrender's job format restricted to `template` (composition required; "
         "outputModule, outputExt, settingsTemplate, renderSettings, outputSettings, "
         "frameStart, frameEnd, frameIncrement, continueOnMissing, imageSequence) and "
         "`assets` (data, image, video, audio).")
@@ -121,7 +192,15 @@ class SubmitSerializer(StrictSerializer):
         help_text="Receives a signed POST when the job completes, fails or is cancelled.")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     engine = serializers.ChoiceField(choices=Engine.choices, required=False,
-                                     help_text="Defaults to the server's RENDER_ENGINE.")
+                                     help_text="Defaults to ffmpeg when a `timeline` is given, "
+                                     "else to the server's RENDER_ENGINE.")
+    timeline = TimelineField(
+        required=False, help_text="The ffmpeg engine's render (instead of project_path, "
+        "saved_at and nexrender): canvas, fps, duration, up to 4 backgrounds and audio tracks.")
+    preset = PresetField(
+        required=False, help_text="Output preset for any engine: web (H.264 8 Mbps 1080p), "
+        "social (H.264 12 Mbps 1080p), high_quality (ProRes 422 4K) or custom; quality "
+        "ultra/high/medium/low. After Effects renders are transcoded afterwards.")
 
     def validate_project_path(self, value):
         try:
@@ -154,17 +233,43 @@ class SubmitSerializer(StrictSerializer):
                                               "control characters.")
         return value.strip()
 
-    def validate_engine(self, value):
-        if value not in SUPPORTED_ENGINES:
-            raise serializers.ValidationError(f"The {value} engine is not supported yet.")
-        return value
+    def validate_timeline(self, value):
+        return clean_timeline(value)
+
+    def validate_preset(self, value):
+        return clean_preset(value)
 
     def validate(self, attrs):
-        attrs.setdefault("engine", settings.RENDER_ENGINE)
-        if attrs["engine"] == Engine.AERENDER and attrs["nexrender"]["assets"]:
+        default = Engine.FFMPEG if "timeline" in attrs else settings.RENDER_ENGINE
+        engine = attrs.setdefault("engine", default)
+        attrs.setdefault("preset", {})
+        errors = {}
+        if engine == Engine.FFMPEG:
+            if "timeline" not in attrs:
+                errors["timeline"] = ["This field is required for the ffmpeg engine."]
+            for key in AE_ONLY:
+                if key in attrs:
+                    errors[key] = ["Not used by the ffmpeg engine: its sources are in "
+                                   "`timeline`."]
+            if errors:
+                raise serializers.ValidationError(errors)
+            if not attrs.get("name"):
+                attrs["name"] = "timeline"
+            return attrs
+        for key in AE_ONLY:
+            if key not in attrs:
+                errors[key] = ["This field is required."]
+        if "timeline" in attrs:
+            errors["timeline"] = ["Only for the ffmpeg engine (\"engine\": \"ffmpeg\")."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        if engine == Engine.AERENDER and attrs["nexrender"]["assets"]:
             raise serializers.ValidationError(
                 {"nexrender": ["The aerender engine renders the project as it is: 'assets' "
                                "need the nexrender engine."]})
+        if attrs["preset"] and is_image_sequence(attrs["nexrender"]["template"]):
+            raise serializers.ValidationError(
+                {"preset": ["A preset encodes a video; this job renders an image sequence."]})
         return attrs
 
 
@@ -180,6 +285,9 @@ class OutputSerializer(serializers.Serializer):
     path = serializers.CharField()
     size = serializers.IntegerField(allow_null=True)
     download_url = serializers.URLField(help_text="Signed link, valid for one hour.")
+    thumbnail_url = serializers.URLField(
+        allow_null=True, help_text="A poster frame (JPEG) of the video; signed link, valid "
+        "for one hour. Null for image sequences.")
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -190,7 +298,8 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "name", "status", "engine", "client", "progress", "phase",
                   "eta_seconds", "priority", "attempts", "project_path", "mac_username",
-                  "user", "created_at", "started_at", "finished_at", "error", "output"]
+                  "user", "created_at", "started_at", "finished_at", "error", "preset",
+                  "output"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.EmailField(allow_null=True))
@@ -202,7 +311,8 @@ class JobSerializer(serializers.ModelSerializer):
         if job.status != Status.COMPLETED or not job.output_path:
             return None
         return {"path": job.output_path, "size": job.output_size,
-                "download_url": signed_download_url(job)}
+                "download_url": signed_download_url(job),
+                "thumbnail_url": signed_thumbnail_url(job)}
 
 
 class JobDetailSerializer(JobSerializer):

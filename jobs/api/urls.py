@@ -11,4 +11,6 @@ urlpatterns = [
     path("jobs/<str:job_id>/logs", views.JobLogsView.as_view(), name="api-job-logs"),
     path("jobs/<str:job_id>/download", views.JobDownloadView.as_view(),
          name="api-job-download"),
+    path("jobs/<str:job_id>/thumbnail", views.JobThumbnailView.as_view(),
+         name="api-job-thumbnail"),
 ]

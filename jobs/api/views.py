@@ -2,7 +2,7 @@ import uuid
 from pathlib import Path
 
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -33,7 +33,8 @@ from jobs.api.serializers import (
     status_url,
 )
 from jobs.download import check_download_signature, file_response
-from jobs.models import Job, JobLog, Status
+from jobs.models import Engine, Job, JobLog, JobThumbnail, Status
+from jobs.thumbnails import check_thumbnail_signature
 
 
 def liveness(request):
@@ -144,19 +145,25 @@ class JobsView(JsonApiView):
         submission.is_valid(raise_exception=True)
         data = submission.validated_data
         client = request.user.name[:64]
+        if data["engine"] == Engine.FFMPEG:
+            # A timeline has no project file: no path to supersede, nothing to sync-check
+            # but its sources (jobs.validation).
+            source = {"config": data["timeline"]}
+        else:
+            source = {"submitted_path": data["project_path"],
+                      "project_path": submission.resolved.path,
+                      "path_key": submission.resolved.key, "saved_at": data["saved_at"],
+                      "config": data["nexrender"]}
         submitted = lifecycle.submit(
             actor=f"api:{client}",
             user=submission.job_user,
             client=client,
             mac_username=data["mac_username"],
-            submitted_path=data["project_path"],
-            project_path=submission.resolved.path,
-            path_key=submission.resolved.key,
-            saved_at=data["saved_at"],
-            config=data["nexrender"],
             engine=data["engine"],
             name=data["name"],
             callback_url=data["callback_url"],
+            preset=data["preset"],
+            **source,
         )
         job = submitted.job
         body = {"id": job.pk, "status": job.status, "status_url": status_url(job),
@@ -280,3 +287,37 @@ class JobDownloadView(JsonApiView):
             return file_response(request, path)
         except OSError as exc:
             raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
+
+
+class JobThumbnailView(JsonApiView):
+    permission_classes = [AllowAny]
+    content_negotiation_class = AnyAccept
+
+    @extend_schema(
+        operation_id="jobs_thumbnail",
+        summary="A completed job's poster frame (JPEG)",
+        description="With a token, a session, or the signed `output.thumbnail_url` of the "
+                    "job (valid one hour).",
+        parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
+                                             description="From the job's thumbnail_url.")],
+        responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY),
+                   **errors(401, 403, 404)},
+    )
+    def get(self, request, job_id):
+        pk = _job_id(job_id)
+        signature = request.query_params.get("signature")
+        problem = check_thumbnail_signature(pk, signature) if signature is not None else None
+        if signature is not None and problem is None:
+            job = Job.objects.filter(pk=pk).first()
+        elif request.user.is_authenticated:
+            job = get_visible_job(request, job_id)
+        elif problem:
+            raise PermissionDenied(problem)
+        else:
+            raise NotAuthenticated()
+        thumbnail = JobThumbnail.objects.filter(job_id=pk).first() if job else None
+        if job is None or not job.has_thumbnail or thumbnail is None:
+            raise NotFound("This job has no thumbnail (yet).")
+        response = HttpResponse(bytes(thumbnail.jpeg), content_type="image/jpeg")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
