@@ -96,3 +96,14 @@ def allowed_domain() -> str:
     from django.conf import settings
 
     return settings.ALLOWED_EMAIL_DOMAIN
+
+
+@register.filter
+def preset_text(preset) -> str:
+    """An output preset in words: "web (H.264 8 Mbps, 1080p)"."""
+    from jobs.presets import describe
+
+    try:
+        return describe(preset)
+    except (KeyError, TypeError):
+        return ""
