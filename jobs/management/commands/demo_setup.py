@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shlex
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import ApiToken, MacUsername, User
+from jobs import lifecycle
+from jobs.models import Engine, Job
+from jobs.timeline import clean_timeline
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_USERNAME = "admin"
@@ -58,6 +62,7 @@ class Command(BaseCommand):
             self.token(data_dir / "demo-token.txt")
         project = self.sample_project()
         self.report(password, password_note, project)
+        self.timeline_demo()
 
     # --- The pieces ---------------------------------------------------------------
 
@@ -148,4 +153,54 @@ class Command(BaseCommand):
         write(f"  curl -sS -H \"X-API-Token: $TOKEN\" {url}/api/jobs/$JOB")
         write(f"  curl -sS -fOJ -H \"X-API-Token: $TOKEN\" {url}/api/jobs/$JOB/download")
         write(f"(The macOS form of the path, {mac_path}, works too: the API converts it.)")
+        write("")
+
+    # --- A timeline (ffmpeg engine) job: a real video without After Effects ----------
+
+    def timeline_demo(self) -> None:
+        """Make a test-pattern still, a colour-bars clip and a sine tone in Dropbox/demo
+        with ffmpeg, and submit one timeline job (once), so the first run renders a
+        real video; then print how to submit another."""
+        folder = Path(settings.DROPBOX_PATH) / "demo" / "timeline"
+        media = {
+            "pattern.png": ["-f", "lavfi", "-i", "testsrc2=s=1280x720", "-frames:v", "1"],
+            "bars.mp4": ["-f", "lavfi", "-i", "smptehdbars=s=1280x720:r=30:d=4", "-c:v",
+                         "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+            "tone.wav": ["-f", "lavfi", "-i", "sine=frequency=440:duration=8"],
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, args in media.items():
+            if (folder / name).is_file():
+                continue
+            try:
+                subprocess.run([str(settings.FFMPEG_PATH), "-hide_banner", "-nostdin", "-v",
+                                "error", "-y", *args, str(folder / name)],
+                               check=True, capture_output=True, timeout=120)
+            except (OSError, subprocess.SubprocessError) as exc:
+                self.stderr.write(f"No timeline demo: ffmpeg ({settings.FFMPEG_PATH}) could "
+                                  f"not make {name}: {exc}")
+                return
+        timeline = {"width": 1280, "height": 720, "fps": 30,
+                    "backgrounds": [{"src": str(folder / "pattern.png"), "type": "image"},
+                                    {"src": str(folder / "bars.mp4"), "type": "video",
+                                     "crossfade": 1.0}],
+                    "audio": [{"src": str(folder / "tone.wav"), "fade": 1.0,
+                               "decides_duration": True}]}
+        job = Job.objects.filter(client=CLIENT, engine=Engine.FFMPEG).order_by("created_at") \
+            .first()
+        if job is None:
+            job = lifecycle.submit(
+                actor="demo_setup", user=MacUsername.find_user(MAC_USERNAME), client=CLIENT,
+                mac_username=MAC_USERNAME, engine=Engine.FFMPEG, name="Demo timeline",
+                config=clean_timeline(timeline), preset={"name": "web"}).job
+        url = settings.PUBLIC_URL
+        write = self.stdout.write
+        write(f"A timeline job renders a real video with ffmpeg (no After Effects needed): "
+              f"{url}/jobs/{job.pk}")
+        body = json.dumps({"engine": "ffmpeg", "mac_username": MAC_USERNAME,
+                           "name": "My timeline", "preset": "web", "timeline": timeline})
+        write("Submit another one:")
+        write(f"  curl -sS -X POST {url}/api/jobs -H \"X-API-Token: $TOKEN\" "
+              f"-H 'Content-Type: application/json' \\")
+        write(f"    -d {shlex.quote(body)}")
         write("")
