@@ -151,17 +151,18 @@ class Worker:
         return True
 
     def heartbeat(self, force: bool = True) -> None:
+        """Write the heartbeat when due; read admin commands every time.
+
+        Called at least every WORKER_POLL_SECONDS, idle or rendering, so a
+        restart command takes effect within that, not a heartbeat interval.
+        """
         now = time.monotonic()
-        if not force and now - self.last_heartbeat < settings.HEARTBEAT_SECONDS:
-            return
-        RenderNode.objects.filter(pk=self.node.pk).update(last_heartbeat=timezone.now(),
-                                                           stopped_at=None)
-        command = RenderNode.objects.filter(pk=self.node.pk).values_list("command",
-                                                                          flat=True).first()
-        if command == "restart":
-            RenderNode.objects.filter(pk=self.node.pk).update(command="")
+        if force or now - self.last_heartbeat >= settings.HEARTBEAT_SECONDS:
+            RenderNode.objects.filter(pk=self.node.pk).update(last_heartbeat=timezone.now(),
+                                                               stopped_at=None)
+            self.last_heartbeat = now
+        if RenderNode.objects.filter(pk=self.node.pk, command="restart").update(command=""):
             self.restart_requested = True
-        self.last_heartbeat = now
         self.last_db_ok = now
 
     def _validate_forever(self) -> None:
