@@ -38,7 +38,9 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 HAVE_PG := $(wildcard /usr/lib/postgresql/*/bin/pg_ctl $(PG_BIN)/pg_ctl) $(shell command -v pg_ctl 2>/dev/null)
 HAVE_CHROMIUM := $(wildcard /usr/bin/chromium)
 APT_MISSING := $(if $(HAVE_PG),,postgresql) $(if $(HAVE_CHROMIUM),,chromium)
-BENCHES := $(wildcard bench/*.py)
+# Benchmark scripts are the bench/*.py with a __main__ block (not helpers like harness.py).
+BENCHES := $(shell grep -l '__main__' bench/*.py 2>/dev/null)
+BENCH_ARGS ?=
 
 .PHONY: help setup run test test-deps test-sqlite test-postgres lint bench clean distclean
 
@@ -47,7 +49,7 @@ help:
 	@echo "make test       ruff, then pytest on SQLite and again on a throwaway PostgreSQL"
 	@echo "make setup      .venv, Python packages, the pinned nexrender CLI, migrations, simulator"
 	@echo "make lint       ruff check"
-	@echo "make bench      run every bench/*.py"
+	@echo "make bench      run every benchmark in bench/ (BENCH_ARGS=\"--db postgres\" passes options)"
 	@echo "make clean      remove test artifacts, caches and the test PostgreSQL cluster"
 	@echo "make distclean  clean, and remove .venv, node_modules and $(DATA_DIR)/ (the local database!)"
 
@@ -130,7 +132,7 @@ endif
 
 bench: setup
 	@$(if $(BENCHES),true,echo "No benchmarks in bench/ yet.")
-	@for bench in $(BENCHES); do echo "== $$bench"; $(TEST_ENV) $(PY) $$bench || exit 1; done
+	@for bench in $(BENCHES); do echo "== $$bench"; $(TEST_ENV) $(PY) $$bench $(BENCH_ARGS) || exit 1; done
 
 clean:
 	-test -f tools/pgtest.py && $(PYTHON) tools/pgtest.py destroy $(PGTEST_DIR)
