@@ -12,77 +12,21 @@ Screenshots of the list and a job's page are saved to artifacts/screenshots/.
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from django.db import connections
 
 from jobs.models import Job, JobLog, Status
-from tests.conftest import REPO, make_project, requires, wait_for
+from tests import browser_helpers
+from tests.browser_helpers import LIVE, SCREENSHOTS
+from tests.conftest import make_project, wait_for
 
 pytestmark = [pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-quic",
-                 "--disable-sync"]
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
-LIVE = 30_000  # ms: generous for slow CI machines; updates normally take < 1 s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def chromium():
-    if not CHROMIUM.exists():
-        requires("Chromium", "apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        requires("Playwright for Python", "pip install -e '.[test]'")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def server(farm):
-    """daphne on a free port, on the test database, with password sign-in on."""
-    port = free_port()
-    log_path = farm.tmp_path / "daphne.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "rendermanager.asgi:application"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env=farm.env(ALLOW_PASSWORD_LOGIN="true", ALLOWED_HOSTS="127.0.0.1,localhost",
-                         PORT=port, PUBLIC_URL=f"http://127.0.0.1:{port}"))
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError("daphne exited:\n" + log_path.read_text(errors="replace"))
-        with contextlib.suppress(requests.RequestException):
-            return requests.get(f"{base}/health", timeout=1).status_code == 200
-        return False
-
-    wait_for(up, timeout=30, interval=0.2, message="daphne did not start")
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+# Shared fixtures (Chromium, daphne on the test database).
+chromium = browser_helpers.chromium
+server = browser_helpers.server
 
 
 def submit(base, token, dropbox, name, **behaviour) -> str:
