@@ -1,9 +1,27 @@
 from django.urls import path
 
-from systemadmin import api
+from systemadmin import api, views
 
-# Mounted at /api/system/ (no trailing slashes, like the rest of the API).
+app_name = "systemadmin"
+
+# The admin panel (ADMIN only), mounted at the site root: /system, /system/...
+# (not /admin/, which is the Django admin).
 urlpatterns = [
+    path("system", views.panel, name="panel"),
+    path("system/health", views.health_fragment, name="health"),
+    path("system/nodes", views.nodes_fragment, name="nodes"),
+    path("system/queue", views.queue_fragment, name="queue"),
+    path("system/errors", views.errors_fragment, name="errors"),
+    path("system/update", views.update_fragment, name="update"),
+    path("system/emergency-stop", views.emergency_stop, name="emergency-stop"),
+    path("system/clear-queue", views.clear_queue, name="clear-queue"),
+    path("system/restart-engine", views.restart_engine, name="restart-engine"),
+    path("system/update/check", views.update_check, name="update-check"),
+    path("system/update/execute", views.update_execute, name="update-execute"),
+]
+
+# The JSON API, mounted at /api/system/ (no trailing slashes, like the rest of the API).
+api_urlpatterns = [
     path("health", api.HealthView.as_view(), name="system-health"),
     path("queue-history", api.QueueHistoryView.as_view(), name="system-queue-history"),
     path("errors", api.ErrorsView.as_view(), name="system-errors"),
