@@ -159,6 +159,9 @@ class JobLog(models.Model):
     omitted_bytes = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
+    def __str__(self):
+        return f"log of job {self.job_id}"
+
     def text(self) -> str:
         if not self.omitted_bytes:
             return self.head + self.tail
