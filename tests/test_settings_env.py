@@ -58,8 +58,10 @@ def clean_env(**values: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in names and key != "ENV_FILE"
            and not any(key.startswith(prefix) for prefix in prefixes)}
+    # A fixed hash seed: sets in settings print in the same order in every start.
     env.update(DJANGO_SETTINGS_MODULE="rendermanager.settings",
-               ENV_FILE=str(REPO / "var" / "no-such-file.env"), PYTHONUNBUFFERED="1")
+               ENV_FILE=str(REPO / "var" / "no-such-file.env"), PYTHONUNBUFFERED="1",
+               PYTHONHASHSEED="0")
     env.update(values)
     return env
 
