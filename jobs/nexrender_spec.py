@@ -17,6 +17,7 @@ import re
 
 from rest_framework.exceptions import ValidationError
 
+from jobs.fielderrors import FieldErrors
 from jobs.paths import PathError, resolve_source_path
 
 MAX_ASSETS = 200
@@ -61,29 +62,11 @@ _EXTENSION = re.compile(r"^[A-Za-z0-9]{1,10}$")
 _VALUE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\ud800-\udfff]")
 
 
-class _Errors:
-    """Collects every problem under its dotted path, so a client fixes them in one go."""
-
-    def __init__(self):
-        self.found: dict[str, list[str]] = {}
-
-    def add(self, where: str, message: str) -> None:
-        self.found.setdefault(where, []).append(message)
-
-    def unknown_keys(self, where: str, data: dict, allowed: set[str]) -> None:
-        for key in data:
-            if key in allowed:
-                continue
-            here = f"{where}.{key}" if where else str(key)
-            reason = REFUSED.get(key) or f"allowed here: {', '.join(sorted(allowed))}"
-            self.add(here, f"'{key}' is not accepted: {reason}.")
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _name(errors: _Errors, where: str, value, *, required: bool = False) -> str | None:
+def _name(errors: FieldErrors, where: str, value, *, required: bool = False) -> str | None:
     """A name nexrender pastes into ExtendScript."""
     if value is None and not required:
         return None
@@ -99,7 +82,7 @@ def _name(errors: _Errors, where: str, value, *, required: bool = False) -> str 
     return value
 
 
-def _frame(errors: _Errors, where: str, value, minimum: int) -> int | None:
+def _frame(errors: FieldErrors, where: str, value, minimum: int) -> int | None:
     if value is None:
         return None
     if not _is_int(value) or not minimum <= value <= MAX_FRAME:
@@ -108,7 +91,7 @@ def _frame(errors: _Errors, where: str, value, minimum: int) -> int | None:
     return value
 
 
-def _bool(errors: _Errors, where: str, value) -> bool | None:
+def _bool(errors: FieldErrors, where: str, value) -> bool | None:
     if value is None:
         return None
     if not isinstance(value, bool):
@@ -117,7 +100,7 @@ def _bool(errors: _Errors, where: str, value) -> bool | None:
     return value
 
 
-def _settings(errors: _Errors, where: str, value) -> str | None:
+def _settings(errors: FieldErrors, where: str, value) -> str | None:
     """aerender's ``-renderSettings``/``-outputSettings``: "name:value;name:value".
 
     Accepted as that string or as an object; the cleaned form is the string.
@@ -155,7 +138,7 @@ def _settings(errors: _Errors, where: str, value) -> str | None:
     return ";".join(cleaned)
 
 
-def _template(errors: _Errors, data) -> dict:
+def _template(errors: FieldErrors, data) -> dict:
     if not isinstance(data, dict):
         errors.add("template", "Must be an object with at least 'composition'.")
         return {}
@@ -182,7 +165,7 @@ def _template(errors: _Errors, data) -> dict:
     return {key: value for key, value in cleaned.items() if value is not None}
 
 
-def _layer(errors: _Errors, where: str, asset: dict, cleaned: dict) -> None:
+def _layer(errors: FieldErrors, where: str, asset: dict, cleaned: dict) -> None:
     has_name, has_index = "layerName" in asset, "layerIndex" in asset
     if has_name == has_index:
         errors.add(where, "Give exactly one of 'layerName' and 'layerIndex'.")
@@ -202,7 +185,7 @@ def _layer(errors: _Errors, where: str, asset: dict, cleaned: dict) -> None:
                                        required=True)
 
 
-def _value(errors: _Errors, where: str, value):
+def _value(errors: FieldErrors, where: str, value):
     if isinstance(value, float) and not math.isfinite(value):
         errors.add(where, "Must be a finite number.")
     elif isinstance(value, str) and _VALUE_CONTROL.search(value):
@@ -218,7 +201,7 @@ def _value(errors: _Errors, where: str, value):
         errors.add(where, f"Must be at most {MAX_VALUE_BYTES // 1024} KB.")
 
 
-def _asset(errors: _Errors, where: str, asset) -> dict:
+def _asset(errors: FieldErrors, where: str, asset) -> dict:
     if not isinstance(asset, dict):
         errors.add(where, "Must be an object.")
         return {}
@@ -263,7 +246,7 @@ def clean_nexrender_config(data) -> dict:
     Errors are keyed by dotted paths (``template.composition``, ``assets.0.src``).
     Settings strings are normalised to aerender's "name:value;..." form.
     """
-    errors = _Errors()
+    errors = FieldErrors(REFUSED)
     if not isinstance(data, dict):
         raise ValidationError(["Must be an object with 'template' and optional 'assets'."])
     errors.unknown_keys("", data, {"template", "assets"})
@@ -279,6 +262,5 @@ def clean_nexrender_config(data) -> dict:
         errors.add("assets", f"At most {MAX_ASSETS} assets.")
     else:
         cleaned["assets"] = [_asset(errors, f"assets.{i}", a) for i, a in enumerate(assets)]
-    if errors.found:
-        raise ValidationError(errors.found)
+    errors.raise_if_any()
     return cleaned

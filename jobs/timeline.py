@@ -35,6 +35,7 @@ from django.conf import settings
 from rest_framework.exceptions import ValidationError
 
 from jobs import media
+from jobs.fielderrors import FieldErrors
 from jobs.paths import PathError, resolve_source_file
 
 MAX_BACKGROUNDS = 4
@@ -50,23 +51,6 @@ TIMELINE_KEYS = {"width", "height", "fps", "duration", "backgrounds", "audio"}
 BACKGROUND_KEYS = {"src", "type", "crossfade", "duration", "fit", "decides_duration"}
 AUDIO_KEYS = {"src", "fade", "decides_duration"}
 FITS = ("contain", "cover")
-
-
-class _Errors:
-    """Every problem under its dotted path, so a client fixes them in one go."""
-
-    def __init__(self):
-        self.found: dict[str, list[str]] = {}
-
-    def add(self, where: str, message: str) -> None:
-        self.found.setdefault(where, []).append(message)
-
-    def unknown_keys(self, where: str, data: dict, allowed: set[str]) -> None:
-        for key in data:
-            if key not in allowed:
-                here = f"{where}.{key}" if where else str(key)
-                self.add(here, f"'{key}' is not accepted; allowed here: "
-                               f"{', '.join(sorted(allowed))}.")
 
 
 def _is_number(value) -> bool:
@@ -137,7 +121,7 @@ def source_suffix(src: str) -> str:
     return PurePosixPath(path).suffix.lower()
 
 
-def _source(errors: _Errors, where: str, value, kind: str | None) -> str | None:
+def _source(errors: FieldErrors, where: str, value, kind: str | None) -> str | None:
     if not isinstance(value, str) or not value.strip():
         errors.add(where, "Must be the path (or file:// URI) of a file inside the Dropbox "
                           "folder, or an http(s) URL on an allowed host.")
@@ -154,7 +138,7 @@ def _source(errors: _Errors, where: str, value, kind: str | None) -> str | None:
     return src
 
 
-def _background(errors: _Errors, where: str, item) -> dict:
+def _background(errors: FieldErrors, where: str, item) -> dict:
     if not isinstance(item, dict):
         errors.add(where, "Must be an object with 'src' and 'type'.")
         return {}
@@ -184,7 +168,7 @@ def _background(errors: _Errors, where: str, item) -> dict:
     return cleaned
 
 
-def _audio(errors: _Errors, where: str, item) -> dict:
+def _audio(errors: FieldErrors, where: str, item) -> dict:
     if not isinstance(item, dict):
         errors.add(where, "Must be an object with 'src'.")
         return {}
@@ -205,7 +189,7 @@ def clean_timeline(data, *, probe: bool = True) -> dict:
     With ``probe``, sources already on this machine are measured so that a
     too-long result is refused now rather than at render time.
     """
-    errors = _Errors()
+    errors = FieldErrors()
     if not isinstance(data, dict):
         raise ValidationError(["Must be an object with width, height, fps and tracks."])
     errors.unknown_keys("", data, TIMELINE_KEYS)
@@ -250,8 +234,7 @@ def clean_timeline(data, *, probe: bool = True) -> dict:
                                "a duration only).")
     if not errors.found and probe:
         _check_lengths(errors, cleaned)
-    if errors.found:
-        raise ValidationError(errors.found)
+    errors.raise_if_any()
     return cleaned
 
 
@@ -352,7 +335,7 @@ def _probe_one(path: str, kind: str) -> tuple[media.MediaInfo | None, str]:
     return info, ""
 
 
-def _check_lengths(errors: _Errors, timeline: dict) -> None:
+def _check_lengths(errors: FieldErrors, timeline: dict) -> None:
     jobs = []
     for key in ("backgrounds", "audio"):
         for i, track in enumerate(timeline[key]):
