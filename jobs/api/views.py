@@ -230,6 +230,23 @@ class JobLogsView(JsonApiView):
 # --- /api/jobs/<id>/download ------------------------------------------------------------
 
 
+def signed_or_visible_job(request, job_id: str, check_signature) -> Job:
+    """The job a signed link names, else the job as the caller may see it."""
+    pk = _job_id(job_id)
+    signature = request.query_params.get("signature")
+    problem = check_signature(pk, signature) if signature is not None else None
+    if signature is not None and problem is None:
+        job = Job.objects.filter(pk=pk).first()
+        if job is None:
+            raise NotFound("Job not found.")
+        return job
+    if request.user.is_authenticated:
+        return get_visible_job(request, job_id)
+    if problem:
+        raise PermissionDenied(problem)
+    raise NotAuthenticated()
+
+
 class AnyAccept(BaseContentNegotiation):
     """A download answers whatever the client accepts: the file, or a JSON error."""
 
@@ -262,20 +279,7 @@ class JobDownloadView(JsonApiView):
         },
     )
     def get(self, request, job_id):
-        pk = _job_id(job_id)
-        signature = request.query_params.get("signature")
-        problem = check_download_signature(pk, signature) if signature is not None else None
-        if signature is not None and problem is None:
-            job = Job.objects.filter(pk=pk).first()
-            if job is None:
-                raise NotFound("Job not found.")
-        elif request.user.is_authenticated:
-            job = get_visible_job(request, job_id)
-        elif problem:
-            raise PermissionDenied(problem)
-        else:
-            raise NotAuthenticated()
-
+        job = signed_or_visible_job(request, job_id, check_download_signature)
         if job.status != Status.COMPLETED:
             raise ConflictError(f"The job is {job.status}; its output can be downloaded once "
                                 "it is COMPLETED.")
@@ -304,19 +308,9 @@ class JobThumbnailView(JsonApiView):
                    **errors(401, 403, 404)},
     )
     def get(self, request, job_id):
-        pk = _job_id(job_id)
-        signature = request.query_params.get("signature")
-        problem = check_thumbnail_signature(pk, signature) if signature is not None else None
-        if signature is not None and problem is None:
-            job = Job.objects.filter(pk=pk).first()
-        elif request.user.is_authenticated:
-            job = get_visible_job(request, job_id)
-        elif problem:
-            raise PermissionDenied(problem)
-        else:
-            raise NotAuthenticated()
-        thumbnail = JobThumbnail.objects.filter(job_id=pk).first() if job else None
-        if job is None or not job.has_thumbnail or thumbnail is None:
+        job = signed_or_visible_job(request, job_id, check_thumbnail_signature)
+        thumbnail = JobThumbnail.objects.filter(job_id=job.pk).first()
+        if not job.has_thumbnail or thumbnail is None:
             raise NotFound("This job has no thumbnail (yet).")
         response = HttpResponse(bytes(thumbnail.jpeg), content_type="image/jpeg")
         response["Cache-Control"] = "private, max-age=3600"
