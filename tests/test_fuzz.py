@@ -5,6 +5,8 @@ session (so the admin-only operations reach their input checks too) and
 without credentials.
 """
 
+import subprocess
+
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -22,10 +24,13 @@ FUZZ = settings(max_examples=30, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
 # Loaded at import: schemathesis' lazy fixture loader does not work with pytest 9.
-# Serving the schema needs no database. /api/system is left out: as an admin its
-# operations really run (update, emergency stop, restart).
+# Serving the schema needs no database.
 schema = schemathesis.openapi.from_wsgi("/api/schema", application).include(
     path_regex=r"^/api/(jobs|user)\b")
+# The admin operations run for real against the test database and a throwaway
+# git repository; only executing an update is left out (its own tests run it).
+system_schema = schemathesis.openapi.from_wsgi("/api/schema", application).include(
+    path_regex=r"^/api/system/").exclude(path_regex=r"update/execute")
 
 
 @pytest.fixture(autouse=True)
@@ -51,15 +56,44 @@ def test_the_api_client_cannot_cause_a_server_error(case, api_token):
     check(case, case.call(headers={"X-API-Token": api_token}))
 
 
-@schema.parametrize()
-@FUZZ
-def test_an_admin_cannot_cause_a_server_error(case, admin):
+def admin_call(case, admin):
     client = APIClient()
     client.force_login(admin)
     csrf = get_random_string(32)
     cookies = {"sessionid": client.cookies["sessionid"].value, "csrftoken": csrf}
 
-    check(case, case.call(headers={"X-CSRFToken": csrf}, cookies=cookies))
+    return case.call(headers={"X-CSRFToken": csrf}, cookies=cookies)
+
+
+@schema.parametrize()
+@FUZZ
+def test_an_admin_cannot_cause_a_server_error(case, admin):
+    check(case, admin_call(case, admin))
+
+
+@pytest.fixture
+def update_repo(tmp_path, settings):
+    """An install whose update remote is a local bare repository."""
+    def git(*args, cwd):
+        subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@studio.test", *args],
+                       cwd=cwd, check=True, capture_output=True)
+
+    remote, install = tmp_path / "remote.git", tmp_path / "install"
+    git("init", "-q", "--bare", "-b", "main", str(remote), cwd=tmp_path)
+    git("init", "-q", "-b", "main", str(install), cwd=tmp_path)
+    (install / "README").write_text("v1")
+    git("add", "README", cwd=install)
+    git("commit", "-qm", "v1", cwd=install)
+    git("remote", "add", "origin", str(remote), cwd=install)
+    git("push", "-q", "origin", "main", cwd=install)
+    settings.UPDATE_REPO_DIR = install
+    settings.UPDATE_REMOTE, settings.UPDATE_BRANCH = "origin", "main"
+
+
+@system_schema.parametrize()
+@FUZZ
+def test_the_admin_operations_cannot_cause_a_server_error(case, admin, update_repo):
+    check(case, admin_call(case, admin))
 
 
 @schema.parametrize()
