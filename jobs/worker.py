@@ -50,6 +50,8 @@ class RenderOutcome:
 @dataclass
 class _RenderState:
     job: Job
+    workdir: Path
+    buffer: LogBuffer
     proc: RenderProcess | None = None
     last_output: float = field(default_factory=time.monotonic)
     last_progress_write: float = 0.0
@@ -185,8 +187,8 @@ class Worker:
         workdir = Path(settings.RENDER_TEMP_DIR) / f"{job.pk.hex}-{job.attempts}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True, exist_ok=True)
-        state = _RenderState(job=job)
         buffer = LogBuffer(settings.RENDER_LOG_MAX_BYTES)
+        state = _RenderState(job=job, workdir=workdir, buffer=buffer)
         self._seed_log(job, buffer)
         try:
             outcome = self._render(state, workdir, buffer)
@@ -196,8 +198,7 @@ class Worker:
                 state.proc.kill()
             outcome = self._crashed(state, f"internal error: {exc}")
         finally:
-            self._flush_log(job, buffer)
-            shutil.rmtree(workdir, ignore_errors=True)
+            self._wrap_up(state)
             JobEvent.objects.filter(job_id=job.pk, kind="progress").delete()
         log.info("job %s: %s %s", job.pk, outcome.status, outcome.reason)
         return outcome
@@ -335,7 +336,7 @@ class Worker:
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         has_thumbnail = thumbnails.capture(job, result)
         target = publish(result, Path(settings.RENDER_OUTPUT_DIR), output_name(job, result))
-        self._flush_log(job, buffer)  # whoever sees COMPLETED sees the whole log
+        self._wrap_up(state)
         if not lifecycle.complete(job.pk, job.lease, output_path=str(target),
                                   output_size=target.stat().st_size,
                                   has_thumbnail=has_thumbnail):
@@ -345,6 +346,7 @@ class Worker:
 
     def _crashed(self, state: _RenderState, reason: str, permanent: bool = False) -> RenderOutcome:
         job = state.job
+        self._wrap_up(state)
         status = lifecycle.render_crashed(job.pk, job.lease, reason,
                                           actor=f"node:{self.node_name}", permanent=permanent)
         return RenderOutcome(status or "LOST", reason)
@@ -379,6 +381,16 @@ class Worker:
             eta_seconds=eta, last_output_at=timezone.now())
         lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
                          message=f"{progress.percent:.0f}%")
+
+    def _wrap_up(self, state: _RenderState) -> None:
+        """Store the log and remove the temp folder.
+
+        Done before a render's final transition, so whoever sees the job
+        finished sees its whole log and no leftover folder; and again at the
+        end of every render, whatever happened (it is idempotent).
+        """
+        self._flush_log(state.job, state.buffer)
+        shutil.rmtree(state.workdir, ignore_errors=True)
 
     def _seed_log(self, job: Job, buffer: LogBuffer) -> None:
         previous = JobLog.objects.filter(job_id=job.pk).first()
