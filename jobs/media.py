@@ -175,19 +175,23 @@ def parse_probe(text: str) -> MediaInfo:
     return info
 
 
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"ffmpeg took more than {timeout:g} s to read the file") from None
+    except OSError as exc:
+        raise MediaError(f"cannot run ffmpeg ({settings.FFMPEG_PATH}): {exc}") from None
+
+
 def probe(path, timeout: float = PROBE_TIMEOUT_SECONDS, demuxer: str | None = None) -> MediaInfo:
     """What ``path`` holds. MediaError when ffmpeg cannot read it."""
     argv = [ffmpeg(), "-hide_banner", "-nostdin", "-protocol_whitelist", "file"]
     if demuxer:
         argv += ["-f", demuxer]
     argv += ["-i", file_input(path)]
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise MediaError(f"ffmpeg took more than {timeout:g} s to read the file") from None
-    except OSError as exc:
-        raise MediaError(f"cannot run ffmpeg ({settings.FFMPEG_PATH}): {exc}") from None
+    done = _run(argv, timeout)
     return parse_probe(done.stderr.decode("utf-8", "replace"))
 
 
@@ -219,13 +223,7 @@ def measure(path, stream: str = "v:0", timeout: float = MEASURE_TIMEOUT_SECONDS,
         argv += ["-f", demuxer]
     argv += ["-i", file_input(path), "-map", f"0:{stream}", "-c", "copy", "-f", "null",
              "-progress", "pipe:1", "-nostats", "-"]
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise MediaError(f"ffmpeg took more than {timeout:g} s to read the file") from None
-    except OSError as exc:
-        raise MediaError(f"cannot run ffmpeg ({settings.FFMPEG_PATH}): {exc}") from None
+    done = _run(argv, timeout)
     values: dict[str, str] = {}
     for line in done.stdout.decode("utf-8", "replace").splitlines():
         key, sep, value = line.partition("=")
