@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, MacUsername, User
@@ -105,6 +106,22 @@ def admin_client(admin):
 @pytest.fixture
 def user_client(user):
     client = APIClient()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def browser_admin(admin):
+    """An admin signed in to the dashboard pages (Django's test client)."""
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def browser_user(user):
+    """A user signed in to the dashboard pages (Django's test client)."""
+    client = Client()
     client.force_login(user)
     return client
 

@@ -27,20 +27,6 @@ ACTIONS = ["/system/emergency-stop", "/system/clear-queue", "/system/restart-eng
            "/system/update/check", "/system/update/execute"]
 
 
-@pytest.fixture
-def panel_admin(admin):
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
-def panel_user(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def text_of(response) -> str:
     """The page as text, tags removed and whitespace squeezed."""
     html = response.content.decode()
@@ -100,26 +86,26 @@ def test_anonymous_visitors_are_sent_to_sign_in(client):
     assert response["HX-Redirect"] == "/accounts/login/?next=/system"
 
 
-def test_users_get_403_and_change_nothing(panel_user, farm_state):
+def test_users_get_403_and_change_nothing(browser_user, farm_state):
     for url in [PANEL, *FRAGMENTS, *ACTIONS]:
-        assert panel_user.get(url).status_code == 403, url
+        assert browser_user.get(url).status_code == 403, url
     for url in ACTIONS:
-        assert panel_user.post(url, {"node": "node-a"}).status_code == 403, url
+        assert browser_user.post(url, {"node": "node-a"}).status_code == 403, url
     assert Job.objects.filter(status=Status.CANCELLED).count() == 0
     assert not RenderNode.objects.exclude(command="").exists()
     assert not SystemEvent.objects.exclude(kind="disk_full").exists()
 
 
-def test_the_nav_links_the_panel_for_admins_only(panel_admin, panel_user):
-    assert 'href="/system"' in panel_admin.get("/").content.decode()
-    assert 'href="/system"' not in panel_user.get("/").content.decode()
+def test_the_nav_links_the_panel_for_admins_only(browser_admin, browser_user):
+    assert 'href="/system"' in browser_admin.get("/").content.decode()
+    assert 'href="/system"' not in browser_user.get("/").content.decode()
 
 
 # --- What an admin sees --------------------------------------------------------------------
 
 
-def test_the_panel_shows_health_nodes_queue_and_errors(panel_admin, farm_state, settings):
-    response = panel_admin.get(PANEL)
+def test_the_panel_shows_health_nodes_queue_and_errors(browser_admin, farm_state, settings):
+    response = browser_admin.get(PANEL)
     assert response.status_code == 200
     html = response.content.decode()
     text = text_of(response)
@@ -151,8 +137,8 @@ def test_the_panel_shows_health_nodes_queue_and_errors(panel_admin, farm_state, 
     assert not re.search(r'(src|href)="(https?:)?//', html)
 
 
-def test_the_panel_reads_with_an_empty_farm(panel_admin):
-    response = panel_admin.get(PANEL)
+def test_the_panel_reads_with_an_empty_farm(browser_admin):
+    response = browser_admin.get(PANEL)
     assert response.status_code == 200
     text = text_of(response)
     assert "No render node has registered yet" in text
@@ -160,23 +146,23 @@ def test_the_panel_reads_with_an_empty_farm(panel_admin):
     assert "No failed jobs or system errors recently" in text
 
 
-def test_fragments_are_fragments_and_refresh(panel_admin, farm_state):
+def test_fragments_are_fragments_and_refresh(browser_admin, farm_state):
     for url in FRAGMENTS:
-        response = panel_admin.get(url, headers={"HX-Request": "true"})
+        response = browser_admin.get(url, headers={"HX-Request": "true"})
         assert response.status_code == 200, url
         html = response.content.decode()
         assert "<html" not in html and "<body" not in html, url
         if not url.endswith("update"):
             assert 'class="updated' in html, url
-    first = panel_admin.get("/system/health").content.decode()
+    first = browser_admin.get("/system/health").content.decode()
     assert re.search(r'id="health-cpu".*?\d+%', first, re.S)
     stamp = re.search(r'id="health-updated" datetime="([^"]+)"', first).group(1)
     assert datetime.fromisoformat(stamp) > timezone.now() - timedelta(seconds=5)
-    nodes = panel_admin.get("/system/nodes").content.decode()
+    nodes = browser_admin.get("/system/nodes").content.decode()
     assert "hero.aep" in nodes and "node-b" in nodes
 
 
-def test_the_process_tree_of_a_local_render_is_shown(panel_admin, user):
+def test_the_process_tree_of_a_local_render_is_shown(browser_admin, user):
     """A node on this machine rendering: its process tree with CPU and memory."""
     import os
     import socket
@@ -197,7 +183,7 @@ def test_the_process_tree_of_a_local_render_is_shown(panel_admin, user):
         make_job(user, Status.RENDERING, "local.aep", node=node, render_pid=proc.pid,
                  render_spawned_at=datetime.fromtimestamp(
                      psutil.Process(proc.pid).create_time(), tz=UTC))
-        html = panel_admin.get("/system/nodes").content.decode()
+        html = browser_admin.get("/system/nodes").content.decode()
         rows = re.findall(r'<tr class="proc-row">(.*?)</tr>', html, re.S)
         assert len(rows) == 2, html
         assert str(proc.pid) in rows[0] and "└" in rows[1]
@@ -213,8 +199,8 @@ def test_the_process_tree_of_a_local_render_is_shown(panel_admin, user):
 # --- Emergency stop ----------------------------------------------------------------------
 
 
-def test_emergency_stop_confirms_then_cancels_everything(panel_admin, farm_state):
-    page = panel_admin.get("/system/emergency-stop")
+def test_emergency_stop_confirms_then_cancels_everything(browser_admin, farm_state):
+    page = browser_admin.get("/system/emergency-stop")
     assert page.status_code == 200
     text = text_of(page)
     assert "Are you sure? 4 jobs will be cancelled, and 1 render killed." in text
@@ -226,11 +212,11 @@ def test_emergency_stop_confirms_then_cancels_everything(panel_admin, farm_state
     assert Job.objects.filter(status=Status.CANCELLED).count() == 0
     assert not SystemEvent.objects.filter(kind="emergency_stop").exists()
     # The dialog asks for the same confirmation without the page around it.
-    fragment = panel_admin.get("/system/emergency-stop", headers={"HX-Request": "true"})
+    fragment = browser_admin.get("/system/emergency-stop", headers={"HX-Request": "true"})
     assert "<html" not in fragment.content.decode()
     assert 'id="confirm-action"' in fragment.content.decode()
 
-    response = panel_admin.post("/system/emergency-stop", follow=True)
+    response = browser_admin.post("/system/emergency-stop", follow=True)
     assert response.redirect_chain == [("/system", 302)]
     assert messages_of(response) == ["Emergency stop: cancelled 4 jobs and stopped 1 render."]
     for key in ("rendering", "queued", "validating", "pending"):
@@ -246,9 +232,9 @@ def test_emergency_stop_confirms_then_cancels_everything(panel_admin, farm_state
     assert "Emergency stop by Ada Admin: 4 job(s) cancelled" in text_of(response)
 
 
-def test_emergency_stop_with_nothing_active(panel_admin):
-    assert "nothing will be cancelled" in text_of(panel_admin.get("/system/emergency-stop"))
-    response = panel_admin.post("/system/emergency-stop", follow=True)
+def test_emergency_stop_with_nothing_active(browser_admin):
+    assert "nothing will be cancelled" in text_of(browser_admin.get("/system/emergency-stop"))
+    response = browser_admin.post("/system/emergency-stop", follow=True)
     assert messages_of(response) == [
         "Emergency stop: there were no active jobs; nothing was cancelled."]
     assert SystemEvent.objects.get(kind="emergency_stop").actor == ADMIN_EMAIL
@@ -272,10 +258,10 @@ def test_actions_need_the_csrf_token(admin, farm_state):
 # --- Clear the queue ---------------------------------------------------------------------
 
 
-def test_clear_queue_confirms_then_cancels_the_waiting_jobs(panel_admin, farm_state):
-    text = text_of(panel_admin.get("/system/clear-queue"))
+def test_clear_queue_confirms_then_cancels_the_waiting_jobs(browser_admin, farm_state):
+    text = text_of(browser_admin.get("/system/clear-queue"))
     assert "Are you sure? 3 waiting jobs will be cancelled. Renders in progress carry on." in text
-    response = panel_admin.post("/system/clear-queue", follow=True)
+    response = browser_admin.post("/system/clear-queue", follow=True)
     assert messages_of(response) == ["Queue cleared: cancelled 3 waiting jobs."]
     for key in ("queued", "validating", "pending"):
         farm_state[key].refresh_from_db()
@@ -290,13 +276,13 @@ def test_clear_queue_confirms_then_cancels_the_waiting_jobs(panel_admin, farm_st
 # --- Restart the render engine ----------------------------------------------------------
 
 
-def test_restart_one_node(panel_admin, farm_state):
-    text = text_of(panel_admin.get("/system/restart-engine?node=node-a"))
+def test_restart_one_node(browser_admin, farm_state):
+    text = text_of(browser_admin.get("/system/restart-engine?node=node-a"))
     assert "Restart the render engine on node-a? 1 render will be stopped and put back" in text
     assert "hero.aep on node-a" in text
-    html = panel_admin.get("/system/restart-engine?node=node-a").content.decode()
+    html = browser_admin.get("/system/restart-engine?node=node-a").content.decode()
     assert '<input type="hidden" name="node" value="node-a">' in html
-    response = panel_admin.post("/system/restart-engine", {"node": "node-a"}, follow=True)
+    response = browser_admin.post("/system/restart-engine", {"node": "node-a"}, follow=True)
     assert response.redirect_chain == [("/system#nodes", 302)]
     assert messages_of(response) == ["Restart requested on node-a; 1 render back to the queue."]
     assert dict(RenderNode.objects.values_list("name", "command")) == {
@@ -305,69 +291,69 @@ def test_restart_one_node(panel_admin, farm_state):
     assert event.actor == ADMIN_EMAIL and "Ada Admin" in event.message
     assert JobEvent.objects.get(job=farm_state["rendering"],
                                 kind="restart_requested").actor == ADMIN_EMAIL
-    assert "restart requested" in panel_admin.get("/system/nodes").content.decode()
+    assert "restart requested" in browser_admin.get("/system/nodes").content.decode()
 
 
-def test_restart_every_live_node(panel_admin, farm_state):
-    text = text_of(panel_admin.get("/system/restart-engine"))
+def test_restart_every_live_node(browser_admin, farm_state):
+    text = text_of(browser_admin.get("/system/restart-engine"))
     assert "Restart the render engine on node-a, node-b?" in text
-    response = panel_admin.post("/system/restart-engine", follow=True)
+    response = browser_admin.post("/system/restart-engine", follow=True)
     assert messages_of(response) == [
         "Restart requested on node-a, node-b; 1 render back to the queue."]
     assert sorted(RenderNode.objects.filter(command="restart")
                   .values_list("name", flat=True)) == ["node-a", "node-b"]
 
 
-def test_restart_with_no_node_running(panel_admin):
-    assert "No render node is running" in text_of(panel_admin.get("/system/restart-engine"))
-    response = panel_admin.post("/system/restart-engine", follow=True)
+def test_restart_with_no_node_running(browser_admin):
+    assert "No render node is running" in text_of(browser_admin.get("/system/restart-engine"))
+    response = browser_admin.post("/system/restart-engine", follow=True)
     assert messages_of(response) == ["No render node is running: nothing was restarted."]
     assert SystemEvent.objects.get(kind="restart_engine").actor == ADMIN_EMAIL
 
 
 @pytest.mark.parametrize("node", ["node-z", "node-old\x00", "x" * 500, "<script>", "node-a'--"])
-def test_unknown_or_malformed_nodes_are_refused_without_a_500(panel_admin, farm_state, node):
+def test_unknown_or_malformed_nodes_are_refused_without_a_500(browser_admin, farm_state, node):
     RenderNode.objects.filter(name="node-old").update(stopped_at=timezone.now())
-    page = panel_admin.get("/system/restart-engine", {"node": node})
+    page = browser_admin.get("/system/restart-engine", {"node": node})
     assert page.status_code == 404
     assert "No running render node is called" in text_of(page)
     assert 'id="confirm-action"' not in page.content.decode()
     assert "<script>" not in page.content.decode().split("<main>")[1]
-    response = panel_admin.post("/system/restart-engine", {"node": node}, follow=True)
+    response = browser_admin.post("/system/restart-engine", {"node": node}, follow=True)
     assert response.status_code == 200
     assert messages_of(response)[0].startswith("No running render node is called")
     assert not RenderNode.objects.exclude(command="").exists()
     assert not SystemEvent.objects.filter(kind="restart_engine").exists()
 
 
-def test_a_stopped_node_cannot_be_restarted(panel_admin, farm_state):
+def test_a_stopped_node_cannot_be_restarted(browser_admin, farm_state):
     RenderNode.objects.filter(name="node-b").update(stopped_at=timezone.now())
-    assert panel_admin.get("/system/restart-engine?node=node-b").status_code == 404
-    html = panel_admin.get("/system/nodes").content.decode()
+    assert browser_admin.get("/system/restart-engine?node=node-b").status_code == 404
+    html = browser_admin.get("/system/nodes").content.decode()
     assert 'href="/system/restart-engine?node=node-b"' not in html
 
 
-def test_other_methods_are_refused(panel_admin):
-    assert panel_admin.put("/system/emergency-stop").status_code == 405
-    assert panel_admin.delete("/system/clear-queue").status_code == 405
-    assert panel_admin.post("/system/health").status_code == 405
-    assert panel_admin.post(PANEL).status_code == 405
+def test_other_methods_are_refused(browser_admin):
+    assert browser_admin.put("/system/emergency-stop").status_code == 405
+    assert browser_admin.delete("/system/clear-queue").status_code == 405
+    assert browser_admin.post("/system/health").status_code == 405
+    assert browser_admin.post(PANEL).status_code == 405
 
 
 # --- Updates ----------------------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
-def test_check_then_update_from_the_panel(repos, panel_admin):
-    text = text_of(panel_admin.get("/system/update/check"))
+def test_check_then_update_from_the_panel(repos, browser_admin):
+    text = text_of(browser_admin.get("/system/update/check"))
     assert "Fetch origin/main with git and list the new commits?" in text
-    response = panel_admin.post("/system/update/check", follow=True)
+    response = browser_admin.post("/system/update/check", follow=True)
     assert messages_of(response) == ["Up to date with origin/main."]
     assert "Up to date: no new commits on origin/main." in text_of(response)
     assert 'id="update-execute"' not in response.content.decode()
 
     new = repos.push_new_version()
-    response = panel_admin.post("/system/update/check", follow=True)
+    response = browser_admin.post("/system/update/check", follow=True)
     assert response.redirect_chain == [("/system#update", 302)]
     assert messages_of(response) == ["1 new commit on origin/main."]
     text = text_of(response)
@@ -377,9 +363,9 @@ def test_check_then_update_from_the_panel(repos, panel_admin):
     assert [e.actor for e in checks] == [ADMIN_EMAIL, ADMIN_EMAIL]
     assert checks.last().message == "Update check by Ada Admin: 1 new commit on origin/main"
 
-    confirm = text_of(panel_admin.get("/system/update/execute"))
+    confirm = text_of(browser_admin.get("/system/update/execute"))
     assert "Update now from origin/main?" in confirm and "Widgets have a colour" in confirm
-    response = panel_admin.post("/system/update/execute", follow=True)
+    response = browser_admin.post("/system/update/execute", follow=True)
     run = UpdateRun.objects.get()
     assert messages_of(response) == [f"Update started (run {run.pk}); its progress and log "
                                      "are below."]
@@ -389,43 +375,43 @@ def test_check_then_update_from_the_panel(repos, panel_admin):
     run = wait_run(run.pk)
     assert run.state == UpdateRun.State.SUCCEEDED, run.log
     assert Repos.head(repos.install) == new
-    html = panel_admin.get("/system/update").content.decode()
+    html = browser_admin.get("/system/update").content.decode()
     assert "SUCCEEDED" in html and "== done: now at" in html and 'data-state="succeeded"' in html
 
 
-def test_update_check_failure_is_a_message(panel_admin, monkeypatch):
+def test_update_check_failure_is_a_message(browser_admin, monkeypatch):
     def broken():
         raise updates.UpdateError("git fetch failed: could not resolve host")
 
     monkeypatch.setattr(updates, "check", broken)
-    response = panel_admin.post("/system/update/check", follow=True)
+    response = browser_admin.post("/system/update/check", follow=True)
     assert response.status_code == 200
     assert messages_of(response) == [
         "Could not check for updates: git fetch failed: could not resolve host"]
     event = SystemEvent.objects.get(kind="update_check")
     assert event.actor == ADMIN_EMAIL and event.level == "warning"
     # A failed check is an error worth seeing.
-    assert "could not resolve host" in text_of(panel_admin.get("/system/errors"))
+    assert "could not resolve host" in text_of(browser_admin.get("/system/errors"))
 
 
-def test_update_is_refused_while_rendering(panel_admin, farm_state):
-    text = text_of(panel_admin.get("/system/update/execute"))
+def test_update_is_refused_while_rendering(browser_admin, farm_state):
+    text = text_of(browser_admin.get("/system/update/execute"))
     assert "1 render running: the update will be refused" in text
-    response = panel_admin.post("/system/update/execute", follow=True)
+    response = browser_admin.post("/system/update/execute", follow=True)
     assert messages_of(response)[0].startswith("Update refused: 1 render(s) running")
     assert not UpdateRun.objects.exists()
 
 
-def test_a_running_update_shows_progress_and_log(panel_admin, admin):
+def test_a_running_update_shows_progress_and_log(browser_admin, admin):
     run = UpdateRun.objects.create(actor=ADMIN_EMAIL, step="migrate", steps_done=3,
                                    steps_total=6, log="== pull: git pull\nAlready up to date.\n")
-    html = panel_admin.get(PANEL).content.decode()
+    html = browser_admin.get(PANEL).content.decode()
     assert f'data-run="{run.pk}"' in html and 'data-state="running"' in html
     assert f'data-offset="{len(run.log)}"' in html
     assert "step 4 of 6: migrate" in html and 'aria-valuenow="50"' in html
     assert "Already up to date." in html
     # The log the page polls from that offset (the JSON API).
-    body = panel_admin.get(f"/api/system/update/status?id={run.pk}&offset=10").json()
+    body = browser_admin.get(f"/api/system/update/status?id={run.pk}&offset=10").json()
     assert body["run"]["log"] == run.log[10:]
 
 

@@ -19,20 +19,6 @@ from jobs.models import Job, JobEvent, JobLog, Status
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def browser_user(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def browser_admin(admin):
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
 _counter = iter(range(1_000_000))
 
 
