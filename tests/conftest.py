@@ -96,34 +96,33 @@ def api_client(api_token):
     return client
 
 
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
 @pytest.fixture
 def admin_client(admin):
-    client = APIClient()
-    client.force_login(admin)
-    return client
+    """An admin's browser session calling the JSON API."""
+    return signed_in(APIClient(), admin)
 
 
 @pytest.fixture
 def user_client(user):
-    client = APIClient()
-    client.force_login(user)
-    return client
+    """A user's browser session calling the JSON API."""
+    return signed_in(APIClient(), user)
 
 
 @pytest.fixture
 def browser_admin(admin):
     """An admin signed in to the dashboard pages (Django's test client)."""
-    client = Client()
-    client.force_login(admin)
-    return client
+    return signed_in(Client(), admin)
 
 
 @pytest.fixture
 def browser_user(user):
     """A user signed in to the dashboard pages (Django's test client)."""
-    client = Client()
-    client.force_login(user)
-    return client
+    return signed_in(Client(), user)
 
 
 # --- Files and the farm ------------------------------------------------------------
