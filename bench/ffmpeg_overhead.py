@@ -52,9 +52,9 @@ def main():
         from django.conf import settings
 
         from jobs import lifecycle
-        from jobs.engines import get_engine
         from jobs.models import Job, Status
-        from jobs.timeline import clean_timeline
+        from jobs.node.engines import get_engine
+        from jobs.submission.timeline import clean_timeline
 
         files = make_media(bench.root / "Dropbox" / "media", args.seconds,
                            settings.FFMPEG_PATH)

@@ -68,7 +68,7 @@ class Bench:
         django.setup()
         from django.core.management import call_command
 
-        from jobs.simulator import install
+        from jobs.node.simulator import install
 
         call_command("migrate", verbosity=0)
         binary = install(self.root / "aerender")

@@ -5,7 +5,7 @@
 
 daphne serves the dashboard; Chromium (Debian's) shows the job list and the
 job's page. This process plays the render worker: it writes progress the way
-jobs.worker does (the job row, then a "progress" JobEvent) and notes the
+jobs.node.worker does (the job row, then a "progress" JobEvent) and notes the
 time. A MutationObserver in each page notes when the new percentage appears.
 The difference is the whole path: outbox → NOTIFY or poll → bridge → render
 → websocket → htmx swap.
@@ -110,7 +110,7 @@ def main():
                     for view in pages.values():
                         view.evaluate("(v) => { delete window.__shown[v]; }", str(value))
                     written = time.time() * 1000
-                    # What jobs.worker._write_progress does.
+                    # What jobs.node.render.Render._write_progress does.
                     Job.objects.filter(pk=job.pk).update(progress=value, frames_done=value,
                                                          eta_seconds=100 - value)
                     lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,

@@ -5,9 +5,9 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self):
-        from jobs import notifications, webhooks
         from jobs.lifecycle import job_transitioned
+        from jobs.notify import slack, webhooks
 
         # Both receivers only queue work for background threads.
-        job_transitioned.connect(notifications.on_transition, dispatch_uid="jobs.slack")
+        job_transitioned.connect(slack.on_transition, dispatch_uid="jobs.slack")
         job_transitioned.connect(webhooks.on_transition, dispatch_uid="jobs.webhooks")

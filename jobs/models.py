@@ -72,7 +72,7 @@ class Job(models.Model):
     path_key = models.CharField(max_length=1024, blank=True)
     saved_at = models.DateTimeField(null=True, blank=True)
     config = models.JSONField(default=dict, blank=True, help_text="Cleaned engine config")
-    # Cleaned output preset (jobs.presets); empty: the engine's own output.
+    # Cleaned output preset (jobs.submission.presets); empty: the engine's own output.
     preset = models.JSONField(default=dict, blank=True, help_text="Cleaned output preset")
     callback_url = models.URLField(max_length=2000, blank=True)
 
@@ -109,7 +109,7 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     output_path = models.CharField(max_length=1024, blank=True)
     output_size = models.BigIntegerField(null=True, blank=True)
-    # A poster frame of the output is stored in JobThumbnail (jobs.thumbnails).
+    # A poster frame of the output is stored in JobThumbnail (jobs.node.engines.thumbnails).
     has_thumbnail = models.BooleanField(default=False)
 
     class Meta:

@@ -167,7 +167,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.JobPagination",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     # Per API token, at API_RATE_LIMIT; sessions are not limited.
-    "DEFAULT_THROTTLE_CLASSES": ["jobs.throttling.ApiTokenRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.ApiTokenRateThrottle"],
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

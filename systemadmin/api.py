@@ -18,25 +18,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.api.errors import ConflictError
+from jobs.api.permissions import IsAdminSession
 from systemadmin import health, services, updates
 from systemadmin.models import SystemEvent, UpdateRun
-
-
-class IsAdminUser(BasePermission):
-    message = "Only an admin signed in to the dashboard may do this."
-
-    def has_permission(self, request, view):
-        user = request.user
-        return bool(user and user.is_authenticated and getattr(user, "is_admin", False))
-
-
-class ConflictError(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class UpstreamError(APIException):
@@ -47,7 +35,7 @@ class UpstreamError(APIException):
 class AdminView(APIView):
     # Sessions only: an API token cannot run the farm (it is ignored → 403).
     authentication_classes = [SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminSession]
 
 
 ANY = inline_serializer("SystemAny", {"detail": serializers.CharField(required=False)})
@@ -74,7 +62,11 @@ class QueueHistoryView(AdminView):
 @extend_schema(tags=["system"], responses=ANY, summary="Recent errors")
 class ErrorsView(AdminView):
     def get(self, request):
-        return Response({"errors": health.recent_errors(_limit(request))})
+        errors = health.recent_errors(_limit(request))
+        for item in errors:
+            item["time"] = item["time"].isoformat()
+            item["job_id"] = str(item["job_id"]) if item["job_id"] else None
+        return Response({"errors": errors})
 
 
 @extend_schema(tags=["system"], responses=ANY, summary="Admin actions and alerts")

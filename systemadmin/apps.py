@@ -6,6 +6,7 @@ class SystemadminConfig(AppConfig):
 
     def ready(self):
         from jobs.lifecycle import job_transitioned
-        from systemadmin import signals
+        from systemadmin import chores, signals
 
         job_transitioned.connect(signals.on_transition, dispatch_uid="systemadmin.signals")
+        chores.register()

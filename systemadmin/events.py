@@ -8,8 +8,8 @@ import re
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from jobs import notifications
 from jobs.models import RenderNode
+from jobs.notify import slack
 from systemadmin.models import Counter, SystemEvent
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def alert(kind: str, message: str, *, key: str | None = None,
     """Record a system error and tell the admin channel, once per ``key``."""
     if record(kind, message, level=level, key=key) is None:
         return False
-    notifications.alert_admins(message)
+    slack.alert_admins(message)
     return True
 
 

@@ -154,17 +154,19 @@ def queue_history(hours: int = HISTORY_HOURS) -> list[dict]:
             for s in rows]
 
 
-def recent_errors(limit: int = 20) -> list[dict]:
-    """Failed jobs and system warnings/errors, newest first."""
-    failed = Job.objects.filter(status=Status.FAILED).order_by("-finished_at")[:limit]
-    items = [{"time": (job.finished_at or job.created_at).isoformat(), "kind": "job_failed",
-              "level": "error", "job_id": str(job.pk), "name": job.display_name,
+def recent_errors(limit: int = 20, *, exclude_kinds=()) -> list[dict]:
+    """Failed jobs and system warnings/errors, newest first (``exclude_kinds``:
+    system events to leave out, such as the admin panel's own actions)."""
+    failed = (Job.objects.filter(status=Status.FAILED).order_by("-finished_at")
+              .defer("config")[:limit])
+    items = [{"time": job.finished_at or job.created_at, "kind": "job_failed",
+              "level": "error", "job_id": job.pk, "name": job.display_name,
               "message": job.error} for job in failed]
-    alerts = SystemEvent.objects.filter(level__in=[SystemEvent.Level.WARNING,
-                                                   SystemEvent.Level.ERROR])[:limit]
-    items += [{"time": e.created_at.isoformat(), "kind": e.kind, "level": e.level,
-               "job_id": None, "name": "", "message": e.message, "actor": e.actor}
-              for e in alerts]
+    alerts = (SystemEvent.objects.filter(level__in=[SystemEvent.Level.WARNING,
+                                                    SystemEvent.Level.ERROR])
+              .exclude(kind__in=exclude_kinds)[:limit])
+    items += [{"time": e.created_at, "kind": e.kind, "level": e.level, "job_id": None,
+               "name": "", "message": e.message, "actor": e.actor} for e in alerts]
     items.sort(key=lambda item: item["time"], reverse=True)
     return items[:limit]
 

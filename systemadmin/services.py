@@ -12,7 +12,7 @@ import psutil
 
 from jobs import lifecycle
 from jobs.models import ACTIVE, Job, RenderNode, Status
-from jobs.procs import find_marked
+from jobs.node.procs import find_marked
 from systemadmin import events
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def kill_local_renders(job_ids) -> list[int]:
     wanted = {str(job_id) for job_id in job_ids}
     if not wanted:
         return []
-    from jobs.guard import MARKER_ENV, kill_all
+    from jobs.node.guard import MARKER_ENV, kill_all
 
     doomed = []
     for proc in find_marked(""):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from jobs import notifications
 from jobs.models import Job, Status
+from jobs.notify import slack
 from systemadmin import events
 
 log = logging.getLogger(__name__)
@@ -57,5 +57,5 @@ def _alert(job_id, from_status, to_status, message) -> None:
         if to_status != Status.FAILED:
             return
     error = (job.error if job is not None else "") or message
-    notifications.alert_admins(f"Render {name} ({job_id}) failed for good: {error}. "
-                               f"{notifications.job_link(job) if job is not None else ''}".strip())
+    slack.alert_admins(f"Render {name} ({job_id}) failed for good: {error}. "
+                               f"{slack.job_link(job) if job is not None else ''}".strip())

@@ -348,7 +348,7 @@ class _Watchdog:
         self.fired = False
 
     def __call__(self) -> None:
-        from jobs.guard import kill_all
+        from jobs.node.guard import kill_all
 
         self.fired = True
         try:

@@ -134,25 +134,10 @@ def queue_context() -> dict:
             "updated_at": timezone.now()}
 
 
-def recent_errors(limit: int = ERRORS_SHOWN) -> list[dict]:
-    """Failed jobs and system warnings/errors, newest first: health.recent_errors
-    without the admin actions (they have their own list beside it)."""
-    failed = (Job.objects.filter(status=Status.FAILED).order_by("-finished_at")
-              .defer("config")[:limit])
-    items = [{"time": job.finished_at or job.created_at, "kind": "job failed", "level": "error",
-              "job_id": job.pk, "name": job.display_name, "message": job.error}
-             for job in failed]
-    alerts = (SystemEvent.objects.filter(level__in=[SystemEvent.Level.WARNING,
-                                                    SystemEvent.Level.ERROR])
-              .exclude(kind__in=ACTION_KINDS)[:limit])
-    items += [{"time": e.created_at, "kind": e.kind.replace("_", " "), "level": e.level,
-               "job_id": None, "name": "", "message": e.message} for e in alerts]
-    items.sort(key=lambda item: item["time"], reverse=True)
-    return items[:limit]
-
-
 def errors_context() -> dict:
-    errors = recent_errors()
+    errors = health.recent_errors(ERRORS_SHOWN, exclude_kinds=ACTION_KINDS)
+    for item in errors:
+        item["kind"] = item["kind"].replace("_", " ")
     return {"errors": errors, "actions": SystemEvent.objects.all()[:ACTIONS_SHOWN],
             "updated_at": timezone.now()}
 

@@ -10,14 +10,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import MacUsername
-from jobs.download import signed_download_url
-from jobs.engines.base import is_image_sequence
+from jobs.links import signed_download_url, signed_thumbnail_url
 from jobs.models import Engine, Job, JobLog, Status
-from jobs.nexrender_spec import clean_nexrender_config
-from jobs.paths import PathError, resolve_project_path
-from jobs.presets import CODECS, NAMES, QUALITY, clean_preset
-from jobs.thumbnails import signed_thumbnail_url
-from jobs.timeline import clean_timeline
+from jobs.node.engines.base import is_image_sequence
+from jobs.submission.errors import InvalidInput
+from jobs.submission.nexrender_spec import clean_nexrender_config
+from jobs.submission.paths import PathError, resolve_project_path
+from jobs.submission.presets import CODECS, NAMES, QUALITY, clean_preset
+from jobs.submission.timeline import clean_timeline
 
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 LOG_TAIL_CHARS = 4096
@@ -26,6 +26,14 @@ LOG_TAIL_CHARS = 4096
 SAVED_AT_MAX_AHEAD = dt.timedelta(days=1)
 AE_ONLY = ("project_path", "saved_at", "nexrender")
 _NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def checked(clean, value):
+    """``clean(value)``, with the submission rules' problems as DRF field errors."""
+    try:
+        return clean(value)
+    except InvalidInput as exc:
+        raise serializers.ValidationError(exc.errors) from None
 
 
 class StrictSerializer(serializers.Serializer):
@@ -159,12 +167,12 @@ PRESET_SCHEMA = {"oneOf": [
 
 @extend_schema_field(TIMELINE_SCHEMA)
 class TimelineField(serializers.JSONField):
-    """An ffmpeg job's timeline (jobs.timeline)."""
+    """An ffmpeg job's timeline (jobs.submission.timeline)."""
 
 
 @extend_schema_field(PRESET_SCHEMA)
 class PresetField(serializers.JSONField):
-    """An output preset (jobs.presets)."""
+    """An output preset (jobs.submission.presets)."""
 
 
 class SubmitSerializer(StrictSerializer):
@@ -225,7 +233,7 @@ class SubmitSerializer(StrictSerializer):
         return value.strip()
 
     def validate_nexrender(self, value):
-        return clean_nexrender_config(value)
+        return checked(clean_nexrender_config, value)
 
     def validate_name(self, value):
         if _NAME_UNSAFE.search(value):
@@ -234,10 +242,10 @@ class SubmitSerializer(StrictSerializer):
         return value.strip()
 
     def validate_timeline(self, value):
-        return clean_timeline(value)
+        return checked(clean_timeline, value)
 
     def validate_preset(self, value):
-        return clean_preset(value)
+        return checked(clean_preset, value)
 
     def validate(self, attrs):
         default = Engine.FFMPEG if "timeline" in attrs else settings.RENDER_ENGINE

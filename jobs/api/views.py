@@ -18,11 +18,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import lifecycle
+from jobs.access import visible_jobs
 from jobs.api import schema  # noqa: F401  (registers the X-API-Token security scheme)
 from jobs.api.errors import ConflictError, Gone
 from jobs.api.pagination import JobPagination
 from jobs.api.parsers import JSONParser
-from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client
+from jobs.api.permissions import IsAdminSession, IsApiClient
 from jobs.api.serializers import (
     JobDetailSerializer,
     JobLogSerializer,
@@ -32,9 +33,9 @@ from jobs.api.serializers import (
     SubmittedSerializer,
     status_url,
 )
-from jobs.download import check_download_signature, file_response
+from jobs.links import check_download_signature, check_thumbnail_signature
 from jobs.models import Engine, Job, JobLog, JobThumbnail, Status
-from jobs.thumbnails import check_thumbnail_signature
+from jobs.web.download import file_response
 
 
 def liveness(request):
@@ -49,18 +50,6 @@ def liveness(request):
 # --- Who sees which jobs ----------------------------------------------------------
 
 
-def visible_jobs(request):
-    """A token sees its client's jobs, a user their own, an admin everyone's."""
-    user = request.user
-    if is_api_client(request):
-        return Job.objects.filter(client=user.name)
-    if user.is_authenticated and user.is_admin:
-        return Job.objects.all()
-    if user.is_authenticated:
-        return Job.objects.filter(user=user)
-    return Job.objects.none()
-
-
 def _job_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
@@ -69,7 +58,7 @@ def _job_id(raw: str) -> uuid.UUID:
 
 
 def get_visible_job(request, job_id: str) -> Job:
-    job = visible_jobs(request).select_related("user").filter(pk=_job_id(job_id)).first()
+    job = visible_jobs(request.user).select_related("user").filter(pk=_job_id(job_id)).first()
     if job is None:
         raise NotFound("Job not found.")
     return job
@@ -120,7 +109,7 @@ class JobsView(JsonApiView):
         responses={200: JOB_PAGE, **errors(400, 401, 404)},
     )
     def get(self, request):
-        jobs = visible_jobs(request).select_related("user").order_by("-created_at", "-pk")
+        jobs = visible_jobs(request.user).select_related("user").order_by("-created_at", "-pk")
         wanted = request.query_params.get("status")
         if wanted is not None:
             wanted = wanted.strip().upper()
@@ -147,7 +136,7 @@ class JobsView(JsonApiView):
         client = request.user.name[:64]
         if data["engine"] == Engine.FFMPEG:
             # A timeline has no project file: no path to supersede, nothing to sync-check
-            # but its sources (jobs.validation).
+            # but its sources (jobs.node.validation).
             source = {"config": data["timeline"]}
         else:
             source = {"submitted_path": data["project_path"],

@@ -101,7 +101,7 @@ def allowed_domain() -> str:
 @register.filter
 def preset_text(preset) -> str:
     """An output preset in words: "web (H.264 8 Mbps, 1080p)"."""
-    from jobs.presets import describe
+    from jobs.submission.presets import describe
 
     try:
         return describe(preset)

@@ -24,7 +24,7 @@ from django.db import transaction
 from accounts.models import ApiToken, MacUsername, User
 from jobs import lifecycle
 from jobs.models import Engine, Job
-from jobs.timeline import clean_timeline
+from jobs.submission.timeline import clean_timeline
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_USERNAME = "admin"

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from jobs.simulator import install
+from jobs.node.simulator import install
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from jobs import retention
+from jobs.node import retention
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import signal
 
 from django.core.management.base import BaseCommand
 
-from jobs.worker import Worker, default_node_name
+from jobs.node.worker import Worker, default_node_name
 
 log = logging.getLogger(__name__)
 

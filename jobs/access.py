@@ -1,0 +1,25 @@
+"""Who may see which jobs: the one rule the dashboard, the API and the live
+updates all apply."""
+
+from __future__ import annotations
+
+from accounts.models import ApiClient
+from jobs.models import Job
+
+
+def visible_jobs(user):
+    """An API client sees the jobs it submitted, a user their own, an admin everyone's,
+    and nobody else anything."""
+    if isinstance(user, ApiClient):
+        return Job.objects.filter(client=user.name)
+    if not getattr(user, "is_authenticated", False):
+        return Job.objects.none()
+    if user.is_admin:
+        return Job.objects.all()
+    return Job.objects.filter(user=user)
+
+
+def owns(job: Job, user) -> bool:
+    """Whether ``user`` may act on ``job`` as its owner (admins own every job)."""
+    return bool(getattr(user, "is_authenticated", False)
+                and (getattr(user, "is_admin", False) or job.user_id == user.pk))

@@ -1,0 +1,67 @@
+"""Signed links to a job's output and poster frame.
+
+A signed link lets a Slack message, a webhook receiver or a browser without a
+session fetch one job's output (or thumbnail) for an hour. The signature
+binds the job id and a timestamp; the secret is SECRET_KEY. Links are made by
+notifications and the API and checked by the download views.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+DOWNLOAD_SALT = "jobs.download"
+THUMBNAIL_SALT = "jobs.thumbnail"
+DOWNLOAD_URL_SECONDS = 3600
+
+
+def _signer(salt: str = DOWNLOAD_SALT) -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=salt)
+
+
+def download_signature(job_id, salt: str = DOWNLOAD_SALT) -> str:
+    """The ``signature`` query value for a job's download link, from now on.
+
+    Another ``salt`` signs links to something else of the job (its thumbnail).
+    """
+    # The signed text is "<id>:<time>:<mac>"; the id is in the URL already.
+    return _signer(salt).sign(str(job_id)).split(":", 1)[1]
+
+
+def signed_download_url(job) -> str:
+    """An absolute download link for ``job``'s output, valid DOWNLOAD_URL_SECONDS."""
+    path = reverse("api-job-download", args=[job.pk])
+    signature = quote(download_signature(job.pk), safe="")
+    return f"{settings.PUBLIC_URL}{path}?signature={signature}"
+
+
+def check_download_signature(job_id, signature: str, salt: str = DOWNLOAD_SALT) -> str | None:
+    """None if ``signature`` opens ``job_id``'s download now, else why not."""
+    if not isinstance(signature, str) or len(signature) > 200:
+        return "The download link is invalid."
+    try:
+        _signer(salt).unsign(f"{job_id}:{signature}", max_age=DOWNLOAD_URL_SECONDS)
+    except signing.SignatureExpired:
+        return "The download link has expired (links are valid for one hour)."
+    except signing.BadSignature:
+        return "The download link is invalid."
+    return None
+
+
+def signed_thumbnail_url(job) -> str | None:
+    """An absolute link to ``job``'s poster frame, valid an hour; None without one."""
+    if not job.has_thumbnail:
+        return None
+    path = reverse("api-job-thumbnail", args=[job.pk])
+    signature = quote(download_signature(job.pk, salt=THUMBNAIL_SALT), safe="")
+    return f"{settings.PUBLIC_URL}{path}?signature={signature}"
+
+
+def check_thumbnail_signature(job_id, signature: str) -> str | None:
+    """None if ``signature`` opens ``job_id``'s thumbnail now, else why not."""
+    problem = check_download_signature(job_id, signature, salt=THUMBNAIL_SALT)
+    return problem.replace("download link", "thumbnail link") if problem else None

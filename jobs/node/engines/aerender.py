@@ -1,0 +1,62 @@
+"""Renders by calling aerender directly: plain renders, no nexrender patch of AE.
+
+Asset replacement needs nexrender's generated script, so jobs with assets
+are refused here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from jobs.node.engines.base import (
+    Engine,
+    RenderCommand,
+    RenderError,
+    base_env,
+    collect_output,
+    output_name,
+    project_file,
+    project_suffix,
+    template_config,
+)
+
+# job.config template key -> aerender flag.
+FLAGS = (("settingsTemplate", "-RStemplate"), ("outputModule", "-OMtemplate"),
+         ("renderSettings", "-renderSettings"), ("outputSettings", "-outputSettings"),
+         ("frameStart", "-s"), ("frameEnd", "-e"), ("frameIncrement", "-i"))
+
+
+class AerenderEngine(Engine):
+    name = "aerender"
+
+    def command(self, job, workdir: Path) -> RenderCommand:
+        workdir = Path(workdir)
+        template = template_config(job)
+        if (job.config or {}).get("assets"):
+            raise RenderError("Replacing assets needs the nexrender engine; "
+                              "the aerender engine renders the project as it is")
+        source = project_file(job)
+        # Work on a copy: After Effects writes lock and temp files beside the
+        # project, and Dropbox must not sync those.
+        project = workdir / f"project{project_suffix(source)}"
+        try:
+            shutil.copyfile(source, project)
+        except OSError as exc:
+            raise RenderError(f"Cannot copy the project {source}: {exc}") from exc
+        argv = [str(settings.AERENDER_PATH), "-project", str(project),
+                "-comp", str(template["composition"]),
+                "-output", str(workdir / output_name(template))]
+        for key, flag in FLAGS:
+            if template.get(key) is not None:
+                argv += [flag, str(template[key])]
+        if template.get("continueOnMissing"):
+            argv.append("-continueOnMissingFootage")
+        argv += ["-v", "ERRORS_AND_PROGRESS", "-close", "DO_NOT_SAVE_CHANGES"]
+        return RenderCommand(argv=argv, env=base_env(), cwd=workdir)
+
+    def find_output(self, job, workdir: Path) -> Path:
+        workdir = Path(workdir)
+        return collect_output(workdir, template_config(job), workdir / "result.zip")

@@ -1,0 +1,153 @@
+"""What every render engine provides, and the pieces AE engines share.
+
+The worker asks an engine for a command, runs it with jobs.node.procs.RenderProcess
+in a fresh work folder, feeds the output to the engine's progress tracker and
+finally asks the engine for the finished file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs.node.progress import AerenderProgress
+
+# nexrender (tasks/setup.js) names these outputs result_[#####].<ext>.
+IMAGE_SEQUENCE_EXTS = ("jpeg", "jpg", "png", "tif", "tga")
+_SAFE_EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
+
+
+@dataclass
+class RenderCommand:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+class RenderError(Exception):
+    """The render cannot run or did not produce what it should; the message says why.
+
+    ``permanent``: another attempt cannot go better (a timeline over a limit, say),
+    so the job fails at once instead of being retried.
+    """
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Engine:
+    """One way of rendering a job. Subclasses set ``name`` and build the command."""
+
+    name = ""
+
+    def command(self, job, workdir: Path) -> RenderCommand:
+        raise NotImplementedError
+
+    def progress(self, job) -> AerenderProgress:
+        template = template_config(job)
+        return AerenderProgress(
+            frame_start=_int_or_none(template.get("frameStart")),
+            frame_end=_int_or_none(template.get("frameEnd")),
+            frame_increment=_int_or_none(template.get("frameIncrement")),
+        )
+
+    def find_output(self, job, workdir: Path) -> Path:
+        raise NotImplementedError
+
+
+def template_config(job) -> dict:
+    template = (job.config or {}).get("template")
+    if not isinstance(template, dict) or not template.get("composition"):
+        raise RenderError("The job has no template.composition to render")
+    return template
+
+
+def output_ext(template: dict) -> str:
+    ext = template.get("outputExt")
+    if ext is None:
+        # nexrender's default, and what aerender's default output module writes.
+        return "mov" if sys.platform == "darwin" else "avi"
+    ext = str(ext).lstrip(".")
+    if not _SAFE_EXT.match(ext):
+        raise RenderError(f"Unusable outputExt {ext!r}")
+    return ext
+
+
+def is_image_sequence(template: dict) -> bool:
+    return output_ext(template).lower() in IMAGE_SEQUENCE_EXTS or bool(
+        template.get("imageSequence"))
+
+
+def output_name(template: dict) -> str:
+    """The -output file name, as nexrender would choose it."""
+    ext = output_ext(template)
+    if ext.lower() in IMAGE_SEQUENCE_EXTS:
+        return f"result_[#####].{ext}"
+    return f"result.{ext}"
+
+
+def project_file(job) -> Path:
+    path = Path(job.project_path)
+    if not job.project_path or not path.is_absolute():
+        raise RenderError(f"The project path is not absolute: {job.project_path!r}")
+    return path
+
+
+def project_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return suffix if _SAFE_EXT.match(suffix[1:]) else ".aep"
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Never hand the worker's own settings (tokens, database) to a render.
+    for key in list(env):
+        if key.startswith("API_TOKEN_") or key in {"DATABASE_URL", "SECRET_KEY",
+                                                   "SLACK_BOT_TOKEN", "WEBHOOK_SECRET",
+                                                   "GOOGLE_CLIENT_SECRET"}:
+            del env[key]
+    return env
+
+
+def collect_output(folder: Path, template: dict, zip_to: Path) -> Path:
+    """The finished render in ``folder``: the video file, or the frames zipped."""
+    ext = output_ext(template)
+    if is_image_sequence(template):
+        frames = sorted(
+            entry for entry in folder.iterdir() if entry.is_file()
+            and entry.name.startswith("result") and entry.name.lower().endswith(f".{ext.lower()}")
+        ) if folder.is_dir() else []
+        if not frames:
+            raise RenderError(f"Couldn't find a result file: {folder / output_name(template)} "
+                              "(no frames were rendered)")
+        # Stored, not deflated: rendered frames hardly compress and zipping
+        # should cost no more than copying.
+        with zipfile.ZipFile(zip_to, "w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as archive:
+            for frame in frames:
+                archive.write(frame, arcname=frame.name)
+        return zip_to
+    expected = folder / f"result.{ext}"
+    # Like nexrender: AE 2022+ may write .mov whatever was asked for.
+    candidates = [expected]
+    for other in ("mov", "mp4", "avi"):
+        if other != ext.lower():
+            candidates.append(folder / f"result.{other}")
+    for candidate in candidates:
+        if candidate.is_file():
+            if candidate.stat().st_size == 0:
+                raise RenderError(f"The result file is empty: {candidate}")
+            return candidate
+    raise RenderError(f"Couldn't find a result file: {expected}")
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return None if value is None or isinstance(value, bool) else int(value)
+    except (TypeError, ValueError):
+        return None

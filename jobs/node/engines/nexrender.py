@@ -1,0 +1,117 @@
+"""Renders through nexrender-cli, with a job JSON the manager writes itself.
+
+A nexrender job JSON is code (notes/nexrender.md): so the job is built here
+from the already-cleaned config, key by key. The manager sets uid,
+template.src, every file name and the output location; client config never
+reaches nexrender as-is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+
+from jobs.node.engines.base import (
+    Engine,
+    RenderCommand,
+    RenderError,
+    base_env,
+    collect_output,
+    project_file,
+    project_suffix,
+    template_config,
+)
+
+PRELOAD = Path(__file__).resolve().parent / "nexrender_linux_preload.js"
+TEMPLATE_KEYS = ("composition", "outputModule", "outputExt", "settingsTemplate",
+                 "renderSettings", "outputSettings", "frameStart", "frameEnd",
+                 "frameIncrement", "continueOnMissing", "imageSequence")
+ASSET_TYPES = ("data", "image", "video", "audio")
+ASSET_KEYS = ("layerName", "layerIndex", "property", "value", "composition")
+_SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+
+class NexrenderEngine(Engine):
+    name = "nexrender"
+
+    def command(self, job, workdir: Path) -> RenderCommand:
+        workdir = Path(workdir)
+        job_file = workdir / "job.json"
+        job_file.write_text(json.dumps(build_job(job), indent=2), encoding="utf-8")
+        argv = [settings.NODE_BINARY, str(settings.NEXRENDER_CLI), "--file", str(job_file),
+                "--binary", str(settings.AERENDER_PATH), "--workpath", str(workdir),
+                "--skip-cleanup", "--no-analytics", "--debug"]
+        return RenderCommand(argv=argv, env=nexrender_env(), cwd=workdir)
+
+    def find_output(self, job, workdir: Path) -> Path:
+        workdir = Path(workdir)
+        return collect_output(workdir / job_uid(job), template_config(job),
+                              workdir / "result.zip")
+
+
+def job_uid(job) -> str:
+    return job.id.hex
+
+
+def build_job(job) -> dict:
+    """The nexrender job, built only from checked values (see the module doc)."""
+    config = template_config(job)
+    project = project_file(job)
+    template = {key: config[key] for key in TEMPLATE_KEYS if config.get(key) is not None}
+    template["src"] = project.as_uri()
+    template["name"] = f"project{project_suffix(project)}"
+    if "frameIncrement" in template:
+        # core 1.63.3 reads -i from "incrementFrame" (render.js), not the
+        # documented "frameIncrement": set both so the increment reaches aerender.
+        template["incrementFrame"] = template["frameIncrement"]
+    assets = []
+    for index, asset in enumerate((job.config or {}).get("assets") or []):
+        assets.append(build_asset(index, asset))
+    return {"uid": job_uid(job), "template": template, "assets": assets, "actions": {}}
+
+
+def build_asset(index: int, asset: dict) -> dict:
+    kind = asset.get("type") if isinstance(asset, dict) else None
+    if kind not in ASSET_TYPES:
+        raise RenderError(f"Asset {index}: type {kind!r} is not allowed")
+    built = {"type": kind}
+    built.update({key: asset[key] for key in ASSET_KEYS if key in asset})
+    if kind == "data":
+        built["name"] = f"asset{index:03d}"
+        return built
+    src = asset.get("src")
+    if not isinstance(src, str) or urlsplit(src).scheme != "file":
+        raise RenderError(f"Asset {index}: only file:// sources are allowed")
+    built["src"] = src
+    # core 1.63.3 cannot download an asset without a name; and a generated
+    # name cannot traverse paths. AE needs the extension to import the file.
+    suffix = Path(unquote(urlsplit(src).path)).suffix
+    built["name"] = f"asset{index:03d}{suffix if _SAFE_EXT.match(suffix) else ''}"
+    return built
+
+
+def nexrender_env() -> dict[str, str]:
+    env = base_env()
+    env.update({
+        # aerender's log goes into the job's work folder (and the deprecation
+        # notice about its location is not printed on every render).
+        "NEXRENDER_ENABLE_AELOG_PROJECT_FOLDER": "true",
+        # nexrender's own stall watchdog kills aerender only, not AfterFX: leave
+        # stalls to the manager's watchdog (RENDER_STALL_SECONDS), which kills
+        # the whole tree, by giving nexrender's a longer fuse.
+        "NEXRENDER_MAX_UPDATE_TIMEOUT": str(int(settings.RENDER_STALL_SECONDS * 2) + 60),
+        "FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+    })
+    # HOME/USERPROFILE are left alone: After Effects keeps its preferences and
+    # licence there. With --no-analytics and the default (off) licence helper,
+    # nexrender itself writes only into --workpath (and patches the AE install).
+    if sys.platform not in ("win32", "darwin"):
+        quoted = '"' + str(PRELOAD).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --require {quoted}".strip()
+    return env

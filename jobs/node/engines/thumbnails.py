@@ -1,0 +1,74 @@
+"""Poster frames of completed videos: one JPEG per job, kept in the database.
+
+The render node grabs a frame (10 % into the video, at most 10 s in) while
+the output is still in its work folder, before publishing. The JPEG lives in
+JobThumbnail, so the web server can show it whichever machine rendered, and
+nothing but renders lands in Dropbox; retention deletes it with the job.
+API clients get a signed ``thumbnail_url`` (valid an hour, like downloads);
+the dashboard uses the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+from django.utils import timezone
+
+from jobs import media
+from jobs.models import JobThumbnail
+
+log = logging.getLogger(__name__)
+
+MAX_WIDTH = 480
+TIMEOUT_SECONDS = 30
+NOT_VIDEO = {".zip"}  # zipped image sequences
+
+
+def poster_time(duration: float | None) -> float:
+    return 0.0 if not duration else min(duration * 0.1, 10.0)
+
+
+def _even(value: float) -> int:
+    return max(2, 2 * round(value / 2))
+
+
+def poster_frame(path: Path) -> tuple[bytes, int, int] | None:
+    """(JPEG bytes, width, height) of a frame of the video ``path``; None if it has none."""
+    info = media.probe(path, timeout=TIMEOUT_SECONDS)
+    video = info.video
+    if video is None or not video.width or not video.height or info.is_image:
+        return None
+    width = _even(min(MAX_WIDTH, video.width))
+    height = _even(width * video.height / video.width)
+    for at in (poster_time(info.duration), 0.0):
+        argv = [media.ffmpeg(), "-hide_banner", "-nostdin", "-v", "error",
+                "-protocol_whitelist", "file", "-ss", f"{at:.3f}", "-i", media.file_input(path),
+                "-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={width}:{height},setsar=1",
+                "-c:v", "mjpeg", "-q:v", "4", "-f", "image2pipe", "pipe:1"]
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=TIMEOUT_SECONDS)
+        if done.returncode == 0 and done.stdout.startswith(b"\xff\xd8"):
+            return done.stdout, width, height
+    return None
+
+
+def capture(job, path: Path) -> bool:
+    """Store a poster frame of ``job``'s output ``path``; True if there is one now.
+
+    Never fails the render: a video without a usable frame just has no thumbnail.
+    """
+    if Path(path).suffix.lower() in NOT_VIDEO:
+        return False
+    try:
+        made = poster_frame(Path(path))
+    except (media.MediaError, OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("no thumbnail for job %s: %s", job.pk, exc)
+        return False
+    if made is None:
+        return False
+    jpeg, width, height = made
+    JobThumbnail.objects.update_or_create(job_id=job.pk, defaults={
+        "jpeg": jpeg, "width": width, "height": height, "created_at": timezone.now()})
+    return True

@@ -1,0 +1,266 @@
+"""Process control for the render worker: run a render, read it, kill it whole.
+
+A render is a tree (nexrender -> aerender -> AfterFX) and every member must
+die on cancel, on Windows too, so everything goes through psutil, never
+through signals to a process group (POSIX only) or taskkill (Windows only).
+
+Every render runs under ``jobs/node/guard.py``, which kills the tree if the
+worker dies, and carries a marker variable in its environment so that a
+restarted node can find and kill what its dead predecessor left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+from jobs.node.guard import MARKER_ENV, kill_all
+
+__all__ = ["MARKER_ENV", "RenderProcess", "find_marked", "kill_marked", "kill_tree"]
+
+GUARD = Path(__file__).resolve().parent / "guard.py"
+MAX_LINE = 64 * 1024
+READ_CHUNK = 256 * 1024
+# Batches of at most READ_CHUNK bytes: a full queue holds ~4 MiB of output, and a
+# flood then waits on the pipe (back-pressure) instead of growing memory.
+QUEUE_BATCHES = 16
+# When the root process exited but something it started still holds the pipe
+# open, stop waiting for end of output after this long.
+EOF_GRACE_SECONDS = 5.0
+_EOF = None
+
+
+def kill_tree(pid: int, create_time: float | None = None, timeout: float = 2.0) -> list[int]:
+    """Kill ``pid`` and all its descendants; return the pids killed.
+
+    With ``create_time`` the process is only touched if it is still the one
+    that was started then (pids are reused). Descendants are listed, and
+    frozen, before anything dies, so orphans are reached too.
+    """
+    try:
+        root = psutil.Process(pid)
+        if create_time is not None and abs(root.create_time() - create_time) > 0.01:
+            return []
+    except psutil.NoSuchProcess:
+        return []
+    return kill_all([root], timeout=timeout)
+
+
+def find_marked(prefix: str) -> list[psutil.Process]:
+    """Processes whose environment has MARKER_ENV starting with ``prefix``."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            value = proc.environ().get(MARKER_ENV)
+        except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+        except OSError:
+            continue  # Windows: a process can vanish or refuse mid-read
+        if value is not None and value.startswith(prefix):
+            found.append(proc)
+    return found
+
+
+def kill_marked(prefix: str, timeout: float = 2.0) -> list[int]:
+    """Kill every process (and its descendants) marked with ``prefix``.
+
+    Pass a complete leading part such as ``"node-a/"``: ``"node-a"`` would also
+    match ``"node-ab/..."``.
+    """
+    marked = find_marked(prefix)
+    return kill_all(marked, timeout=timeout) if marked else []
+
+
+class RenderProcess:
+    """A render command, started under the guard, with its output merged into one pipe.
+
+    Read the output with :meth:`read` (it must be read: a full pipe stalls
+    the render), watch for the end with :meth:`poll`.
+    """
+
+    def __init__(self, argv: Sequence[str | os.PathLike], env: Mapping[str, str] | None = None,
+                 cwd: str | os.PathLike | None = None, marker: str = ""):
+        me = psutil.Process()
+        env = dict(os.environ if env is None else env)
+        if marker:
+            env[MARKER_ENV] = marker
+        self.marker = marker
+        self.argv = [str(arg) for arg in argv]
+        # -I: the guard needs neither the manager's sys.path nor PYTHON* variables,
+        # and -I keeps the start-up cheap and predictable.
+        command = [sys.executable, "-I", str(GUARD), str(me.pid), repr(me.create_time()),
+                   "--", *self.argv]
+        if sys.platform == "win32":
+            # Own process group: a Ctrl+C meant for the worker is the worker's to
+            # handle (it kills and requeues the render itself).
+            flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+            extra = {"creationflags": flags}
+        else:
+            extra = {"start_new_session": True}
+        self._popen = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=env, cwd=None if cwd is None else str(cwd),
+            bufsize=0, **extra)
+        self.pid: int = self._popen.pid
+        try:
+            self.create_time: float | None = psutil.Process(self.pid).create_time()
+        except psutil.NoSuchProcess:
+            self.create_time = None
+        self.output_finished = False
+        self.killed = False
+        self._closed = False
+        self._exited_at: float | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._reader = threading.Thread(target=self._read_pipe, name=f"render-{self.pid}",
+                                        daemon=True)
+        self._reader.start()
+
+    # --- output -------------------------------------------------------------
+
+    def _read_pipe(self) -> None:
+        fd = self._popen.stdout.fileno()
+        pending = b""
+        skipping = False  # inside an over-long line, dropping the rest of it
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, READ_CHUNK)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                if skipping:
+                    cut = chunk.find(b"\n")
+                    if cut < 0:
+                        continue
+                    chunk, skipping = chunk[cut + 1:], False
+                data = pending + chunk
+                cut = data.rfind(b"\n")
+                if cut >= 0:
+                    self._put(_split(data[:cut]))
+                    pending = data[cut + 1:]
+                else:
+                    pending = data
+                if len(pending) > MAX_LINE:
+                    # An endless line must not grow memory: keep its start only.
+                    self._put(_split(pending[:MAX_LINE]))
+                    pending, skipping = b"", True
+            if pending:
+                self._put(_split(pending))
+        finally:
+            # Closed here, not by close(): closing an fd another thread is
+            # reading from could hand its number to an unrelated file.
+            with contextlib.suppress(OSError):
+                self._popen.stdout.close()
+            self._put(_EOF)
+
+    def _put(self, item) -> None:
+        # Blocks while the queue is full (back-pressure on the render), but
+        # gives up once nobody will read any more.
+        while not self._closed:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, timeout: float = 0.0) -> list[str]:
+        """Lines available now (without line ends), waiting up to ``timeout`` for the first."""
+        if self.output_finished:
+            if timeout > 0:
+                # Nothing more to read: wait for the exit instead of spinning.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._popen.wait(timeout=timeout)
+            return []
+        lines: list[str] = []
+        try:
+            batch = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return lines
+        while True:
+            if batch is _EOF:
+                self.output_finished = True
+                break
+            lines.extend(batch)
+            if len(lines) >= 50_000:
+                break  # hand over a bounded amount at a time
+            try:
+                batch = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        return lines
+
+    # --- lifetime -------------------------------------------------------------
+
+    def poll(self) -> int | None:
+        """The exit code once the process exited and all its output was read, else None.
+
+        After :meth:`kill` the code is returned at once; remaining output can
+        still be read.
+        """
+        code = self._popen.poll()
+        if code is None:
+            return None
+        if self.killed or self.output_finished:
+            return code
+        if self._exited_at is None:
+            self._exited_at = time.monotonic()
+        # Something the render started still holds the pipe: give up waiting.
+        if time.monotonic() - self._exited_at > EOF_GRACE_SECONDS and self._queue.empty():
+            return code
+        return None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def kill(self, timeout: float = 2.0) -> None:
+        """Kill the whole render tree (and anything else carrying its marker)."""
+        self.killed = True
+        if self._popen.poll() is None:
+            # psutil must not reap our own child, or Popen would lose its exit code.
+            try:
+                descendants = psutil.Process(self.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                descendants = []
+            with contextlib.suppress(OSError):
+                self._popen.kill()
+            kill_all(descendants, timeout=timeout)
+        if self.marker:
+            kill_marked(self.marker, timeout=timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=timeout)
+
+    def close(self) -> None:
+        """Kill the render if it still runs, and stop reading its output."""
+        if self._popen.poll() is None:
+            self.kill()
+        self._closed = True
+
+    def __enter__(self) -> RenderProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _split(data: bytes) -> list[str]:
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+        lines = [line[:MAX_LINE] for line in lines]
+    return lines

@@ -1,0 +1,61 @@
+"""Helpers shared by the operations tests (Slack, webhooks, admin actions)."""
+
+from __future__ import annotations
+
+import psutil
+
+from jobs import lifecycle
+from jobs.models import Job
+from jobs.node.procs import MARKER_ENV
+from tests.helpers.common import make_project, wait_for
+
+
+def submit(farm, user, name="spot.aep", callback_url="", priority=0, **behaviour) -> Job:
+    """Submit a simulator project the way the API does (PENDING, then the worker)."""
+    path = make_project(farm.dropbox, name, **behaviour)
+    job = lifecycle.submit(actor="api:test", user=user, client="test", project_path=str(path),
+                           path_key=str(path).casefold(), name=name,
+                           config={"template": {"composition": "main"}},
+                           engine=farm.settings.RENDER_ENGINE, callback_url=callback_url).job
+    if priority:
+        Job.objects.filter(pk=job.pk).update(priority=priority)
+    return job
+
+
+def status_of(job) -> str:
+    job.refresh_from_db()
+    return job.status
+
+
+def wait_status(job, *statuses, timeout=60):
+    return wait_for(lambda: status_of(job) in statuses, timeout=timeout,
+                    message=f"job stayed {job.status}, wanted {statuses}: {job.error}")
+
+
+def render_processes(job_id=None, node: str = "") -> list[psutil.Process]:
+    """Live render processes of ``job_id`` or of render node ``node`` (its full
+    name, ``farm.node()``), found by their marker. Other test runs may be
+    rendering on this machine at the same time: always narrow it down."""
+    assert job_id or node
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            marker = proc.environ().get(MARKER_ENV, "")
+            if marker and (job_id is None or str(job_id) in marker) \
+                    and marker.startswith(f"{node}/" if node else "") \
+                    and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def event_time(job, to_status):
+    event = job.events.filter(to_status=to_status).exclude(kind="progress").order_by("id").last()
+    assert event is not None, f"no {to_status} event for {job.pk}"
+    return event.created_at
+
+
+def use_aerender(farm):
+    """The direct aerender engine: no Node needed and quick to start."""
+    farm.configure(RENDER_ENGINE="aerender")

@@ -1,0 +1,260 @@
+"""Process control: whole trees die, markers find orphans, floods stay cheap,
+and a render dies with its worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jobs.node.procs import MARKER_ENV, RenderProcess, find_marked, kill_marked, kill_tree
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A process that starts a child, which starts a grandchild; each prints its pid.
+TREE = textwrap.dedent("""
+    import subprocess, sys, time
+    depth = int(sys.argv[1])
+    print(__import__("os").getpid(), flush=True)
+    if depth > 1:
+        subprocess.Popen([sys.executable, __file__, str(depth - 1)])
+    while True:
+        time.sleep(60)
+""")
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def all_gone(pids, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(gone(pid) for pid in pids):
+            return True
+        time.sleep(0.02)
+    return all(gone(pid) for pid in pids)
+
+
+def start_tree(tmp_path: Path, depth: int = 3, env=None) -> tuple[subprocess.Popen, list[int]]:
+    script = tmp_path / "tree.py"
+    script.write_text(TREE)
+    proc = subprocess.Popen([sys.executable, str(script), str(depth)], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    root = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 10
+    while len(root.children(recursive=True)) < depth - 1:
+        assert time.monotonic() < deadline, "the process tree did not start"
+        time.sleep(0.02)
+    return proc, [proc.pid] + [child.pid for child in root.children(recursive=True)]
+
+
+def test_kill_tree_kills_three_generations_within_two_seconds(tmp_path):
+    proc, pids = start_tree(tmp_path)
+    assert len(pids) == 3
+    started = time.monotonic()
+    killed = kill_tree(proc.pid, psutil.Process(proc.pid).create_time())
+    assert set(pids) <= set(killed)
+    assert all_gone(pids, timeout=2.0 - (time.monotonic() - started))
+
+
+def test_kill_tree_checks_create_time_and_tolerates_missing_pids(tmp_path):
+    proc, pids = start_tree(tmp_path, depth=1)
+    try:
+        assert kill_tree(proc.pid, create_time=12345.0) == []
+        assert not gone(proc.pid)
+    finally:
+        kill_tree(proc.pid)
+    assert kill_tree(proc.pid) == []  # already gone: no error
+
+
+def test_find_and_kill_by_marker(tmp_path):
+    node = f"test-node-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, **{MARKER_ENV: f"{node}/job-1/lease-1"})
+    proc, pids = start_tree(tmp_path, depth=2, env=env)
+    other, other_pids = start_tree(tmp_path, depth=1,
+                                   env=dict(os.environ, **{MARKER_ENV: f"{node}x/job/l"}))
+    try:
+        found = {p.pid for p in find_marked(f"{node}/")}
+        assert found == set(pids)
+        assert set(kill_marked(f"{node}/")) >= set(pids)
+        assert all_gone(pids, timeout=2)
+        assert not gone(other.pid), "a longer node name sharing the prefix was killed"
+    finally:
+        kill_tree(other.pid)
+
+
+def test_render_process_reads_output_and_exit_code():
+    code = "import sys; print('one'); print('two\\r'); sys.stdout.write('no newline'); sys.exit(3)"
+    with RenderProcess([sys.executable, "-c", code], env=dict(os.environ), cwd=REPO,
+                       marker="") as render:
+        lines = []
+        while (status := render.poll()) is None:
+            lines += render.read(timeout=0.5)
+        assert status == 3
+        assert lines == ["one", "two", "no newline"]
+        assert render.output_finished
+
+
+def test_render_process_caps_long_lines():
+    code = "import sys; sys.stdout.write('x' * 1_000_000); print(); print('after')"
+    with RenderProcess([sys.executable, "-c", code]) as render:
+        lines = []
+        while render.poll() is None:
+            lines += render.read(timeout=0.5)
+    assert [len(line) for line in lines] == [64 * 1024, 5]
+    assert lines[-1] == "after"
+
+
+def test_guard_startup_overhead_is_small():
+    argv = [sys.executable, "-S", "-c", "pass"]
+    # Warm the file cache so the comparison is fair.
+    subprocess.run(argv, check=True)
+    RenderProcess(argv).kill()
+
+    def direct():
+        started = time.perf_counter()
+        subprocess.run(argv, check=True)
+        return time.perf_counter() - started
+
+    def guarded():
+        started = time.perf_counter()
+        render = RenderProcess(argv)
+        while render.poll() is None:
+            render.read(timeout=0.01)
+        return time.perf_counter() - started
+
+    plain = min(direct() for _ in range(5))
+    through_guard = min(guarded() for _ in range(5))
+    overhead = through_guard - plain
+    print(f"\nguard overhead: {overhead * 1000:.0f} ms "
+          f"(direct {plain * 1000:.0f} ms, guarded {through_guard * 1000:.0f} ms)")
+    assert overhead < 0.25
+
+
+def test_flood_of_200_mb_is_read_fast_with_bounded_memory(tmp_path, simulator):
+    project = tmp_path / "flood.aep"
+    project.write_text(json.dumps({"frames": 5, "frame_seconds": 0, "flood_mb": 200}))
+    me = psutil.Process()
+    before = me.memory_info().rss
+    peak = before
+    started = time.perf_counter()
+    count = chars = 0
+    frames = 0
+    with RenderProcess([simulator, "-project", project, "-comp", "Main",
+                        "-output", tmp_path / "out.avi"]) as render:
+        while (status := render.poll()) is None:
+            lines = render.read(timeout=1)
+            count += len(lines)
+            chars += sum(map(len, lines))
+            frames += sum(1 for line in lines if line.startswith("PROGRESS:  0:"))
+            peak = max(peak, me.memory_info().rss)
+    elapsed = time.perf_counter() - started
+    growth = (peak - before) / 2**20
+    print(f"\nflood: {chars / 2**20:.0f} MiB in {count} lines, {elapsed:.2f} s "
+          f"({chars / 2**20 / elapsed:.0f} MiB/s), RSS growth {growth:.1f} MiB")
+    assert status == 0
+    assert chars >= 200 * 2**20 * 0.99
+    assert frames == 5
+    assert growth < 40
+
+
+def test_kill_takes_down_the_render_tree(tmp_path, simulator):
+    project = tmp_path / "hang.aep"
+    project.write_text(json.dumps({"hang": {"after_frames": 2}, "spawn_child": True,
+                                   "frame_seconds": 0}))
+    marker = f"test/{uuid.uuid4().hex}/lease"
+    render = RenderProcess([simulator, "-project", project, "-comp", "Main",
+                            "-output", tmp_path / "out.avi"], marker=marker)
+    lines = []
+    while not any("(2): " in line for line in lines):
+        lines += render.read(timeout=1)
+        assert render.poll() is None, lines
+    pids = [render.pid] + [p.pid for p in psutil.Process(render.pid).children(recursive=True)]
+    assert len(pids) == 3  # guard, simulator, its child
+    started = time.monotonic()
+    render.kill()
+    assert time.monotonic() - started < 2
+    assert all_gone(pids, timeout=2 - (time.monotonic() - started))
+    assert render.poll() is not None
+    assert find_marked(marker) == []
+    render.close()
+
+
+def test_guard_kills_what_a_finished_render_left_behind(tmp_path, simulator):
+    project = tmp_path / "leaves-child.aep"
+    project.write_text(json.dumps({"spawn_child": True, "frames": 3, "frame_seconds": 0}))
+    marker = f"test/{uuid.uuid4().hex}/lease"
+    lines = []
+    with RenderProcess([simulator, "-project", project, "-comp", "Main",
+                        "-output", tmp_path / "out.avi"], marker=marker) as render:
+        while (status := render.poll()) is None:
+            lines += render.read(timeout=1)
+    assert status == 0
+    child = int((tmp_path / "child.pid").read_text())
+    assert all_gone([child], timeout=1)
+    assert any("left behind" in line for line in lines), lines
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {repo!r})
+    from jobs.node.procs import RenderProcess
+    render = RenderProcess(sys.argv[1:], marker={marker!r})
+    while True:
+        for line in render.read(timeout=1):
+            if "(2): " in line:
+                print(json.dumps({{"guard": render.pid}}), flush=True)
+""")
+
+
+def test_render_dies_when_the_worker_is_killed(tmp_path, simulator):
+    project = tmp_path / "hang.aep"
+    project.write_text(json.dumps({"hang": {"after_frames": 2}, "spawn_child": True,
+                                   "frame_seconds": 0}))
+    marker = f"test/{uuid.uuid4().hex}/lease"
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(repo=str(REPO), marker=marker))
+    worker = subprocess.Popen(
+        [sys.executable, str(script), str(simulator), "-project", str(project), "-comp", "Main",
+         "-output", str(tmp_path / "out.avi")], stdout=subprocess.PIPE, text=True)
+    try:
+        guard = json.loads(worker.stdout.readline())["guard"]
+        pids = [guard] + [p.pid for p in psutil.Process(guard).children(recursive=True)]
+        assert len(pids) == 3
+        psutil.Process(worker.pid).kill()  # kill -9: no chance to clean up
+        started = time.monotonic()
+        assert all_gone(pids, timeout=1.5), [p for p in pids if not gone(p)]
+        print(f"\nrender tree gone {time.monotonic() - started:.2f} s after the worker died")
+    finally:
+        worker.kill()
+        worker.wait()
+        kill_marked(marker)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal")
+def test_guard_kills_the_tree_on_sigterm(tmp_path, simulator):
+    project = tmp_path / "hang.aep"
+    project.write_text(json.dumps({"hang": {"after_frames": 1}, "frame_seconds": 0}))
+    render = RenderProcess([simulator, "-project", project, "-comp", "Main",
+                            "-output", tmp_path / "out.avi"])
+    lines = []
+    while not any("(1): " in line for line in lines):
+        lines += render.read(timeout=1)
+    pids = [render.pid] + [p.pid for p in psutil.Process(render.pid).children(recursive=True)]
+    psutil.Process(render.pid).terminate()
+    assert all_gone(pids, timeout=2)
+    while render.poll() is None:
+        render.read(timeout=0.2)
+    assert render.poll() == 143

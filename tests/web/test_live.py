@@ -1,0 +1,354 @@
+"""Live updates: the outbox bridge and the websockets of the job list and job pages.
+
+The sockets are driven through the real ASGI application (origin check,
+session cookie, routing) with channels' WebsocketCommunicator; events are
+written the way workers write them, through jobs.lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from jobs import lifecycle
+from jobs.models import Job, JobEvent, Status
+from jobs.web.live import Outbox, bridge
+from rendermanager.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT = 5  # seconds for an update to arrive (SQLite polls every 0.5 s)
+QUIET = 1.5  # seconds of silence that show nothing was sent
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def socket(path: str, user=None, origin: str = "http://localhost") -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode())]
+    if user is not None:
+        headers.append((b"cookie", f"sessionid={session_cookie(user)}".encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+def run(scenario):
+    """Run one async scenario on a fresh event loop (the bridge follows it there)."""
+    async def wrapped():
+        try:
+            await scenario()
+        finally:
+            await bridge.stop()
+
+    asyncio.run(wrapped())
+    # Django keeps connections per async context; those of the finished tasks are
+    # closed when collected, which must happen before the test database is dropped.
+    gc.collect()
+
+
+def make_job(user, status=Status.QUEUED, **fields):
+    return Job.objects.create(user=user, status=status, project_path="D:\\Dropbox\\a.aep",
+                              **fields)
+
+
+async def progress(job, percent: float):
+    """What a render worker does about once a second while it renders."""
+    def write():
+        Job.objects.filter(pk=job.pk).update(progress=percent, phase="rendering")
+        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
+                         message=f"{percent:.0f}%")
+    await database_sync_to_async(write)()
+
+
+async def receive_until(communicator, needle: str, timeout: float = WAIT) -> str:
+    """Messages until one contains ``needle``; fails on a timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        message = await communicator.receive_from(timeout=max(0.1, deadline - loop.time()))
+        if needle in message:
+            return message
+
+
+# --- Who may connect -------------------------------------------------------------------------
+
+
+def test_anonymous_connections_are_closed():
+    async def scenario():
+        communicator = socket("/ws/jobs")
+        connected, code = await communicator.connect()
+        assert not connected
+        assert code == 4401
+
+    run(scenario)
+
+
+def test_other_sites_cannot_open_a_socket_with_the_users_cookie(user):
+    async def scenario():
+        communicator = socket("/ws/jobs", user, origin="https://evil.example")
+        connected, _ = await communicator.connect()
+        assert not connected
+
+    run(scenario)
+
+
+def test_a_user_cannot_follow_another_users_job(user, other_user):
+    bobs = make_job(other_user)
+
+    async def scenario():
+        communicator = socket(f"/ws/jobs/{bobs.pk}", user)
+        connected, code = await communicator.connect()
+        assert not connected
+        assert code == 4404
+
+    run(scenario)
+
+
+# --- The job list ------------------------------------------------------------------------------
+
+
+def test_a_user_receives_updates_of_their_jobs_and_never_of_others(user, other_user):
+    mine = make_job(user, status=Status.RENDERING)
+    theirs = make_job(other_user, status=Status.RENDERING)
+
+    async def scenario():
+        communicator = socket("/ws/jobs", user)
+        assert (await communicator.connect())[0]
+
+        await progress(theirs, 50)
+        await progress(mine, 42)
+
+        message = await communicator.receive_from(timeout=WAIT)
+        # The first thing that arrives is Alice's row, redrawn: Bob's never comes.
+        assert f'id="job-{mine.pk}"' in message
+        assert 'aria-valuenow="42"' in message
+        assert str(theirs.pk) not in message
+        await progress(theirs, 60)
+        assert await communicator.receive_nothing(timeout=QUIET)
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_status_change_redraws_the_row(user):
+    job = make_job(user, status=Status.QUEUED)
+
+    async def scenario():
+        communicator = socket("/ws/jobs", user)
+        assert (await communicator.connect())[0]
+
+        await database_sync_to_async(lifecycle.cancel)(job.pk, actor="alice@studio.test")
+
+        message = await receive_until(communicator, f'id="job-{job.pk}"')
+        assert 'class="status status-cancelled"' in message
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_an_admin_receives_everyones_updates(admin, user, other_user):
+    alices = make_job(user, status=Status.RENDERING)
+    bobs = make_job(other_user, status=Status.RENDERING)
+
+    async def scenario():
+        communicator = socket("/ws/jobs", admin)
+        assert (await communicator.connect())[0]
+
+        await progress(alices, 10)
+        await progress(bobs, 20)
+
+        seen = ""
+        while str(alices.pk) not in seen or str(bobs.pk) not in seen:
+            seen += await communicator.receive_from(timeout=WAIT)
+        # Admin rows name the owner.
+        assert "Alice Artist" in seen and "Bob Builder" in seen
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_new_job_appears_on_top_of_a_list_it_belongs_to(user, other_user):
+    async def scenario():
+        newest = socket("/ws/jobs", user)
+        failed_only = socket("/ws/jobs?status=failed", user)
+        assert (await newest.connect())[0]
+        assert (await failed_only.connect())[0]
+
+        def submit():
+            return lifecycle.submit(actor="api:bravo", user=user, client="bravo",
+                                    project_path="D:\\Dropbox\\new.aep",
+                                    path_key="d:\\dropbox\\new.aep").job
+        job = await database_sync_to_async(submit)()
+
+        message = await receive_until(newest, str(job.pk))
+        assert 'hx-swap-oob="afterbegin:#job-rows"' in message
+        assert 'id="jobs-empty" hx-swap-oob="delete"' in message
+        # A list of failed jobs has no place for a new PENDING one.
+        assert await failed_only.receive_nothing(timeout=QUIET)
+        await newest.disconnect()
+        await failed_only.disconnect()
+
+    run(scenario)
+
+
+# --- A job's page ----------------------------------------------------------------------------
+
+
+def test_the_detail_page_receives_progress_and_the_timeline(user):
+    job = make_job(user, status=Status.QUEUED)
+
+    async def scenario():
+        communicator = socket(f"/ws/jobs/{job.pk}", user)
+        assert (await communicator.connect())[0]
+
+        def start():
+            Job.objects.filter(pk=job.pk).update(frames_total=100)
+            lifecycle.transition(job.pk, Status.RENDERING, allowed_from=Status.QUEUED,
+                                 actor="node:a", message="Rendering on a")
+        await database_sync_to_async(start)()
+        started = await receive_until(communicator, 'id="job-status"')
+        assert "RENDERING" in started
+        # A status change appends to the timeline and makes the actions and the log
+        # fetch themselves again (with the viewer's own session).
+        assert 'hx-swap-oob="beforeend:#timeline"' in started
+        assert "QUEUED → RENDERING" in started
+        assert re.search(r'id="job-actions"[^>]*hx-trigger="load"', started)
+        assert re.search(r'id="job-log"[^>]*hx-trigger="load"', started)
+
+        await progress(job, 37)
+        ticked = await receive_until(communicator, 'id="job-progress"')
+        assert 'aria-valuenow="37"' in ticked
+        # Progress ticks are not history.
+        assert "#timeline" not in ticked
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_the_detail_socket_ignores_other_jobs(user):
+    watched = make_job(user, status=Status.RENDERING)
+    other = make_job(user, status=Status.RENDERING)
+
+    async def scenario():
+        communicator = socket(f"/ws/jobs/{watched.pk}", user)
+        assert (await communicator.connect())[0]
+        await progress(other, 30)
+        assert await communicator.receive_nothing(timeout=QUIET)
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_burst_larger_than_a_batch_is_delivered_at_once(admin, user, monkeypatch):
+    from jobs.web import live
+
+    monkeypatch.setattr(live, "BATCH", 2)
+    jobs = [make_job(user, status=Status.RENDERING) for _ in range(5)]
+
+    async def scenario():
+        communicator = socket("/ws/jobs", admin)
+        assert (await communicator.connect())[0]
+        for job in jobs:
+            await progress(job, 50)
+        seen = ""
+        while not all(str(job.pk) in seen for job in jobs):
+            seen += await communicator.receive_from(timeout=WAIT)
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_without_listen_the_bridge_polls(user, monkeypatch):
+    """LISTEN may be impossible (a pooler, a refused connection): pages stay live."""
+    from jobs.web import live
+
+    monkeypatch.setattr(live, "_postgres_conninfo",
+                        lambda: "host=127.0.0.1 port=1 dbname=nothing connect_timeout=1")
+    job = make_job(user, status=Status.RENDERING)
+
+    async def scenario():
+        communicator = socket("/ws/jobs", user)
+        assert (await communicator.connect())[0]
+        assert not bridge.listening
+        await progress(job, 12)
+        await receive_until(communicator, 'aria-valuenow="12"')
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+# --- The outbox --------------------------------------------------------------------------------
+
+
+def test_the_outbox_delivers_a_late_event_once(user):
+    """An event whose id is below one already read (a transaction that committed
+    late, on PostgreSQL) is still delivered, exactly once."""
+    job = make_job(user)
+    first = lifecycle.record(job.pk, "note")
+    late = lifecycle.record(job.pk, "note", message="late")
+    last = lifecycle.record(job.pk, "note")
+    late_id = late.pk
+    JobEvent.objects.filter(pk=late_id).delete()  # "not committed yet"
+    outbox = Outbox(last_seen=first.pk - 1)
+
+    assert [e.pk for e in outbox.read()] == [first.pk, last.pk]
+    assert late_id in outbox.gaps
+
+    JobEvent.objects.create(pk=late_id, job=job, kind="note", message="late")  # "committed"
+    assert [e.pk for e in outbox.read()] == [late_id]
+    assert outbox.read() == []
+    assert not outbox.gaps
+
+
+@pytest.mark.postgres
+def test_out_of_order_commits_on_postgres_are_not_skipped(user):
+    import psycopg
+
+    from tests.helpers.common import database_url
+
+    job = make_job(user)
+    outbox = Outbox(last_seen=lifecycle.record(job.pk, "note").pk)
+    slow = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
+    try:
+        # A transaction takes the next id and stays open...
+        slow.execute("INSERT INTO jobs_jobevent (job_id, created_at, kind, from_status, "
+                     "to_status, actor, message) VALUES (%s, now(), 'note', '', '', '', "
+                     "'slow')", [job.pk])
+        # ...while a later event commits first.
+        fast = lifecycle.record(job.pk, "note", message="fast")
+        assert [e.message for e in outbox.read()] == ["fast"]
+        slow.commit()
+        assert [e.message for e in outbox.read()] == ["slow"]
+        assert outbox.last_seen == fast.pk
+    finally:
+        slow.close()
+
+
+@pytest.mark.postgres
+def test_postgres_wakes_the_bridge_by_notify(user, monkeypatch):
+    """With LISTEN, an update arrives long before the safety poll would find it."""
+    from jobs.web import live
+
+    monkeypatch.setattr(live, "SAFETY_POLL_SECONDS", 30)
+    job = make_job(user, status=Status.RENDERING)
+
+    async def scenario():
+        communicator = socket("/ws/jobs", user)
+        assert (await communicator.connect())[0]
+        assert bridge.listening
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await progress(job, 55)
+        await receive_until(communicator, 'aria-valuenow="55"', timeout=3)
+        assert loop.time() - started < 1.0
+        await communicator.disconnect()
+
+    run(scenario)
