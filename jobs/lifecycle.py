@@ -137,9 +137,9 @@ def mark_validated(job_id, message: str = "") -> bool:
                       validation_next_at=None, phase=Phase.NONE)
 
 
-def fail_validation(job_id, reason: str) -> bool:
+def fail_validation(job_id, reason: str, code: str = "") -> bool:
     return transition(job_id, Status.FAILED, allowed_from=Status.VALIDATING, message=reason,
-                      error=reason, validation_next_at=None, phase=Phase.NONE)
+                      error=reason, error_code=code, validation_next_at=None, phase=Phase.NONE)
 
 
 # --- Rendering ------------------------------------------------------------------
@@ -163,7 +163,7 @@ def claim_next(node: RenderNode) -> Job | None:
                           node=node, lease=lease, attempts=F("attempts") + 1,
                           started_at=now, last_output_at=now, phase=Phase.SETTING_UP,
                           progress=0, frames_done=0, frames_total=None, eta_seconds=None,
-                          render_pid=None, render_spawned_at=None, error=""):
+                          render_pid=None, render_spawned_at=None, error="", error_code=""):
                 return Job.objects.select_related("user", "node").get(pk=job_id)
     return None
 
@@ -182,10 +182,11 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
 
 
 def render_crashed(job_id, lease, reason: str, actor: str = "system",
-                   permanent: bool = False) -> str | None:
+                   permanent: bool = False, code: str = "") -> str | None:
     """A failed attempt: back to QUEUED while attempts remain, else FAILED.
 
     ``permanent``: another attempt cannot help (the job itself is wrong): FAILED now.
+    ``code``: the cause as an ``error_code``.
     """
     job = Job.objects.filter(pk=job_id, status=Status.RENDERING, lease=lease).first()
     if job is None:
@@ -194,16 +195,16 @@ def render_crashed(job_id, lease, reason: str, actor: str = "system",
     if job.attempts >= limit or permanent:
         message = f"Failed after {job.attempts} attempt(s): {reason}"
         moved = transition(job_id, Status.FAILED, allowed_from=Status.RENDERING,
-                      expect_lease=lease,
-                           actor=actor, message=message, error=message, phase=Phase.NONE,
-                           render_pid=None)
+                           expect_lease=lease,
+                           actor=actor, message=message, error=message, error_code=code,
+                           phase=Phase.NONE, render_pid=None)
         return Status.FAILED if moved else None
     message = f"Attempt {job.attempts} of {limit} failed: {reason}"
     moved = transition(job_id, Status.QUEUED, allowed_from=Status.RENDERING,
-                      expect_lease=lease,
+                       expect_lease=lease,
                        actor=actor, kind="retry", message=message, error=message,
-                       queued_at=timezone.now(), phase=Phase.NONE, render_pid=None,
-                       node=None)
+                       error_code=code, queued_at=timezone.now(), phase=Phase.NONE,
+                       render_pid=None, node=None)
     return Status.QUEUED if moved else None
 
 
@@ -244,7 +245,8 @@ def retry(job_id, *, actor: str) -> bool:
     try:
         return transition(job_id, Status.PENDING, allowed_from=[Status.FAILED, Status.CANCELLED],
                           actor=actor, kind="retried", message=f"Retried by {actor}",
-                          attempts=0, error="", finished_at=None, started_at=None,
+                          attempts=0, error="", error_code="", warnings=[],
+                          finished_at=None, started_at=None,
                           progress=0, frames_done=0, frames_total=None, eta_seconds=None,
                           phase=Phase.NONE, output_path="", output_size=None, node=None,
                           has_thumbnail=False,

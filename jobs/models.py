@@ -107,6 +107,15 @@ class Job(models.Model):
     last_output_at = models.DateTimeField(null=True, blank=True)
 
     error = models.TextField(blank=True)
+    # Why the job failed, as a stable code for clients (missing_composition,
+    # ae_busy, crashed, ...); the words for people are in ``error``.
+    error_code = models.CharField(max_length=40, blank=True)
+    # Problems that did not stop the render (missing footage or fonts AE
+    # reported): a list of {"code", "message"} objects.
+    warnings = models.JSONField(default=list, blank=True)
+    # What the render node read from the project file before rendering
+    # (compositions, the composition's size and length, footage, fonts).
+    project = models.JSONField(default=dict, blank=True)
     output_path = models.CharField(max_length=1024, blank=True)
     output_size = models.BigIntegerField(null=True, blank=True)
     # A poster frame of the output is stored in JobThumbnail (jobs.node.engines.thumbnails).

@@ -306,8 +306,8 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "name", "status", "engine", "client", "progress", "phase",
                   "eta_seconds", "priority", "attempts", "project_path", "mac_username",
-                  "user", "created_at", "started_at", "finished_at", "error", "preset",
-                  "output"]
+                  "user", "created_at", "started_at", "finished_at", "error", "error_code",
+                  "warnings", "frames_total", "preset", "output"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.EmailField(allow_null=True))
@@ -327,7 +327,7 @@ class JobDetailSerializer(JobSerializer):
     log_tail = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
-        fields = JobSerializer.Meta.fields + ["log_tail"]
+        fields = JobSerializer.Meta.fields + ["project", "log_tail"]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.STR)

@@ -108,7 +108,8 @@ def test_the_detail_has_every_documented_field(api_client, jobs):
     assert set(data) == {"id", "name", "status", "engine", "client", "progress", "phase",
                          "eta_seconds", "priority", "attempts", "project_path",
                          "mac_username", "user", "created_at", "started_at", "finished_at",
-                         "error", "preset", "output", "log_tail"}
+                         "error", "error_code", "warnings", "frames_total", "project",
+                         "preset", "output", "log_tail"}
     assert data["status"] == "RENDERING"
     assert data["user"] == "alice@studio.test"
     assert data["client"] == "bravo"
