@@ -180,6 +180,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two fields are called "status": a job's, and a footage file's in Job.project.
+    "ENUM_NAME_OVERRIDES": {"StatusEnum": "jobs.models.Status",
+                            "FootageStatusEnum": "jobs.api.serializers.FOOTAGE_STATUSES"},
 }
 
 # --- The render manager's own settings --------------------------------------
