@@ -184,6 +184,17 @@ def read(path: str, composition: str) -> dict[str, Any]:
 
 
 def _peak_mb() -> float | None:
+    """This process's peak resident memory.
+
+    Not ``ru_maxrss`` on Linux: it keeps the high-water mark of the parent
+    at fork time across exec, so a big worker would show as a big reader."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     try:
         import resource
 

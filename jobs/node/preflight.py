@@ -53,6 +53,7 @@ READER = "jobs.node.aep_reader"
 POLL_SECONDS = 0.05
 MEDIA_ASSETS = ("image", "video", "audio")
 MAX_USED_BY = 10
+MAX_PROBLEMS = 10  # files named in one "still syncing" message (missing ones: all)
 _WINDOWS_PATH = re.compile(r"^([A-Za-z]:|\\\\|//)")
 
 
@@ -118,7 +119,8 @@ def _check_footage(job: Job, project: dict, now: datetime) -> Verdict:
                         for e in missing]
     if problems:
         _save(job, project)
-        return Verdict(problem="; ".join(problems))
+        more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        return Verdict(problem="; ".join(problems[:MAX_PROBLEMS]) + more)
     if waits:
         _save(job, project)
         return Verdict(wait_until=min(waits))

@@ -19,31 +19,32 @@ from tests.helpers.aep import collected_mogrt, promo_project, real_sample, write
 from tests.helpers.common import make_project
 
 
-@pytest.fixture
-def quick(settings, dropbox):
-    settings.MIN_FILE_AGE_SECONDS = 0
-    settings.STABILITY_CHECK_SECONDS = 0.2
-    settings.VALIDATION_INTERVAL_SECONDS = 0.1
-    settings.VALIDATION_ATTEMPTS = 6
-    settings.SAVED_AT_TOLERANCE_SECONDS = 2
-    return settings
-
-
 def submit(user, path, composition="main", assets=None, **template):
     config = {"template": {"composition": composition, **template}, "assets": assets or []}
     return lifecycle.submit(actor="api:test", user=user, client="test", project_path=str(path),
                             path_key=str(path).casefold(), config=config).job
 
 
-def settle(job, timeout=30.0, until=(Status.QUEUED, Status.FAILED)) -> Job:
+def tick_until(job, done, meanwhile=None, timeout=30.0) -> Job:
+    """Run validation ticks (``meanwhile`` before each) until ``done(job)``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if meanwhile is not None:
+            meanwhile()
         validation.tick()
         job.refresh_from_db()
-        if job.status in until:
+        if done(job):
             return job
         time.sleep(0.05)
     raise AssertionError(f"job stayed {job.status}: {job.validation_message} {job.project}")
+
+
+def settle(job) -> Job:
+    return tick_until(job, lambda job: job.status in (Status.QUEUED, Status.FAILED))
+
+
+def retried(job, times=2) -> Job:
+    return tick_until(job, lambda job: job.validation_attempts >= times)
 
 
 def footage(job) -> dict[str, dict]:
@@ -56,7 +57,7 @@ ALL = {"logo.png", "background.png", "card.png", "plate.png"}
 # --- What is read -------------------------------------------------------------------
 
 
-def test_compositions_frames_footage_and_fonts_are_known_before_rendering(quick, dropbox,
+def test_compositions_frames_footage_and_fonts_are_known_before_rendering(fast_checks, dropbox,
                                                                           user):
     promo = promo_project(dropbox, present=ALL)
     job = settle(submit(user, promo.path))
@@ -93,7 +94,7 @@ def test_compositions_frames_footage_and_fonts_are_known_before_rendering(quick,
     assert "composition 'main' 1920×1080, 25 fps, 50 frames" in events[0]
 
 
-def test_frame_range_of_the_job_wins_over_the_work_area(quick, dropbox, user):
+def test_frame_range_of_the_job_wins_over_the_work_area(fast_checks, dropbox, user):
     promo = promo_project(dropbox, present=ALL)
     job = settle(submit(user, promo.path, frameStart=0, frameEnd=99, frameIncrement=2))
     assert job.status == Status.QUEUED
@@ -103,7 +104,7 @@ def test_frame_range_of_the_job_wins_over_the_work_area(quick, dropbox, user):
     assert job.frames_total == 50
 
 
-def test_a_missing_composition_fails_at_once_with_the_list(quick, dropbox, user):
+def test_a_missing_composition_fails_at_once_with_the_list(fast_checks, dropbox, user):
     promo = promo_project(dropbox, present=ALL)
     job = settle(submit(user, promo.path, composition="Main "))
     assert job.status == Status.FAILED
@@ -113,12 +114,19 @@ def test_a_missing_composition_fails_at_once_with_the_list(quick, dropbox, user)
     assert job.project["compositions"] == ["intro", "main", "unused"]
     assert job.project["composition"] is None
     assert job.started_at is None
+    # A retry reads the project afresh.
+    lifecycle.retry(job.pk, actor="admin")
+    job.refresh_from_db()
+    assert job.project == {} and job.frames_total is None
+    job = settle(job)
+    assert job.error_code == "missing_composition"
+    assert job.events.filter(kind="preflight").count() == 2
 
 
 # --- Footage ----------------------------------------------------------------------------
 
 
-def test_missing_footage_fails_naming_every_missing_file(quick, dropbox, user):
+def test_missing_footage_fails_naming_every_missing_file(fast_checks, dropbox, user):
     # plate.png was already missing when AE saved; card.png is not here either.
     promo = promo_project(dropbox, present={"logo.png", "background.png"})
     job = settle(submit(user, promo.path))
@@ -138,27 +146,22 @@ def test_missing_footage_fails_naming_every_missing_file(quick, dropbox, user):
     assert job.started_at is None
 
 
-def test_footage_that_may_still_arrive_is_waited_for_within_the_limits(quick, dropbox, user):
+def test_footage_that_may_still_arrive_is_waited_for_within_the_limits(fast_checks, dropbox, user):
     promo = promo_project(dropbox, present={"logo.png", "background.png", "card.png"},
                           plate_missing_at_save=False)
     job = settle(submit(user, promo.path))
     assert job.status == Status.FAILED
     assert job.error_code == "missing_footage"
     assert job.error.startswith("Footage is missing: 'plate.png'")
-    assert job.validation_attempts == quick.VALIDATION_ATTEMPTS - 1
+    assert job.validation_attempts == fast_checks.VALIDATION_ATTEMPTS - 1
     assert job.events.filter(kind="validation", message__contains="footage not found").exists()
 
 
-def test_footage_delivered_late_lets_the_job_go_on(quick, dropbox, user):
-    quick.VALIDATION_ATTEMPTS = 100
+def test_footage_delivered_late_lets_the_job_go_on(fast_checks, dropbox, user):
+    fast_checks.VALIDATION_ATTEMPTS = 100
     promo = promo_project(dropbox, present={"logo.png", "background.png", "card.png"},
                           plate_missing_at_save=False)
-    job = submit(user, promo.path)
-    deadline = time.monotonic() + 20
-    while job.validation_attempts < 2 and time.monotonic() < deadline:
-        validation.tick()
-        job.refresh_from_db()
-        time.sleep(0.05)
+    job = retried(submit(user, promo.path))
     assert job.status == Status.VALIDATING
     assert footage(job)["plate.png"]["status"] == "missing"
     write_png(dropbox / "projects/promo/footage/plate.png")  # Dropbox delivers it
@@ -167,7 +170,7 @@ def test_footage_delivered_late_lets_the_job_go_on(quick, dropbox, user):
     assert footage(job)["plate.png"]["status"] == "found"
 
 
-def test_continue_on_missing_renders_with_the_missing_files_as_warnings(quick, dropbox, user):
+def test_continue_on_missing_renders_with_the_missing_files_as_warnings(fast_checks, dropbox, user):
     promo = promo_project(dropbox, present={"logo.png", "background.png", "card.png"})
     job = settle(submit(user, promo.path, continueOnMissing=True))
     assert job.status == Status.QUEUED
@@ -178,22 +181,22 @@ def test_continue_on_missing_renders_with_the_missing_files_as_warnings(quick, d
                    ": rendered with placeholders (continueOnMissing)"}]
 
 
-def test_footage_still_syncing_holds_the_job_until_it_is_stable(quick, dropbox, user):
-    quick.VALIDATION_ATTEMPTS = 100
+def test_footage_still_syncing_holds_the_job_until_it_is_stable(fast_checks, dropbox, user):
+    fast_checks.VALIDATION_ATTEMPTS = 100
     promo = promo_project(dropbox, present=ALL)
     background = promo.files["background.png"]
-    job = submit(user, promo.path)
     statuses = set()
-    deadline = time.monotonic() + 30
-    # Dropbox is still writing the file, through a few checks.
-    while job.validation_attempts < 3 and time.monotonic() < deadline:
+
+    def still_writing():  # Dropbox is still delivering the file, through a few checks
         with background.open("ab") as handle:
             handle.write(b"\0" * 100)
-        validation.tick()
-        job.refresh_from_db()
+
+    def seen(job):
         if job.project.get("footage"):
             statuses.add(footage(job)["background.png"]["status"])
-        time.sleep(0.05)
+        return job.validation_attempts >= 3
+
+    job = tick_until(submit(user, promo.path), seen, meanwhile=still_writing)
     assert job.status == Status.VALIDATING
     assert statuses == {"syncing"}
     assert "footage 'background.png': file is still changing" in job.validation_message
@@ -205,18 +208,13 @@ def test_footage_still_syncing_holds_the_job_until_it_is_stable(quick, dropbox, 
     assert job.events.filter(kind="preflight").count() == 1
 
 
-def test_footage_older_than_the_version_the_project_saw_waits(quick, dropbox, user):
-    quick.VALIDATION_ATTEMPTS = 100
+def test_footage_older_than_the_version_the_project_saw_waits(fast_checks, dropbox, user):
+    fast_checks.VALIDATION_ATTEMPTS = 100
     promo = promo_project(dropbox, present=ALL)
     logo = promo.files["logo.png"]
     saved_mtime = logo.stat().st_mtime
     os.utime(logo, (saved_mtime - 3600, saved_mtime - 3600))  # last week's copy
-    job = submit(user, promo.path)
-    deadline = time.monotonic() + 20
-    while job.validation_attempts < 2 and time.monotonic() < deadline:
-        validation.tick()
-        job.refresh_from_db()
-        time.sleep(0.05)
+    job = retried(submit(user, promo.path))
     assert job.status == Status.VALIDATING
     assert footage(job)["logo.png"]["status"] == "syncing"
     assert "footage 'logo.png': file is older than the saved version" in job.validation_message
@@ -225,18 +223,17 @@ def test_footage_older_than_the_version_the_project_saw_waits(quick, dropbox, us
     assert job.status == Status.QUEUED
 
 
-def test_a_changed_project_file_is_read_again(quick, dropbox, user):
-    quick.VALIDATION_ATTEMPTS = 100
+def test_a_changed_project_file_is_read_again(fast_checks, dropbox, user):
+    fast_checks.VALIDATION_ATTEMPTS = 100
     promo = promo_project(dropbox, present=ALL)
-    job = submit(user, promo.path)
     background = promo.files["background.png"]
-    deadline = time.monotonic() + 20
-    while not job.project.get("footage") and time.monotonic() < deadline:
-        with background.open("ab") as handle:  # keep the job waiting
+
+    def keep_waiting():
+        with background.open("ab") as handle:
             handle.write(b"\0")
-        validation.tick()
-        job.refresh_from_db()
-        time.sleep(0.05)
+
+    job = tick_until(submit(user, promo.path), lambda job: job.project.get("footage"),
+                     meanwhile=keep_waiting)
     # The artist saves again, with the composition's work area changed.
     import py_aep
 
@@ -255,7 +252,7 @@ def test_a_changed_project_file_is_read_again(quick, dropbox, user):
 # --- Assets replace footage ----------------------------------------------------------------
 
 
-def test_footage_replaced_by_assets_is_not_needed(quick, dropbox, user):
+def test_footage_replaced_by_assets_is_not_needed(fast_checks, dropbox, user):
     promo = promo_project(dropbox, present={"background.png"})
     image = write_png(dropbox / "assets/new.png")
     assets = [
@@ -277,7 +274,7 @@ def test_footage_replaced_by_assets_is_not_needed(quick, dropbox, user):
     assert job.frames_total == 50
 
 
-def test_footage_still_used_by_a_layer_no_asset_replaces_is_needed(quick, dropbox, user):
+def test_footage_still_used_by_a_layer_no_asset_replaces_is_needed(fast_checks, dropbox, user):
     promo = promo_project(dropbox, present={"background.png", "card.png", "plate.png"})
     image = write_png(dropbox / "assets/new.png")
     # "Logo" is replaced in main, but intro's "Logo small" still shows logo.png.
@@ -292,7 +289,7 @@ def test_footage_still_used_by_a_layer_no_asset_replaces_is_needed(quick, dropbo
 
 
 @pytest.mark.parametrize("kind", ["cs6", "garbage", "json"])
-def test_an_unreadable_project_renders_as_before_and_says_why(quick, dropbox, user, kind):
+def test_an_unreadable_project_renders_as_before_and_says_why(fast_checks, dropbox, user, kind):
     path = dropbox / "projects" / "old.aep"
     if kind == "cs6":
         path.write_bytes(real_sample("cs6").read_bytes())
@@ -342,8 +339,8 @@ def test_the_reader_is_stopped_past_its_memory(settings, dropbox):
     assert reader_processes() == []
 
 
-def test_a_reader_that_is_stopped_lets_the_job_render(quick, dropbox, user):
-    quick.PROJECT_READ_MAX_MB = 20
+def test_a_reader_that_is_stopped_lets_the_job_render(fast_checks, dropbox, user):
+    fast_checks.PROJECT_READ_MAX_MB = 20
     promo = promo_project(dropbox, present={"logo.png"})  # footage would fail it
     job = settle(submit(user, promo.path))
     assert job.status == Status.QUEUED
@@ -353,7 +350,7 @@ def test_a_reader_that_is_stopped_lets_the_job_render(quick, dropbox, user):
 # --- Real projects saved by After Effects ----------------------------------------------------
 
 
-def test_real_ae2023_mac_project_with_footage_outside_dropbox(quick, dropbox, user):
+def test_real_ae2023_mac_project_with_footage_outside_dropbox(fast_checks, dropbox, user):
     # @nexrender/action-mogrt@1.57.1, test/assets/ae/test.aep (AE 2023, macOS).
     path = dropbox / "projects" / "mogrt" / "test.aep"
     path.parent.mkdir(parents=True)
@@ -373,7 +370,7 @@ def test_real_ae2023_mac_project_with_footage_outside_dropbox(quick, dropbox, us
     assert job.frames_total == 500
 
 
-def test_real_collected_project_finds_its_footage_by_the_relative_path(quick, dropbox, user):
+def test_real_collected_project_finds_its_footage_by_the_relative_path(fast_checks, dropbox, user):
     # @nexrender/action-mogrt@1.57.1, test/assets/ae.mogrt > project.aegraphic: a project
     # AE collected with its footage; the absolute path is the collecting Mac's temp folder.
     path = collected_mogrt(dropbox / "projects" / "collected")
@@ -387,7 +384,7 @@ def test_real_collected_project_finds_its_footage_by_the_relative_path(quick, dr
     assert job.frames_total == 500
 
 
-def test_real_windows_projects(quick, dropbox, user):
+def test_real_windows_projects(fast_checks, dropbox, user):
     # @nexrender/action-lottie@1.62.9, lib/assets/templates/ (AE 2020 and CC 2018, Windows).
     for name, comp, frames, fps in (("lottie_ae2020", "__bodymovin_Audio", 94, 60.0),
                                     ("lottie_ae2018", "Audio1", None, None)):
