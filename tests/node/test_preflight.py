@@ -399,3 +399,26 @@ def test_real_windows_projects(fast_checks, dropbox, user):
             # C:\Users\tropi\... is not in this Dropbox folder.
             assert footage(job)["Audio1.mp3"]["status"] == "missing"
             assert [w["code"] for w in job.warnings] == ["missing_footage"]
+
+
+def test_footage_paths_map_onto_a_windows_render_node(settings):
+    # Production: a Mac saved the project, a Windows node renders it.
+    settings.DROPBOX_PATH = "D:\\Dropbox"
+    project = "D:\\Dropbox\\projects\\promo\\promo.aep"
+
+    def candidates(path, relative):
+        return preflight.locate(project, {"path": path, "relative_path": relative})[1]
+
+    assert candidates("/Users/alice/Dropbox/projects/promo/footage/logo.png",
+                      "footage/logo.png") == ["D:\\Dropbox\\projects\\promo\\footage\\logo.png"]
+    assert candidates("/Users/alice/Library/CloudStorage/Dropbox/stock/bg.png",
+                      "../../stock/bg.png") == ["D:\\Dropbox\\stock\\bg.png"]
+    # Not in anyone's Dropbox: only the path relative to the project is left.
+    assert candidates("/Volumes/Work/promo/footage/card.png", "footage/card.png") == \
+        ["D:\\Dropbox\\projects\\promo\\footage\\card.png"]
+    assert candidates("C:\\Users\\tropi\\Desktop\\Audio1.mp3", "Audio1.mp3") == \
+        ["D:\\Dropbox\\projects\\promo\\Audio1.mp3"]
+    # A relative path that climbs out of the Dropbox folder is not looked at.
+    assert candidates("/Users/editor/Library/Stock/bg.png",
+                      "../../../../Library/Stock/bg.png") == []
+    assert candidates(None, None) == []  # a placeholder
