@@ -39,6 +39,7 @@ from pathlib import Path
 
 import psutil
 from django.conf import settings
+from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, Status
@@ -72,6 +73,7 @@ def check(job: Job, now: datetime) -> Verdict:
             project = read(job, stat, now)
         except OSError as exc:
             return Verdict(problem=f"file cannot be read ({exc.strerror or exc})")
+        now = timezone.now()  # a read takes time: footage is observed after it
     if project.get("error"):
         _save(job, project)
         return Verdict(ready=True)  # rendered as before, without these checks
@@ -219,7 +221,8 @@ def read(job: Job, stat, now: datetime) -> dict:
         raw = run_reader(job.project_path, str(template.get("composition") or ""))
     project = describe(raw, template, (job.config or {}).get("assets") or [])
     project.update(file=file, read_at=now.isoformat())
-    lifecycle.record(job.pk, "preflight", message=summary(project))
+    if magic == b"RIFX":  # the timeline of a simulator job needs no "not an .aep" entry
+        lifecycle.record(job.pk, "preflight", message=summary(project))
     return project
 
 
