@@ -146,7 +146,10 @@ def fail_validation(job_id, reason: str, code: str = "") -> bool:
 
 
 def claim_next(node: RenderNode) -> Job | None:
-    """Take the highest-priority, oldest queued job for ``node``, or None."""
+    """Take the highest-priority, oldest queued job for ``node``, or None.
+
+    ``frames_total`` is kept: validation read it from the project (jobs.node.preflight).
+    """
     for _ in range(10):
         with transaction.atomic():
             candidates = Job.objects.filter(status=Status.QUEUED).order_by(
@@ -162,7 +165,7 @@ def claim_next(node: RenderNode) -> Job | None:
                           actor=f"node:{node.name}", message=f"Rendering on {node.name}",
                           node=node, lease=lease, attempts=F("attempts") + 1,
                           started_at=now, last_output_at=now, phase=Phase.SETTING_UP,
-                          progress=0, frames_done=0, frames_total=None, eta_seconds=None,
+                          progress=0, frames_done=0, eta_seconds=None,
                           render_pid=None, render_spawned_at=None, error="", error_code=""):
                 return Job.objects.select_related("user", "node").get(pk=job_id)
     return None
@@ -245,7 +248,7 @@ def retry(job_id, *, actor: str) -> bool:
     try:
         return transition(job_id, Status.PENDING, allowed_from=[Status.FAILED, Status.CANCELLED],
                           actor=actor, kind="retried", message=f"Retried by {actor}",
-                          attempts=0, error="", error_code="", warnings=[],
+                          attempts=0, error="", error_code="", warnings=[], project={},
                           finished_at=None, started_at=None,
                           progress=0, frames_done=0, frames_total=None, eta_seconds=None,
                           phase=Phase.NONE, output_path="", output_size=None, node=None,

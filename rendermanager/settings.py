@@ -180,6 +180,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two fields are called "status": a job's, and a footage file's in Job.project.
+    "ENUM_NAME_OVERRIDES": {"StatusEnum": "jobs.models.Status",
+                            "FootageStatusEnum": "jobs.api.serializers.FOOTAGE_STATUSES"},
 }
 
 # --- The render manager's own settings --------------------------------------
@@ -288,6 +291,11 @@ STABILITY_CHECK_SECONDS = env.float("STABILITY_CHECK_SECONDS", 3, minimum=0)
 SAVED_AT_TOLERANCE_SECONDS = env.float("SAVED_AT_TOLERANCE_SECONDS", 2, minimum=0)
 VALIDATION_ATTEMPTS = env.int("VALIDATION_ATTEMPTS", 10, minimum=1, maximum=10000)
 VALIDATION_INTERVAL_SECONDS = env.float("VALIDATION_INTERVAL_SECONDS", 3, minimum=0.05)
+# Reading the .aep before rendering (jobs.node.preflight): a child process, killed
+# past this time or this much memory; the job then renders without the checks.
+PROJECT_READ_TIMEOUT_SECONDS = env.float("PROJECT_READ_TIMEOUT_SECONDS", 60, minimum=0.1,
+                                         maximum=3600)
+PROJECT_READ_MAX_MB = env.int("PROJECT_READ_MAX_MB", 1024, minimum=16, maximum=65536)
 MAX_RENDER_ATTEMPTS = env.int("MAX_RENDER_ATTEMPTS", 3, minimum=1, maximum=100)
 NODE_TIMEOUT_SECONDS = env.float("NODE_TIMEOUT_SECONDS", 30, minimum=1)
 HEARTBEAT_SECONDS = env.float("HEARTBEAT_SECONDS", min(5.0, NODE_TIMEOUT_SECONDS / 4), minimum=0.1)

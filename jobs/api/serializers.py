@@ -323,12 +323,64 @@ class JobSerializer(serializers.ModelSerializer):
                 "thumbnail_url": signed_thumbnail_url(job)}
 
 
+FOOTAGE_STATUSES = ["found", "syncing", "missing", "replaced"]
+
+
+class FootageSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    path = serializers.CharField(allow_null=True, help_text="As stored in the project: the "
+                                 "path on the machine that saved it (null: a placeholder).")
+    relative_path = serializers.CharField(allow_null=True, help_text="The path relative to the "
+                                          "project's folder that After Effects falls back to.")
+    resolved = serializers.CharField(allow_null=True, help_text="Where the file is on the render "
+                                     "node, or where it was looked for first.")
+    status = serializers.ChoiceField(choices=FOOTAGE_STATUSES,
+                                     help_text="replaced: every layer using it is replaced by "
+                                     "one of the job's assets.")
+    used_by = serializers.ListField(child=serializers.CharField(),
+                                    help_text="'composition › layer', at most 10.")
+    size = serializers.IntegerField(allow_null=True)
+
+
+class CompositionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    fps = serializers.FloatField()
+    duration_seconds = serializers.FloatField(allow_null=True)
+    frames = serializers.IntegerField(help_text="Frames rendered: the work area, or the job's "
+                                      "frameStart/frameEnd (and frameIncrement).")
+    start_frame = serializers.IntegerField()
+    end_frame = serializers.IntegerField()
+    range = serializers.ChoiceField(choices=["work area", "frameStart/frameEnd"])
+
+
+class ProjectSerializer(serializers.Serializer):
+    """What the render node read from the .aep before rendering (empty until then)."""
+
+    error = serializers.CharField(allow_null=True, help_text="Why the project could not be "
+                                  "read (it then renders without these checks); null if read.")
+    compositions = serializers.ListField(child=serializers.CharField())
+    composition = CompositionSerializer(allow_null=True, help_text="Null: not in the project.")
+    footage = FootageSerializer(many=True, help_text="Files the composition uses, nested "
+                                "compositions included.")
+    fonts = serializers.ListField(child=serializers.CharField(),
+                                  help_text="PostScript names used by its text layers.")
+    saved_with = serializers.CharField(help_text="After Effects version, e.g. 23.5x52.")
+    saved_with_name = serializers.CharField()
+
+
 class JobDetailSerializer(JobSerializer):
     log_tail = serializers.SerializerMethodField()
+    project = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
         fields = JobSerializer.Meta.fields + ["project", "log_tail"]
         read_only_fields = fields
+
+    @extend_schema_field(ProjectSerializer)
+    def get_project(self, job):
+        return job.project
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_log_tail(self, job):

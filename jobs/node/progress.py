@@ -44,12 +44,14 @@ class AerenderProgress:
     """Follows one render through aerender's output lines.
 
     ``frame_start``/``frame_end``/``frame_increment`` are the -s/-e/-i values
-    when the job sets them; a known range beats the printed Duration.
+    when the job sets them; a known range beats the printed Duration, and so
+    does ``frames_total`` when the project was read before the render.
     Times are ``time.monotonic()`` seconds unless the caller passes its own.
     """
 
     def __init__(self, frame_start: int | None = None, frame_end: int | None = None,
-                 frame_increment: int | None = None):
+                 frame_increment: int | None = None, frames_total: int | None = None):
+        self.known_total = frames_total if frames_total and frames_total > 0 else None
         self.frame_start = frame_start
         self.frame_end = frame_end
         self.frame_increment = max(1, int(frame_increment or 1))
@@ -113,6 +115,8 @@ class AerenderProgress:
         if self.frame_start is not None and self.frame_end is not None \
                 and self.frame_end >= self.frame_start:
             return (self.frame_end - self.frame_start) // self.frame_increment + 1
+        if self.known_total is not None:
+            return self.known_total
         if self.duration is None:
             return None
         if isinstance(self.duration, int):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,30 +19,13 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Engine, Job, Status
+from jobs.node import preflight
+from jobs.node.filesync import Verdict, judge, landed_at
 from jobs.submission.timeline import local_sources
 
 log = logging.getLogger(__name__)
 BATCH = 200
-
-
-@dataclass
-class Verdict:
-    ready: bool = False
-    problem: str = ""  # a failed check: counts as one of the limited attempts
-    wait_until: datetime | None = None  # not a failure, just too early to say
-
-
-def landed_at(stat: os.stat_result) -> float:
-    """When the file arrived on this machine.
-
-    Dropbox copies the modification time from the machine that saved the
-    file, so the age must count from the local creation time: st_ctime is the
-    creation time on Windows and the inode change time on Linux; macOS has a
-    real birth time.
-    """
-    if sys.platform == "darwin" and hasattr(stat, "st_birthtime"):
-        return stat.st_birthtime
-    return stat.st_ctime
+MESSAGE_CHARS = Job._meta.get_field("validation_message").max_length
 
 
 def sources_stat(job: Job) -> SimpleNamespace:
@@ -70,49 +51,28 @@ def inspect(job: Job, now: datetime) -> tuple[Verdict, os.stat_result | None]:
         return Verdict(problem=exc.args[0] if ffmpeg else "file not found in Dropbox"), None
     except OSError as exc:
         return Verdict(problem=f"file cannot be read ({exc.strerror or exc})"), None
-
-    age = now.timestamp() - landed_at(stat)
-    if age < settings.MIN_FILE_AGE_SECONDS:
-        wait = settings.MIN_FILE_AGE_SECONDS - age
-        return Verdict(wait_until=now + timedelta(seconds=wait)), stat
-
-    if job.saved_at is not None:
-        slack = settings.SAVED_AT_TOLERANCE_SECONDS
-        if stat.st_mtime < job.saved_at.timestamp() - slack:
-            modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
-            return Verdict(problem=(
-                f"file is older than the saved version (modified {modified:%Y-%m-%d %H:%M:%S} "
-                f"UTC, saved_at {job.saved_at:%Y-%m-%d %H:%M:%S} UTC): Dropbox has not "
-                "delivered it yet")), None
-
-    seen_before = (job.validation_size, job.validation_mtime, job.validation_seen_at)
-    if None in seen_before:
-        # First look: come back after the stability window and compare.
-        return Verdict(wait_until=now + _stability()), stat
-    if stat.st_size != job.validation_size or stat.st_mtime != job.validation_mtime:
-        return Verdict(problem="file is still changing (size or modification time moved)"), stat
-    if now - job.validation_seen_at < _stability():
-        return Verdict(wait_until=job.validation_seen_at + _stability()), None
-    return Verdict(ready=True), stat
+    return judge(stat, now, (job.validation_size, job.validation_mtime, job.validation_seen_at),
+                 saved_at=job.saved_at)
 
 
 def _what(job: Job) -> str:
     return "Timeline sources" if job.engine == Engine.FFMPEG else "Project file"
 
 
-def _stability() -> timedelta:
-    return timedelta(seconds=settings.STABILITY_CHECK_SECONDS)
-
-
 def check(job: Job, now: datetime | None = None) -> str:
     """Run one check of ``job``; returns what happened (for logs and tests)."""
     now = now or timezone.now()
     verdict, stat = inspect(job, now)
+    preflighted = verdict.ready and job.engine != Engine.FFMPEG
+    if preflighted:
+        # The project file is synced: read it, and wait for the footage it links
+        # to. The project's own observation stays as it is meanwhile.
+        verdict, stat = preflight.check(job, now), None
     observed = {}
     if stat is not None:
         observed = {"validation_size": stat.st_size, "validation_mtime": stat.st_mtime,
                     "validation_seen_at": now}
-    elif verdict.problem:
+    elif verdict.problem and not preflighted:
         observed = {"validation_size": None, "validation_mtime": None,
                     "validation_seen_at": None}
 
@@ -129,14 +89,17 @@ def check(job: Job, now: datetime | None = None) -> str:
         return "waiting"
 
     attempts = job.validation_attempts + 1
+    if verdict.final:
+        lifecycle.fail_validation(job.pk, verdict.problem, code=verdict.code)
+        return "failed"
     if attempts >= settings.VALIDATION_ATTEMPTS:
         lifecycle.fail_validation(
             job.pk, f"{_what(job)} check failed after {attempts} tries: {verdict.problem}")
         return "failed"
     changed = Job.objects.filter(pk=job.pk, status=Status.VALIDATING).update(
-        validation_attempts=attempts, validation_message=verdict.problem,
+        validation_attempts=attempts, validation_message=verdict.problem[:MESSAGE_CHARS],
         validation_next_at=now + interval, **observed)
-    if changed and verdict.problem != job.validation_message:
+    if changed and verdict.problem[:MESSAGE_CHARS] != job.validation_message:
         lifecycle.record(job.pk, "validation", message=f"Waiting: {verdict.problem}")
     return "retry"
 

@@ -61,3 +61,13 @@ def test_the_docs_page_loads_nothing_from_a_cdn():
     assert any("/static/drf_spectacular_sidecar/" in s for s in sources), sources
     assert not [s for s in sources if s.startswith(("http:", "https:", "//"))]
     assert "cdn" not in html.lower()
+
+
+def test_the_project_read_before_rendering_is_described(schema):
+    project = schema["components"]["schemas"]["Project"]["properties"]
+    assert set(project) >= {"error", "compositions", "composition", "footage", "fonts",
+                            "saved_with"}
+    footage = schema["components"]["schemas"]["Footage"]["properties"]
+    assert footage["status"]["allOf"] == [{"$ref": "#/components/schemas/FootageStatusEnum"}]
+    statuses = schema["components"]["schemas"]["FootageStatusEnum"]["enum"]
+    assert set(statuses) == {"found", "syncing", "missing", "replaced"}

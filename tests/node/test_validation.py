@@ -4,23 +4,12 @@ import os
 import time
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, Status
 from jobs.node import validation
 from tests.helpers.common import make_project
-
-
-@pytest.fixture
-def fast_checks(settings, dropbox):
-    settings.MIN_FILE_AGE_SECONDS = 0
-    settings.STABILITY_CHECK_SECONDS = 0.3
-    settings.VALIDATION_INTERVAL_SECONDS = 0.1
-    settings.VALIDATION_ATTEMPTS = 10
-    settings.SAVED_AT_TOLERANCE_SECONDS = 2
-    return settings
 
 
 def submit(user, path, saved_at=None):

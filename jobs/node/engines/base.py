@@ -54,6 +54,7 @@ class Engine:
             frame_start=_int_or_none(template.get("frameStart")),
             frame_end=_int_or_none(template.get("frameEnd")),
             frame_increment=_int_or_none(template.get("frameIncrement")),
+            frames_total=job.frames_total,  # read from the project before the render
         )
 
     def find_output(self, job, workdir: Path) -> Path:
