@@ -108,7 +108,8 @@ def test_completion_webhook_is_signed_and_carries_the_download_link(farm, user, 
     [request] = receiver.requests
     assert request["path"] == "/hooks/render?source=test"
     body = verify_like_a_receiver(request)
-    assert set(body) == {"job_id", "status", "output_url", "error"}
+    assert set(body) == {"job_id", "event", "status", "output_url", "preview_url", "error"}
+    assert (body["event"], body["preview_url"]) == ("completed", None)
     assert body["job_id"] == str(job.pk)
     assert body["status"] == "COMPLETED" and body["error"] is None
     link = urlsplit(body["output_url"])
@@ -155,9 +156,11 @@ def test_cancel_and_failure_send_webhooks(loopback_ok, receiver, user):
     assert webhooks.dispatcher.flush(10)
     bodies = {b["job_id"]: b for b in (verify_like_a_receiver(r) for r in receiver.requests)}
     assert bodies == {
-        str(cancelled.pk): {"job_id": str(cancelled.pk), "status": "CANCELLED",
-                            "output_url": None, "error": "Cancelled by Ada"},
-        str(failed.pk): {"job_id": str(failed.pk), "status": "FAILED", "output_url": None,
+        str(cancelled.pk): {"job_id": str(cancelled.pk), "event": "cancelled",
+                            "status": "CANCELLED", "output_url": None, "preview_url": None,
+                            "error": "Cancelled by Ada"},
+        str(failed.pk): {"job_id": str(failed.pk), "event": "failed", "status": "FAILED",
+                         "output_url": None, "preview_url": None,
                          "error": "The project file never finished syncing"},
     }
 
