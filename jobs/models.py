@@ -299,6 +299,9 @@ class Batch(models.Model):
     config = models.JSONField(default=dict)
     # Column name -> the nexrender asset it fills, without its value.
     columns = models.JSONField(default=dict)
+    # The table's column names in its own order (JSON objects do not keep an order
+    # in PostgreSQL): the order of the results CSV and of the values shown.
+    headers = models.JSONField(default=list)
     output_name = models.CharField(max_length=500, help_text="Pattern, e.g. {title}-{row}")
     review = models.BooleanField(default=False)
     preset = models.JSONField(default=dict, blank=True)
@@ -363,6 +366,12 @@ class BatchRow(models.Model):
 
     def __str__(self):
         return f"row {self.number} of {self.batch_id}"
+
+    @property
+    def cells(self) -> list[tuple[str, object]]:
+        """(column, value) in the table's order."""
+        headers = self.batch.headers or list(self.values)
+        return [(name, self.values.get(name)) for name in headers if name in self.values]
 
     @property
     def status(self) -> str:

@@ -333,11 +333,9 @@ def _cell(value) -> str:
 def results_csv(batch: Batch) -> str:
     """The table as it came, plus each row's status, output file, download link and error."""
     rows = list(batch.rows_with_jobs())
-    columns: list[str] = []
+    columns = list(batch.headers)
     for row in rows:
-        for key in row.values:
-            if key not in columns:
-                columns.append(key)
+        columns += [key for key in row.values if key not in columns]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["row", *[_cell(c) for c in columns], "output_name", "status",

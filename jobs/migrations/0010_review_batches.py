@@ -42,6 +42,7 @@ class Migration(migrations.Migration):
                 ('saved_at', models.DateTimeField(blank=True, null=True)),
                 ('config', models.JSONField(default=dict)),
                 ('columns', models.JSONField(default=dict)),
+                ('headers', models.JSONField(default=list)),
                 ('output_name', models.CharField(help_text='Pattern, e.g. {title}-{row}', max_length=500)),
                 ('review', models.BooleanField(default=False)),
                 ('preset', models.JSONField(blank=True, default=dict)),

@@ -578,11 +578,16 @@ def plan_batch(request: BatchRequest, checks: list[RowCheck], *, client: str,
     project = request.resolved
     folder_name = request.name or f"{Path(project.path.replace(chr(92), '/')).stem}-" \
         f"{request.composition}"
+    headers = list(request.table.headers or [])
+    if not request.table.from_csv:
+        for check in checks:
+            headers += [str(key) for key in check.values if str(key) not in headers]
     batch = {"id": batch_id, "name": request.name, "user": request.user, "client": client,
              "mac_username": request.mac_username, "submitted_path": request.project_path,
              "project_path": project.path, "path_key": project.key,
              "saved_at": request.saved_at, "config": request.nexrender,
-             "columns": request.columns, "output_name": request.pattern.text,
+             "columns": request.columns, "headers": headers,
+             "output_name": request.pattern.text,
              "review": request.review, "preset": request.preset,
              "callback_url": request.callback_url,
              "folder": batch_folder(folder_name, batch_id)}

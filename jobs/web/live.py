@@ -105,7 +105,7 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
     by_job: OrderedDict = OrderedDict()
     for event in events:
         by_job.setdefault(event.job_id, []).append(event)
-    jobs = (Job.objects.select_related("user", "node", "batch_row", "preview")
+    jobs = (Job.objects.select_related("user", "node", "batch_row__batch", "preview")
             .defer("config", "preview__jpeg").in_bulk(list(by_job)))
     out: list[tuple[str, dict]] = []
     batch_rows: OrderedDict = OrderedDict()

@@ -370,6 +370,17 @@ def make_batch(user, *statuses):
     return batch
 
 
+def test_a_user_cannot_follow_another_users_batch(user, other_user):
+    batch = make_batch(other_user, Status.QUEUED)
+
+    async def scenario():
+        communicator = socket(f"/ws/batches/{batch.pk}", user)
+        connected, code = await communicator.connect()
+        assert not connected and code == 4404
+
+    run(scenario)
+
+
 def test_a_batch_page_follows_its_rows_and_counts(user):
     batch = make_batch(user, Status.QUEUED, Status.QUEUED)
     first = batch.rows.get(number=1)
@@ -391,16 +402,5 @@ def test_a_batch_page_follows_its_rows_and_counts(user):
         assert re.search(r'data-status="QUEUED"[^>]*>QUEUED 1<', counts)
         assert await communicator.receive_nothing(timeout=QUIET)
         await communicator.disconnect()
-
-    run(scenario)
-
-
-def test_a_user_cannot_follow_another_users_batch(user, other_user):
-    batch = make_batch(other_user, Status.QUEUED)
-
-    async def scenario():
-        communicator = socket(f"/ws/batches/{batch.pk}", user)
-        connected, code = await communicator.connect()
-        assert not connected and code == 4404
 
     run(scenario)
