@@ -250,6 +250,14 @@ def signed_or_visible_job(request, job_id: str, check_signature) -> Job:
     raise NotAuthenticated()
 
 
+def stream(request, path: Path, what: str):
+    """``path`` as a (ranged) file response; 410 when it cannot be read any more."""
+    try:
+        return file_response(request, path)
+    except OSError as exc:
+        raise Gone(f"The {what} cannot be read: {exc.strerror or exc}.") from None
+
+
 class AnyAccept(BaseContentNegotiation):
     """A download answers whatever the client accepts: the file, or a JSON error."""
 
@@ -290,10 +298,7 @@ class JobDownloadView(JsonApiView):
         if path is None or not path.is_file():
             raise Gone("The output file is no longer there (moved or deleted from Dropbox): "
                        f"{job.output_path or 'no output recorded'}.")
-        try:
-            return file_response(request, path)
-        except OSError as exc:
-            raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
+        return stream(request, path, "output file")
 
 
 class JobPreviewView(JsonApiView):
@@ -322,11 +327,7 @@ class JobPreviewView(JsonApiView):
         if preview is None:
             raise NotFound("This job has no preview (yet): it was not submitted with review, "
                            "or its preview is still rendering.")
-        path = Path(preview.path)
-        try:
-            return file_response(request, path)
-        except OSError as exc:
-            raise Gone(f"The preview file cannot be read: {exc.strerror or exc}.") from None
+        return stream(request, Path(preview.path), "preview file")
 
 
 class JobPreviewThumbnailView(JsonApiView):

@@ -3,6 +3,8 @@ go back to after a form."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.http import Http404
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -28,3 +30,14 @@ def safe_next_url(request, fallback: str) -> str:
                                                   require_https=request.is_secure()):
         return target
     return fallback
+
+
+def selected_ids(request, limit: int = 500) -> list[uuid.UUID]:
+    """The job ids ticked in a list's boxes (``job`` fields); malformed ones are ignored."""
+    ids = []
+    for raw in request.POST.getlist("job")[:limit]:
+        try:
+            ids.append(uuid.UUID(raw))
+        except ValueError:
+            continue
+    return ids

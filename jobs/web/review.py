@@ -10,7 +10,6 @@ websocket after a decision: approved, queued, rendering, completed.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from django.contrib import messages
@@ -24,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs import lifecycle
 from jobs.access import owns, visible_jobs
 from jobs.models import Job, JobEvent, JobPreview, Status
-from jobs.web.common import actor, get_job, safe_next_url
+from jobs.web.common import actor, get_job, safe_next_url, selected_ids
 
 DECISIONS = ("approved", "rejected")
 RECENT = timedelta(hours=24)
@@ -136,12 +135,7 @@ def review_list(request):
 def bulk_approve(request):
     """Approve the selected jobs, with one comment for all of them."""
     fallback = reverse("jobs:review")
-    ids = []
-    for raw in request.POST.getlist("job")[:PAGE_LIMIT]:
-        try:
-            ids.append(uuid.UUID(raw))
-        except ValueError:
-            continue
+    ids = selected_ids(request, PAGE_LIMIT)
     if not ids:
         messages.info(request, "Select the previews to approve first (the boxes at the start "
                                "of each row).")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from accounts.models import User
 from jobs import lifecycle
 from jobs.access import owns, visible_jobs
 from jobs.models import FINAL, UNFINISHED, Job, JobEvent, JobLog, Status
-from jobs.web.common import actor, get_job, safe_next_url
+from jobs.web.common import actor, get_job, safe_next_url, selected_ids
 from jobs.web.filters import SORTS, STATUS_GROUPS, JobFilter, capped_count, page_of_jobs
 from jobs.web.review import review_context
 
@@ -93,12 +92,7 @@ def bulk_action(request):
         return redirect(safe_next_url(request, fallback))
     if action == "boost" and not request.user.is_admin:
         return HttpResponseForbidden("Only admins can change priorities.")
-    ids = []
-    for raw in request.POST.getlist("job")[:500]:
-        try:
-            ids.append(uuid.UUID(raw))
-        except ValueError:
-            continue
+    ids = selected_ids(request)
     if not ids:
         messages.info(request, "Select some jobs first (the boxes at the start of each row).")
         return redirect(safe_next_url(request, fallback))

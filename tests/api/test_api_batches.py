@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from jobs import lifecycle
 from jobs.models import Batch, BatchRow, Job, JobEvent, Status
 from tests.helpers.api import api_test_settings  # noqa: F401  (autouse)
-from tests.helpers.common import make_project
+from tests.helpers.common import at_once, make_project
 
 pytestmark = pytest.mark.django_db
 
@@ -420,24 +418,15 @@ def test_a_single_job_leaves_the_batch_rows_alone(api_client, body):
 @pytest.mark.django_db(transaction=True)
 def test_racing_batches_of_one_template_leave_one_job_per_output(api_token, body):
     count = 4
-    barrier = threading.Barrier(count)
-    answers = []
 
-    def send():
+    def send(_):
         client = APIClient()
         client.credentials(HTTP_X_API_TOKEN=api_token)
-        try:
-            barrier.wait()
-            answers.append(post(client, body).status_code)
-        finally:
-            connection.close()
+        return post(client, body).status_code
 
-    threads = [threading.Thread(target=send) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers, errors = at_once(count, send)
 
+    assert errors == []
     assert answers == [201] * count
     assert Job.objects.count() == 5 * count
     alive = Job.objects.exclude(status=Status.CANCELLED)

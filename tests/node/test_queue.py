@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, RenderNode, Status
+from tests.helpers.common import at_once
 
 
 def queued_job(user, n, priority=0, created_offset=0):
@@ -228,26 +229,13 @@ def test_concurrent_claims_never_take_the_same_job(user):
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_submissions_leave_one_job_per_composition(user):
-    count = 12
-    barrier = threading.Barrier(count)
-    errors = []
-
     def submit(n):
-        try:
-            barrier.wait()
-            lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
-                             path_key="/p/a.aep", config=comp("16x9" if n % 2 else "9x16"))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
+        return lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
+                                path_key="/p/a.aep", config=comp("16x9" if n % 2 else "9x16"))
 
-    threads = [threading.Thread(target=submit, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert Job.objects.count() == count
+    submitted, errors = at_once(12, submit)
+
+    assert errors == [] and len(submitted) == 12
+    assert Job.objects.count() == 12
     alive = Job.objects.exclude(status=Status.CANCELLED)
     assert sorted(job.config["template"]["composition"] for job in alive) == ["16x9", "9x16"]
