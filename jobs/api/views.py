@@ -95,6 +95,19 @@ def errors(*codes: int) -> dict:
     return {code: ERROR for code in codes}
 
 
+RANGE = OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                         description="bytes=first-last, bytes=first-, bytes=-n")
+
+
+def ranged_file(media_type: str, *codes: int) -> dict:
+    """The responses of a file streamed with Range support, and the ``codes`` errors."""
+    return {(200, media_type): OpenApiResponse(OpenApiTypes.BINARY),
+            (206, media_type): OpenApiResponse(OpenApiTypes.BINARY,
+                                               description="Part of the file"),
+            416: OpenApiResponse(description="The range lies outside the file."),
+            **errors(*codes)}
+
+
 class JsonApiView(APIView):
     parser_classes = [JSONParser]
 
@@ -279,15 +292,8 @@ class JobDownloadView(JsonApiView):
                     "(valid one hour). Supports a single `Range`.",
         parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
                                              description="From the job's download_url."),
-                    OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                                     description="bytes=first-last, bytes=first-, bytes=-n")],
-        responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
-            (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY,
-                                                               description="Part of the file"),
-            416: OpenApiResponse(description="The range lies outside the file."),
-            **errors(401, 403, 404, 409, 410),
-        },
+                    RANGE],
+        responses=ranged_file("application/octet-stream", 401, 403, 404, 409, 410),
     )
     def get(self, request, job_id):
         job = signed_or_visible_job(request, job_id, check_download_signature)
@@ -312,14 +318,8 @@ class JobPreviewView(JsonApiView):
                     "job (valid one hour). Supports a single `Range` (browsers seek with it).",
         parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
                                              description="From the job's preview links."),
-                    OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER)],
-        responses={
-            (200, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY),
-            (206, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY,
-                                                description="Part of the file"),
-            416: OpenApiResponse(description="The range lies outside the file."),
-            **errors(401, 403, 404, 410),
-        },
+                    RANGE],
+        responses=ranged_file("video/mp4", 401, 403, 404, 410),
     )
     def get(self, request, job_id):
         job = signed_or_visible_job(request, job_id, check_preview_signature)
