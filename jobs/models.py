@@ -3,7 +3,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 
@@ -337,6 +337,20 @@ class Batch(models.Model):
         the poster bytes) in the same query."""
         return (self.rows.select_related("job", "job__preview").defer("job__preview__jpeg")
                 .order_by("number"))
+
+    @staticmethod
+    def counts_of(batch_ids) -> dict:
+        """{batch id: counts} for many batches, in two queries (list pages)."""
+        found = {batch_id: dict.fromkeys([*Status.values, SKIPPED, DELETED], 0)
+                 for batch_id in batch_ids}
+        rows = BatchRow.objects.filter(batch_id__in=list(found))
+        for batch_id, status, n in (rows.filter(job__isnull=False)
+                                    .values_list("batch_id", "job__status")
+                                    .annotate(n=Count("pk")).order_by()):
+            found[batch_id][status] += n
+        for batch_id, errors in rows.filter(job__isnull=True).values_list("batch_id", "errors"):
+            found[batch_id][SKIPPED if errors else DELETED] += 1
+        return found
 
     @staticmethod
     def counts(rows) -> dict[str, int]:

@@ -32,6 +32,7 @@ from rest_framework.response import Response
 from jobs import lifecycle
 from jobs.access import visible_batches
 from jobs.api.errors import ConflictError
+from jobs.api.pagination import JobPagination
 from jobs.api.permissions import is_api_client
 from jobs.api.serializers import preview_body
 from jobs.api.views import ERROR, AnyAccept, JsonApiView, actor_of, errors
@@ -216,8 +217,43 @@ def _first_problem(check) -> str:
     return f"row {check.number}: {where}{messages[0]}"
 
 
+BATCH_PAGE = inline_serializer("PaginatedBatchList", {
+    "count": serializers.IntegerField(),
+    "next": serializers.URLField(allow_null=True),
+    "previous": serializers.URLField(allow_null=True),
+    "results": inline_serializer("BatchSummary", {
+        "id": serializers.UUIDField(), "name": serializers.CharField(),
+        "status_url": serializers.URLField(), "created_at": serializers.DateTimeField(),
+        "composition": serializers.CharField(), "total": serializers.IntegerField(),
+        "finished": serializers.BooleanField(),
+        "counts": serializers.DictField(child=serializers.IntegerField()),
+    }, many=True),
+})
+
+
 class BatchesView(JsonApiView):
     permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="batches_list", summary="List batches",
+        description="Newest first: a token's own batches, a signed-in user's, or (admins) all.",
+        parameters=[OpenApiParameter("page", OpenApiTypes.INT),
+                    OpenApiParameter("page_size", OpenApiTypes.INT)],
+        responses={200: BATCH_PAGE, **errors(401, 404)})
+    def get(self, request):
+        batches = visible_batches(request.user).order_by("-created_at", "-pk")
+        paginator = JobPagination()
+        page = paginator.paginate_queryset(batches, request, view=self)
+        counts = Batch.counts_of([batch.pk for batch in page])
+        results = []
+        for batch in page:
+            mine = counts[batch.pk]
+            results.append({
+                "id": batch.pk, "name": batch.display_name, "status_url": batch_url(batch.pk),
+                "created_at": batch.created_at, "composition": batch.composition,
+                "total": sum(mine.values()), "counts": mine,
+                "finished": not any(mine[status] for status in UNFINISHED)})
+        return paginator.get_paginated_response(results)
 
     @extend_schema(
         operation_id="batches_submit",

@@ -63,11 +63,9 @@ def get_batch(request, batch_id) -> Batch:
 def batch_list(request):
     batches = list(visible_batches(request.user).select_related("user")
                    .order_by("-created_at")[:100])
-    summaries = []
-    for batch in batches:
-        counts = Batch.counts(batch.rows.select_related("job").only(
-            "number", "errors", "job_id", "job__status"))
-        summaries.append((batch, counts, sum(counts.values())))
+    counts = Batch.counts_of([batch.pk for batch in batches])
+    summaries = [(batch, counts[batch.pk], sum(counts[batch.pk].values()))
+                 for batch in batches]
     return render(request, "jobs/batches.html", {"summaries": summaries,
                                                  "is_admin": request.user.is_admin})
 

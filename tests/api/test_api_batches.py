@@ -434,3 +434,19 @@ def test_racing_batches_of_one_template_leave_one_job_per_output(api_token, body
         "Ana-1", "Ben-2", "Cleo-3", "Dev-4", "Eve-5"]
     # The survivors are one whole batch: the last to commit.
     assert alive.values("batch_row__batch").distinct().count() == 1
+
+
+def test_batches_are_listed_newest_first_with_their_counts(api_client, batch, body,
+                                                           other_user):
+    body["output_name"] = "second-{row}"
+    newer = post(api_client, body).json()["id"]
+
+    data = api_client.get("/api/batches").json()
+
+    assert [item["id"] for item in data["results"]] == [newer, str(batch.pk)]
+    older = data["results"][1]
+    assert (older["total"], older["finished"], older["composition"]) == (5, False, "Main")
+    assert {k: v for k, v in older["counts"].items() if v} == {"PENDING": 4, "SKIPPED": 1}
+    bob = APIClient()
+    bob.force_login(other_user)
+    assert bob.get("/api/batches").json()["count"] == 0
