@@ -233,8 +233,11 @@ def batch_new(request):
     form["output_name"] = source.get("output_name", DEFAULT_OUTPUT_NAME).strip()
     form["review"] = source.get("review") == "on"
     form["accept"] = source.get("accept") if source.get("accept") in ("all", "valid") else "all"
+    mac_usernames = list(request.user.mac_usernames.values_list("name", flat=True))
+    if not form["mac_username"] and len(mac_usernames) == 1:
+        form["mac_username"] = mac_usernames[0]
     context = {"form": form, "templates": recent_templates(request.user),
-               "mac_usernames": list(request.user.mac_usernames.values_list("name", flat=True)),
+               "mac_usernames": mac_usernames,
                "kinds": KINDS, "problems": [], "mapping": [], "checks": None, "csv": ""}
     if request.method == "GET":
         return render(request, "jobs/batch_new.html", context)

@@ -90,6 +90,10 @@ def test_submitting_the_checked_batch(browser_user, template, user):
         ("Ana-1", True, True), ("Cleo-3", True, True)]
     assert BatchRow.objects.get(number=1).values == {"title": "Ana",
                                                      "photo": "/Users/alice/Dropbox/media/ana.png"}
+    assert {j.mac_username for j in jobs} == {"alice"}
+    # Each job's page links back to its batch.
+    page = browser_user.get(f"/jobs/{jobs[0].pk}").content.decode()
+    assert f'href="/batches/{batch.pk}" id="batch-link">' in page and "row 1" in page
 
 
 def submitted(client, template) -> Batch:
