@@ -265,6 +265,16 @@ class BatchRequest:
         return self.nexrender["template"]["composition"]
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _take(errors: dict, key: str, clean, value):
     try:
         return clean(value)
@@ -385,6 +395,11 @@ def clean_batch(data, *, session_user=None, read_layers: LayerReader | None = No
     """
     if not isinstance(data, dict):
         raise InvalidInput(["The body must be a JSON object."])
+    # PostgreSQL stores no NUL character, in text or JSON; no spreadsheet needs one.
+    nul = sorted(str(key).replace("\x00", "\\x00") for key, value in data.items()
+                 if _has_nul(key) or _has_nul(value))
+    if nul:
+        raise InvalidInput({key: ["May not contain NUL (\\x00) characters."] for key in nul})
     errors: dict = {}
     for key in data:
         if key in REFUSED:

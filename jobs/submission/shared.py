@@ -47,7 +47,7 @@ def find_mac_user(value):
     """(the cleaned name, the user who registered it); InvalidInput if nobody did."""
     from accounts.models import MacUsername
 
-    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+    if not isinstance(value, str) or not value.strip() or len(value) > 64 or "\x00" in value:
         raise InvalidInput(["Must be a macOS account name (at most 64 characters)."])
     user = MacUsername.find_user(value)
     if user is None:

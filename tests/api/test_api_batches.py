@@ -234,6 +234,27 @@ def test_bad_requests_are_refused_by_field(api_client, body, change, field):
     assert nothing_created()
 
 
+@pytest.mark.parametrize("where", ["mac_username", "value", "key", "csv"])
+def test_nul_characters_are_refused_anywhere(api_client, body, where):
+    # PostgreSQL cannot store them, in text or JSON: a 400, never a 500.
+    if where == "mac_username":
+        body["mac_username"] = "ali\x00ce"
+    elif where == "value":
+        body["rows"][1]["title"] = "B\x00en"
+    elif where == "key":
+        body["rows"][1]["ti\x00tle"] = "x"
+    else:
+        del body["rows"]
+        body["csv"] = "title,photo\nA\x00,/Users/alice/Dropbox/media/ana.png\n"
+    body["accept"] = "valid"
+
+    response = post(api_client, body)
+
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
+    assert nothing_created()
+
+
 def test_a_csv_whose_columns_do_not_match_the_mapping_is_refused(api_client, body):
     del body["rows"]
     body["csv"] = "title,notes\nAna,call back\n"
