@@ -353,7 +353,7 @@ def approve(job_id, *, actor: str, comment: str = "") -> bool:
     return transition(job_id, Status.QUEUED, allowed_from=Status.AWAITING_REVIEW,
                       actor=actor, kind="approved", message=comment,
                       needs_preview=False, queued_at=timezone.now(), attempts=0,
-                      progress=0, frames_done=0, frames_total=None, eta_seconds=None,
+                      progress=0, frames_done=0, eta_seconds=None,
                       phase=Phase.NONE, node=None, lease=None, error="", error_code="")
 
 

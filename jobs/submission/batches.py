@@ -16,8 +16,8 @@ output names that repeat. ``plan_batch`` turns the checked rows into what
 ``jobs.lifecycle.submit_batch`` creates.
 
 Mapped layers are compared with the composition's real layers when a reader
-of the project file is given (``read_layers``; the preflight that reads
-projects plugs in there).
+of the project file is given (``read_layers``; jobs.node.layers reads .aep
+files as the preflight does).
 """
 
 from __future__ import annotations
@@ -61,9 +61,11 @@ REFUSED = {"priority": "Not accepted: priority is set by admins.",
            "engine": "Batches render with nexrender (columns replace nexrender assets)."}
 MEDIA_EXISTS_NOTE = "File not found in Dropbox: {path}"
 
-# A reader of the project file: (project path, composition) -> its layer names,
-# or None when it cannot tell (no reader for this file type, file not synced).
-LayerReader = Callable[[str, str], "set[str] | None"]
+# A reader of the project file: (project path, composition) -> the layer names of the
+# composition and of the compositions nested in it, by composition name; a text
+# when the project has no such composition; None when it cannot tell
+# (jobs.node.layers reads .aep files with the preflight's reader).
+LayerReader = Callable[[str, str], "dict[str, list[str]] | str | None"]
 
 # Characters Windows refuses in file names, and control characters.
 _FILE_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f\u2028\u2029]+')
@@ -370,19 +372,36 @@ def _check_header(errors: dict, table: Table, columns: dict, pattern: OutputPatt
 
 def _check_layers(errors: dict, columns: dict, read_layers: LayerReader, project: str,
                   composition: str) -> None:
-    """Mapped layers that the composition does not have (when the project can be read)."""
-    known: dict[str, set[str] | None] = {}
+    """Mapped layers the composition (or the compositions nested in it) does not have,
+    when the project can be read. nexrender looks for a column's layer in the
+    column's own ``composition`` if it names one, else in every composition."""
+    found = read_layers(project, composition)
+    if found is None:
+        return
+    if isinstance(found, str):
+        errors["nexrender"] = {"template.composition": [found]}
+        return
+    problems: dict[str, list[str]] = {}
+    where_all = f"the composition {composition!r} or the compositions nested in it"
     for name, column in columns.items():
-        layer = column.get("layerName")
-        if layer is None:
-            continue
-        comp = column.get("composition") or composition
-        if comp not in known:
-            known[comp] = read_layers(project, comp)
-        layers = known[comp]
-        if layers is not None and layer not in layers:
-            errors.setdefault("columns", {}).setdefault(f"{name}.layerName", []).append(
-                f"The composition {comp!r} of the project has no layer named {layer!r}.")
+        target = column.get("composition")
+        if target is not None:
+            # "Main->Intro" names Intro nested in Main.
+            comp = target.split("->")[-1]
+            if comp not in found:
+                problems[f"{name}.composition"] = [
+                    f"{comp!r} is not {composition!r} nor a composition nested in it."]
+                continue
+            searched, where = [found[comp]], f"the composition {comp!r}"
+        else:
+            searched, where = list(found.values()), where_all
+        layer, index = column.get("layerName"), column.get("layerIndex")
+        if layer is not None and not any(layer in layers for layers in searched):
+            problems[f"{name}.layerName"] = [f"No layer named {layer!r} in {where}."]
+        if index is not None and not any(len(layers) >= index for layers in searched):
+            problems[f"{name}.layerIndex"] = [f"No layer {index} in {where}."]
+    if problems:
+        errors["columns"] = problems
 
 
 def clean_batch(data, *, session_user=None, read_layers: LayerReader | None = None
@@ -445,7 +464,8 @@ def clean_batch(data, *, session_user=None, read_layers: LayerReader | None = No
     table = _clean_table(errors, data)
     if table is not None and table.from_csv and columns and pattern is not None:
         _check_header(errors, table, columns, pattern)
-    if read_layers is not None and resolved is not None and nexrender and columns:
+    if read_layers is not None and resolved is not None and nexrender and columns \
+            and "columns" not in errors:
         _check_layers(errors, columns, read_layers, resolved.path,
                       nexrender["template"]["composition"])
 

@@ -471,3 +471,61 @@ def test_batches_are_listed_newest_first_with_their_counts(api_client, batch, bo
     bob = APIClient()
     bob.force_login(other_user)
     assert bob.get("/api/batches").json()["count"] == 0
+
+
+# --- Mapped layers against the project (read with py-aep, like the preflight) -----------------
+
+
+def layer_body(project_path, composition, columns):
+    return {"project_path": str(project_path), "saved_at": "2020-01-01T00:00:00Z",
+            "mac_username": "alice", "nexrender": {"template": {"composition": composition}},
+            "columns": columns, "rows": [{name: "x" for name in columns}], "dry_run": True}
+
+
+def test_mapped_layers_must_be_in_a_real_after_effects_project(api_client, dropbox, user):
+    import shutil
+
+    from tests.helpers.aep import real_sample
+
+    # Saved by After Effects 23.5 on macOS: "Comp 1" holds square.jpg, Null 1 and "foo!".
+    project = dropbox / "projects" / "test.aep"
+    shutil.copyfile(real_sample("mogrt"), project)
+    text = {"type": "data", "property": "Source Text"}
+
+    good = post(api_client, layer_body(project, "Comp 1", {"caption": {**text,
+                                                                       "layerName": "foo!"}}))
+    bad = post(api_client, layer_body(project, "Comp 1", {"caption": {**text,
+                                                                      "layerName": "Title"}}))
+    missing = post(api_client, layer_body(project, "Main", {"caption": {**text,
+                                                                        "layerName": "foo!"}}))
+
+    assert good.status_code == 200, good.content
+    assert bad.json()["errors"]["columns"] == {"caption.layerName": [
+        "No layer named 'Title' in the composition 'Comp 1' or the compositions nested in it."]}
+    assert missing.json()["errors"]["nexrender"] == {"template.composition": [
+        "The project has no composition 'Main' (it has: Comp 1)."]}
+    assert nothing_created()
+
+
+def test_layers_of_nested_compositions_count(api_client, dropbox, user):
+    from tests.helpers.aep import promo_project
+
+    promo = promo_project(dropbox)  # main: Title, Logo, ... and "intro" nested: Tagline
+    text = {"type": "data", "property": "Source Text"}
+
+    ok = post(api_client, layer_body(promo.path, "main", {
+        "title": {**text, "layerName": "Title"}, "tagline": {**text, "layerName": "Tagline"},
+        "small": {"type": "image", "layerName": "Logo small", "composition": "main->intro"},
+        "third": {**text, "layerIndex": 6}}))
+    refused = post(api_client, layer_body(promo.path, "main", {
+        "other": {**text, "layerName": "Unused", "composition": "unused"},
+        "photo": {"type": "image", "layerName": "Photo"},
+        "far": {**text, "layerIndex": 7}}))
+
+    assert ok.status_code == 200, ok.content
+    assert refused.json()["errors"]["columns"] == {
+        "other.composition": ["'unused' is not 'main' nor a composition nested in it."],
+        "photo.layerName": ["No layer named 'Photo' in the composition 'main' or the "
+                            "compositions nested in it."],
+        "far.layerIndex": ["No layer 7 in the composition 'main' or the compositions nested "
+                           "in it."]}

@@ -146,7 +146,8 @@ def test_previews_go_ahead_of_final_renders_of_the_same_priority(user, node):
 
 def test_a_preview_waits_for_review_then_the_approval_queues_the_final(user, node):
     job = queued_job(user, 1)
-    Job.objects.filter(pk=job.pk).update(review=True, needs_preview=True)
+    # frames_total: what the preflight read from the project; the final renders the same.
+    Job.objects.filter(pk=job.pk).update(review=True, needs_preview=True, frames_total=50)
     claimed = lifecycle.claim_next(node)
     assert not lifecycle.approve(job.pk, actor="alice@studio.test")  # not reviewable yet
     assert lifecycle.preview_ready(claimed.pk, claimed.lease)
@@ -159,7 +160,8 @@ def test_a_preview_waits_for_review_then_the_approval_queues_the_final(user, nod
     assert (job.status, job.needs_preview, job.attempts, job.lease) == (
         Status.QUEUED, False, 0, None)
     final = lifecycle.claim_next(node)
-    assert (final.pk, final.needs_preview, final.attempts) == (job.pk, False, 1)
+    assert (final.pk, final.needs_preview, final.attempts, final.frames_total) == (
+        job.pk, False, 1, 50)
 
 
 def test_a_rejected_preview_ends_the_job(user, node):

@@ -146,14 +146,23 @@ def test_mapped_layers_are_compared_with_the_composition_when_it_can_be_read(req
 
     def layers(project, composition):
         asked.append((project.rsplit("/", 1)[-1], composition))
-        return {"Main": {"Title", "Logo"}, "Inner": {"Picture"}}[composition]
+        return {"Main": ["Title", "Logo"], "Inner": ["Picture"]}
 
     with pytest.raises(InvalidInput) as refused:
         clean_batch(request_data, read_layers=layers)
 
     assert refused.value.errors == {"columns": {"photo.layerName": [
-        "The composition 'Inner' of the project has no layer named 'Photo'."]}}
-    assert sorted(asked) == [("lt.aep", "Inner"), ("lt.aep", "Main")]
+        "No layer named 'Photo' in the composition 'Inner'."]}}
+    assert asked == [("lt.aep", "Main")]  # one read per batch
+
+
+def test_a_composition_missing_from_the_project_is_named(request_data):
+    with pytest.raises(InvalidInput) as refused:
+        clean_batch(request_data, read_layers=lambda project, composition:
+                    "The project has no composition 'Main' (it has: Intro).")
+
+    assert refused.value.errors == {"nexrender": {"template.composition": [
+        "The project has no composition 'Main' (it has: Intro)."]}}
 
 
 def test_an_unreadable_project_skips_the_layer_comparison(request_data):
