@@ -4,7 +4,7 @@ updates all apply."""
 from __future__ import annotations
 
 from accounts.models import ApiClient
-from jobs.models import Job
+from jobs.models import Batch, Job
 
 
 def visible_jobs(user):
@@ -23,3 +23,14 @@ def owns(job: Job, user) -> bool:
     """Whether ``user`` may act on ``job`` as its owner (admins own every job)."""
     return bool(getattr(user, "is_authenticated", False)
                 and (getattr(user, "is_admin", False) or job.user_id == user.pk))
+
+
+def visible_batches(user):
+    """The same rule for batches: the client's, the user's own, or (admins) all."""
+    if isinstance(user, ApiClient):
+        return Batch.objects.filter(client=user.name)
+    if not getattr(user, "is_authenticated", False):
+        return Batch.objects.none()
+    if user.is_admin:
+        return Batch.objects.all()
+    return Batch.objects.filter(user=user)

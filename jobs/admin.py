@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from jobs.models import Job, JobEvent, JobLog, RenderNode
+from jobs.models import Batch, BatchRow, Job, JobEvent, JobLog, RenderNode
 
 
 class JobEventInline(admin.TabularInline):
@@ -54,3 +54,25 @@ class RenderNodeAdmin(admin.ModelAdmin):
     list_display = ("name", "hostname", "pid", "started_at", "last_heartbeat", "stopped_at",
                     "command")
     search_fields = ("name", "hostname")
+
+
+class BatchRowInline(admin.TabularInline):
+    model = BatchRow
+    extra = 0
+    fields = ("number", "output_name", "values", "errors", "job")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = ("id", "display_name", "user", "client", "review", "created_at")
+    search_fields = ("id", "name", "project_path", "user__email", "client")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    raw_id_fields = ("user",)
+    readonly_fields = ("id", "path_key", "folder", "created_at")
+    inlines = [BatchRowInline]

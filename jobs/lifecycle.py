@@ -18,7 +18,18 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
-from jobs.models import ACTIVE, FINAL, Job, JobEvent, Phase, RenderNode, Status
+from jobs.models import (
+    FINAL,
+    UNFINISHED,
+    Batch,
+    BatchRow,
+    Job,
+    JobEvent,
+    Phase,
+    RenderNode,
+    Status,
+    supersede_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,36 +101,104 @@ class Submitted:
     superseded: list
 
 
-def submit(*, actor: str, **fields) -> Submitted:
-    """Create a PENDING job, cancelling every earlier unfinished job of its project.
+SUPERSEDED = "Superseded by a newer submission"
 
-    A partial unique index allows one unfinished job per project, so when two
+
+def _supersede(key: str, actor: str) -> list:
+    """Cancel the unfinished jobs that ``key`` names (the same project and
+    composition, or the same output of a batch template)."""
+    superseded = []
+    if not key:
+        return superseded
+    earlier = Job.objects.filter(supersede_key=key, status__in=UNFINISHED)
+    for job_id in earlier.values_list("pk", flat=True):
+        if transition(job_id, Status.CANCELLED, allowed_from=UNFINISHED, actor=actor,
+                      kind="superseded", message=SUPERSEDED, error=SUPERSEDED,
+                      phase=Phase.NONE, validation_next_at=None):
+            superseded.append(job_id)
+    return superseded
+
+
+def _create(actor: str, fields: dict) -> Job:
+    fields.setdefault("needs_preview", bool(fields.get("review")))
+    job = Job(status=Status.PENDING, **fields)
+    job.save(force_insert=True)
+    record(job.pk, "submitted", actor=actor, to_status=Status.PENDING,
+           message=f"Submitted by {actor}")
+    transaction.on_commit(lambda: job_transitioned.send(
+        sender=Job, job_id=job.pk, from_status="", to_status=Status.PENDING,
+        kind="submitted", actor=actor, message=""))
+    return job
+
+
+def submit(*, actor: str, **fields) -> Submitted:
+    """Create a PENDING job, cancelling the earlier unfinished jobs it supersedes:
+    those of the same project and composition (jobs.models.supersede_key).
+
+    A partial unique index allows one unfinished job per key, so when two
     submissions race the loser's insert fails; it then cancels the winner and
     tries again. The last submission survives, as the user expects.
     """
-    path_key = fields.get("path_key", "")
+    key = supersede_key(fields.get("path_key", ""), fields.get("config"),
+                        fields.get("output_name", ""))
     for _ in range(SUPERSEDE_RETRIES):
         try:
             with transaction.atomic():
-                superseded = []
-                if path_key:
-                    earlier = Job.objects.filter(path_key=path_key, status__in=ACTIVE)
-                    for job_id in earlier.values_list("pk", flat=True):
-                        if transition(job_id, Status.CANCELLED, allowed_from=ACTIVE,
-                                      actor=actor, kind="superseded",
-                                      message="Superseded by a newer submission",
-                                      error="Superseded by a newer submission"):
-                            superseded.append(job_id)
-                job = Job.objects.create(status=Status.PENDING, **fields)
-                record(job.pk, "submitted", actor=actor, to_status=Status.PENDING,
-                       message=f"Submitted by {actor}")
-                transaction.on_commit(lambda job=job: job_transitioned.send(
-                    sender=Job, job_id=job.pk, from_status="", to_status=Status.PENDING,
-                    kind="submitted", actor=actor, message=""))
+                superseded = _supersede(key, actor)
+                job = _create(actor, {**fields, "supersede_key": key})
             return Submitted(job, superseded)
         except IntegrityError:
             continue
     raise Conflict("Too many simultaneous submissions for this project; try again.")
+
+
+@dataclass
+class BatchRowPlan:
+    """One row of a checked table: its job's fields, or the errors that skip it."""
+
+    number: int
+    values: dict
+    output_name: str
+    errors: dict
+    job: dict | None  # Job fields (config, name, output_name); None: skipped
+
+
+@dataclass
+class SubmittedBatch:
+    batch: Batch
+    rows: list  # BatchRow, in table order
+    superseded: list
+
+
+def submit_batch(*, actor: str, batch: dict, rows: list[BatchRowPlan],
+                 job_fields: dict) -> SubmittedBatch:
+    """Create a batch, its rows and a PENDING job per valid row, all or nothing.
+
+    Rows of one batch have distinct output names, so they never supersede each
+    other; each supersedes the unfinished job of an earlier batch (or single
+    job) with its key: the same project, composition and output name. Races
+    end like ``submit``'s: the later batch survives whole.
+    """
+    for _ in range(SUPERSEDE_RETRIES):
+        try:
+            with transaction.atomic():
+                created = Batch.objects.create(**batch)
+                superseded, made = [], []
+                for plan in rows:
+                    job = None
+                    if plan.job is not None:
+                        fields = {**job_fields, **plan.job}
+                        key = supersede_key(fields["path_key"], fields["config"],
+                                            fields["output_name"])
+                        superseded += _supersede(key, actor)
+                        job = _create(actor, {**fields, "supersede_key": key})
+                    made.append(BatchRow.objects.create(
+                        batch=created, number=plan.number, values=plan.values,
+                        output_name=plan.output_name, errors=plan.errors, job=job))
+            return SubmittedBatch(created, made, superseded)
+        except IntegrityError:
+            continue
+    raise Conflict("Too many simultaneous submissions for this template; try again.")
 
 
 # --- Validation ---------------------------------------------------------------
@@ -152,8 +231,9 @@ def claim_next(node: RenderNode) -> Job | None:
     """
     for _ in range(10):
         with transaction.atomic():
+            # Previews first within a priority: a reviewer is waiting for them.
             candidates = Job.objects.filter(status=Status.QUEUED).order_by(
-                "-priority", "created_at", "id")
+                "-priority", "-needs_preview", "created_at", "id")
             if is_postgres():
                 candidates = candidates.select_for_update(skip_locked=True)
             job_id = candidates.values_list("pk", flat=True).first()
@@ -182,6 +262,14 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                       message="Render completed", output_path=output_path,
                       output_size=output_size, progress=100, phase=Phase.NONE,
                       eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
+
+
+def preview_ready(job_id, lease) -> bool:
+    """The preview is rendered and published (JobPreview): wait for a person."""
+    return transition(job_id, Status.AWAITING_REVIEW, allowed_from=Status.RENDERING,
+                      expect_lease=lease, kind="preview",
+                      message="Preview ready for review", progress=100, phase=Phase.NONE,
+                      eta_seconds=0, render_pid=None)
 
 
 def render_crashed(job_id, lease, reason: str, actor: str = "system",
@@ -238,7 +326,7 @@ def requeue_dead_nodes(actor: str = "system") -> list:
 
 
 def cancel(job_id, *, actor: str, reason: str = "Cancelled") -> bool:
-    return transition(job_id, Status.CANCELLED, allowed_from=ACTIVE, actor=actor,
+    return transition(job_id, Status.CANCELLED, allowed_from=UNFINISHED, actor=actor,
                       kind="cancelled", message=reason, error=reason,
                       phase=Phase.NONE, validation_next_at=None)
 
@@ -255,7 +343,49 @@ def retry(job_id, *, actor: str) -> bool:
                           has_thumbnail=False,
                           lease=None, validation_attempts=0, validation_message="")
     except IntegrityError:
-        raise Conflict("A newer job for this project is still in progress.") from None
+        raise Conflict("A newer job for this project is still in progress (the same "
+                       "composition, or the same output of its batch).") from None
+
+
+def approve(job_id, *, actor: str, comment: str = "") -> bool:
+    """The reviewer likes the preview: the final render joins the queue at once
+    (full settings, the job's preset), with fresh attempts."""
+    return transition(job_id, Status.QUEUED, allowed_from=Status.AWAITING_REVIEW,
+                      actor=actor, kind="approved", message=comment,
+                      needs_preview=False, queued_at=timezone.now(), attempts=0,
+                      progress=0, frames_done=0, eta_seconds=None,
+                      phase=Phase.NONE, node=None, lease=None, error="", error_code="")
+
+
+def reject(job_id, *, actor: str, comment: str) -> bool:
+    """The reviewer turns the preview down: the job ends REJECTED, with the reason."""
+    return transition(job_id, Status.REJECTED, allowed_from=Status.AWAITING_REVIEW,
+                      actor=actor, kind="rejected", message=comment,
+                      error=f"Rejected by {actor}: {comment}", phase=Phase.NONE,
+                      node=None, lease=None)
+
+
+def cancel_batch(batch_id, *, actor: str) -> list:
+    """Cancel every unfinished job of a batch; returns the ids that moved."""
+    jobs = Job.objects.filter(batch_row__batch_id=batch_id, status__in=UNFINISHED)
+    reason = f"Batch cancelled by {actor}"
+    return [job_id for job_id in jobs.values_list("pk", flat=True)
+            if cancel(job_id, actor=actor, reason=reason)]
+
+
+def retry_failed_rows(batch_id, *, actor: str) -> tuple[list, dict]:
+    """Retry a batch's FAILED rows: (ids retried, {id: why not} for the others)."""
+    retried, refused = [], {}
+    jobs = Job.objects.filter(batch_row__batch_id=batch_id, status=Status.FAILED)
+    for job_id in jobs.values_list("pk", flat=True):
+        try:
+            if retry(job_id, actor=actor):
+                retried.append(job_id)
+            else:
+                refused[job_id] = "its status changed in the meantime"
+        except Conflict as exc:
+            refused[job_id] = str(exc)
+    return retried, refused
 
 
 def set_priority(job_id, priority: int, *, actor: str) -> bool:

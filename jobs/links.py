@@ -1,4 +1,4 @@
-"""Signed links to a job's output and poster frame.
+"""Signed links to a job's output, poster frame and review preview.
 
 A signed link lets a Slack message, a webhook receiver or a browser without a
 session fetch one job's output (or thumbnail) for an hour. The signature
@@ -16,6 +16,8 @@ from django.urls import reverse
 
 DOWNLOAD_SALT = "jobs.download"
 THUMBNAIL_SALT = "jobs.thumbnail"
+PREVIEW_SALT = "jobs.preview"
+PREVIEW_THUMBNAIL_SALT = "jobs.preview.thumbnail"
 DOWNLOAD_URL_SECONDS = 3600
 
 
@@ -32,11 +34,15 @@ def download_signature(job_id, salt: str = DOWNLOAD_SALT) -> str:
     return _signer(salt).sign(str(job_id)).split(":", 1)[1]
 
 
+def _signed_url(route: str, job, salt: str) -> str:
+    path = reverse(route, args=[job.pk])
+    signature = quote(download_signature(job.pk, salt=salt), safe="")
+    return f"{settings.PUBLIC_URL}{path}?signature={signature}"
+
+
 def signed_download_url(job) -> str:
     """An absolute download link for ``job``'s output, valid DOWNLOAD_URL_SECONDS."""
-    path = reverse("api-job-download", args=[job.pk])
-    signature = quote(download_signature(job.pk), safe="")
-    return f"{settings.PUBLIC_URL}{path}?signature={signature}"
+    return _signed_url("api-job-download", job, DOWNLOAD_SALT)
 
 
 def check_download_signature(job_id, signature: str, salt: str = DOWNLOAD_SALT) -> str | None:
@@ -56,12 +62,29 @@ def signed_thumbnail_url(job) -> str | None:
     """An absolute link to ``job``'s poster frame, valid an hour; None without one."""
     if not job.has_thumbnail:
         return None
-    path = reverse("api-job-thumbnail", args=[job.pk])
-    signature = quote(download_signature(job.pk, salt=THUMBNAIL_SALT), safe="")
-    return f"{settings.PUBLIC_URL}{path}?signature={signature}"
+    return _signed_url("api-job-thumbnail", job, THUMBNAIL_SALT)
 
 
-def check_thumbnail_signature(job_id, signature: str) -> str | None:
-    """None if ``signature`` opens ``job_id``'s thumbnail now, else why not."""
-    problem = check_download_signature(job_id, signature, salt=THUMBNAIL_SALT)
-    return problem.replace("download link", "thumbnail link") if problem else None
+def _checker(salt: str, what: str):
+    def check(job_id, signature: str) -> str | None:
+        problem = check_download_signature(job_id, signature, salt=salt)
+        return problem.replace("download link", what) if problem else None
+    return check
+
+
+# Each: None if the signature opens that file of ``job_id`` now, else why not.
+check_thumbnail_signature = _checker(THUMBNAIL_SALT, "thumbnail link")
+check_preview_signature = _checker(PREVIEW_SALT, "preview link")
+check_preview_thumbnail_signature = _checker(PREVIEW_THUMBNAIL_SALT, "preview thumbnail link")
+
+
+def signed_preview_url(job) -> str:
+    """An absolute link to ``job``'s review preview (a small H.264), valid an hour."""
+    return _signed_url("api-job-preview", job, PREVIEW_SALT)
+
+
+def signed_preview_thumbnail_url(job, preview) -> str | None:
+    """An absolute link to the poster frame of ``preview`` (``job``'s JobPreview)."""
+    if preview.width is None:  # no poster (jpeg) was grabbed
+        return None
+    return _signed_url("api-job-preview-thumbnail", job, PREVIEW_THUMBNAIL_SALT)

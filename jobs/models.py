@@ -1,8 +1,9 @@
+import hashlib
 import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 
@@ -14,10 +15,32 @@ class Status(models.TextChoices):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Its preview is rendered; a person approves it (the final render is queued)
+    # or rejects it (REJECTED).
+    AWAITING_REVIEW = "AWAITING_REVIEW"
+    REJECTED = "REJECTED"
 
 
-FINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+FINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.REJECTED)
+# On its way through validation, the queue and a render node.
 ACTIVE = (Status.PENDING, Status.VALIDATING, Status.QUEUED, Status.RENDERING)
+# Not final: what supersede, cancel and the one-unfinished-job rule count.
+UNFINISHED = (*ACTIVE, Status.AWAITING_REVIEW)
+STATUS_CHARS = 16
+# What a batch row without a job shows instead of a status.
+SKIPPED, DELETED = "SKIPPED", "DELETED"
+
+
+def supersede_key(path_key: str, config: dict | None, output_name: str = "") -> str:
+    """What a newer submission replaces: the same project (``path_key``, already
+    case-folded) and composition and, for batch rows, the same output name
+    (case-insensitively, as Windows compares file names). Empty: nothing."""
+    if not path_key:
+        return ""
+    template = (config or {}).get("template") if isinstance(config, dict) else None
+    composition = template.get("composition", "") if isinstance(template, dict) else ""
+    text = "\x1f".join([path_key, str(composition), output_name.casefold()])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Engine(models.TextChoices):
@@ -57,7 +80,8 @@ class RenderNode(models.Model):
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200, blank=True)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=STATUS_CHARS, choices=Status.choices,
+                              default=Status.PENDING)
     engine = models.CharField(max_length=12, choices=Engine.choices, default=Engine.NEXRENDER)
     priority = models.IntegerField(default=0)
 
@@ -75,6 +99,18 @@ class Job(models.Model):
     # Cleaned output preset (jobs.submission.presets); empty: the engine's own output.
     preset = models.JSONField(default=dict, blank=True, help_text="Cleaned output preset")
     callback_url = models.URLField(max_length=2000, blank=True)
+    # Submitted with review: a preview is rendered first and a person approves it.
+    review = models.BooleanField(default=False)
+    # The next render is that preview (cleared by the approval). Previews go
+    # ahead of final renders of the same priority.
+    needs_preview = models.BooleanField(default=False)
+    # A batch row's output file name (jobs.submission.batches.safe_output_name),
+    # without extension; empty for single jobs (the name is made from the job).
+    output_name = models.CharField(max_length=120, blank=True)
+    # Who supersedes whom: a digest of the project, the composition and, for a
+    # batch row, its output name (jobs.lifecycle.supersede_key). At most one
+    # unfinished job per key.
+    supersede_key = models.CharField(max_length=64, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -123,8 +159,8 @@ class Job(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["-priority", "created_at"], name="job_queue_order",
-                         condition=Q(status="QUEUED")),
+            models.Index(fields=["-priority", "-needs_preview", "created_at"],
+                         name="job_queue_order", condition=Q(status="QUEUED")),
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["-created_at"], name="job_created"),
             # The dashboard's "sort by priority" (keyset pagination).
@@ -135,17 +171,22 @@ class Job(models.Model):
             models.Index(fields=["finished_at"], name="job_finished"),
         ]
         constraints = [
-            # The database itself guarantees that one project has at most one
-            # job in flight, however submissions race.
+            # The database itself guarantees that one composition of a project
+            # (one output of a batch template) has at most one unfinished job,
+            # however submissions race.
             models.UniqueConstraint(
-                fields=["path_key"], name="one_active_job_per_project",
-                condition=Q(status__in=["PENDING", "VALIDATING", "QUEUED", "RENDERING"])
-                & ~Q(path_key=""),
+                fields=["supersede_key"], name="one_unfinished_job_per_target",
+                condition=Q(status__in=[s.value for s in UNFINISHED]) & ~Q(supersede_key=""),
             ),
         ]
 
     def __str__(self):
         return f"{self.name or self.project_path} [{self.status}]"
+
+    def save(self, *args, **kwargs):
+        if not self.supersede_key and self.path_key:
+            self.supersede_key = supersede_key(self.path_key, self.config, self.output_name)
+        super().save(*args, **kwargs)
 
     @property
     def is_final(self) -> bool:
@@ -203,8 +244,8 @@ class JobEvent(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
     created_at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=32)
-    from_status = models.CharField(max_length=12, blank=True)
-    to_status = models.CharField(max_length=12, blank=True)
+    from_status = models.CharField(max_length=STATUS_CHARS, blank=True)
+    to_status = models.CharField(max_length=STATUS_CHARS, blank=True)
     actor = models.CharField(max_length=200, blank=True)
     message = models.TextField(blank=True)
 
@@ -214,3 +255,142 @@ class JobEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.from_status}->{self.to_status}"
+
+
+class JobPreview(models.Model):
+    """The preview a reviewer watches: a small H.264 of the draft render, and its poster.
+
+    The video lives in the previews folder of RENDER_OUTPUT_DIR (jobs.node.preview);
+    retention deletes it with the job.
+    """
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True,
+                               related_name="preview")
+    path = models.CharField(max_length=1024)
+    size = models.BigIntegerField()
+    jpeg = models.BinaryField(null=True, blank=True)
+    width = models.IntegerField(null=True, blank=True)
+    height = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"preview of {self.job_id}"
+
+
+class Batch(models.Model):
+    """Many renders of one template, one per row of a table (seed 004).
+
+    Each valid row is a normal job (BatchRow.job); what the rows share is kept
+    here: the project, the nexrender template and fixed assets, what each column
+    changes, and how outputs are named.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.SET_NULL, related_name="batches")
+    client = models.CharField(max_length=64, blank=True, help_text="API client that submitted")
+    mac_username = models.CharField(max_length=64, blank=True)
+    submitted_path = models.CharField(max_length=1024, blank=True)
+    project_path = models.CharField(max_length=1024)
+    path_key = models.CharField(max_length=1024)
+    saved_at = models.DateTimeField(null=True, blank=True)
+    # The cleaned nexrender template and the assets every row shares.
+    config = models.JSONField(default=dict)
+    # Column name -> the nexrender asset it fills, without its value.
+    columns = models.JSONField(default=dict)
+    # The table's column names in its own order (JSON objects do not keep an order
+    # in PostgreSQL): the order of the results CSV and of the values shown.
+    headers = models.JSONField(default=list)
+    output_name = models.CharField(max_length=500, help_text="Pattern, e.g. {title}-{row}")
+    review = models.BooleanField(default=False)
+    preset = models.JSONField(default=dict, blank=True)
+    callback_url = models.URLField(max_length=2000, blank=True)
+    # The folder under RENDER_OUTPUT_DIR its rows are published into.
+    folder = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created_at"], name="batch_created"),
+            models.Index(fields=["user", "-created_at"], name="batch_user_created"),
+            models.Index(fields=["client", "-created_at"], name="batch_client_created"),
+        ]
+
+    def __str__(self):
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        stem = self.project_path.replace("\\", "/").rsplit("/", 1)[-1]
+        composition = (self.config.get("template") or {}).get("composition", "")
+        return f"{stem} · {composition}" if composition else stem
+
+    @property
+    def composition(self) -> str:
+        return (self.config.get("template") or {}).get("composition", "")
+
+    def rows_with_jobs(self):
+        """Its rows in table order, each with its job (and the job's preview, without
+        the poster bytes) in the same query."""
+        return (self.rows.select_related("job", "job__preview").defer("job__preview__jpeg")
+                .order_by("number"))
+
+    @staticmethod
+    def counts_of(batch_ids) -> dict:
+        """{batch id: counts} for many batches, in two queries (list pages)."""
+        found = {batch_id: dict.fromkeys([*Status.values, SKIPPED, DELETED], 0)
+                 for batch_id in batch_ids}
+        rows = BatchRow.objects.filter(batch_id__in=list(found))
+        for batch_id, status, n in (rows.filter(job__isnull=False)
+                                    .values_list("batch_id", "job__status")
+                                    .annotate(n=Count("pk")).order_by()):
+            found[batch_id][status] += n
+        for batch_id, errors in rows.filter(job__isnull=True).values_list("batch_id", "errors"):
+            found[batch_id][SKIPPED if errors else DELETED] += 1
+        return found
+
+    @staticmethod
+    def counts(rows) -> dict[str, int]:
+        """Rows by status: every job status, plus SKIPPED (bad rows) and DELETED."""
+        counts = dict.fromkeys([*Status.values, SKIPPED, DELETED], 0)
+        for row in rows:
+            counts[row.status] += 1
+        return counts
+
+
+class BatchRow(models.Model):
+    """One row of a batch's table: its values, its check, and its job (none if skipped)."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="rows")
+    number = models.IntegerField(help_text="1-based data row")
+    values = models.JSONField(default=dict)
+    output_name = models.CharField(max_length=120, blank=True)
+    # Field errors of the row's check, by column; a row with errors has no job.
+    errors = models.JSONField(default=dict, blank=True)
+    job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="batch_row")
+
+    class Meta:
+        ordering = ["batch", "number"]
+        constraints = [models.UniqueConstraint(fields=["batch", "number"],
+                                               name="one_row_per_number")]
+
+    def __str__(self):
+        return f"row {self.number} of {self.batch_id}"
+
+    @property
+    def cells(self) -> list[tuple[str, object]]:
+        """(column, value) in the table's order."""
+        headers = self.batch.headers or list(self.values)
+        return [(name, self.values.get(name)) for name in headers if name in self.values]
+
+    @property
+    def status(self) -> str:
+        """Its job's status; SKIPPED for a row the check refused, DELETED for a row
+        whose job retention removed."""
+        if self.job_id is not None and self.job is not None:
+            return self.job.status
+        return SKIPPED if self.errors else DELETED

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from jobs.models import Job, RenderNode, Status
 from systemadmin.models import Counter
+from systemadmin.signals import FINISHED_COUNTERS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -52,7 +53,7 @@ def exposition() -> str:
     out.metric("rendermanager_jobs_finished_total", "counter",
                "Jobs that reached a final status since the install.",
                [({"status": s.lower()}, counters.get(f"jobs_{s.lower()}", 0))
-                for s in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)])
+                for s in FINISHED_COUNTERS])
     out.metric("rendermanager_renders_completed_total", "counter",
                "Renders that completed.", [({}, counters.get("jobs_completed", 0))])
     out.metric("rendermanager_renders_failed_total", "counter",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from jobs import lifecycle
-from jobs.models import ACTIVE, Job, RenderNode, Status
+from jobs.models import UNFINISHED, Job, RenderNode, Status
 from jobs.node.procs import find_marked
 from systemadmin import events
 
@@ -83,11 +83,12 @@ def kill_local_renders(job_ids) -> list[int]:
 
 
 def emergency_stop(admin) -> ActionResult:
-    """Cancel every active job, renders included, and kill the renders."""
+    """Cancel every unfinished job (renders, and previews awaiting review), and kill
+    the renders."""
     actor, name = who(admin)
     rendering = list(Job.objects.filter(status=Status.RENDERING)
                      .values_list("pk", "node__hostname"))
-    cancelled = _cancel_all(ACTIVE, admin, f"Emergency stop by {name}")
+    cancelled = _cancel_all(UNFINISHED, admin, f"Emergency stop by {name}")
     here = socket.gethostname()
     local = [job_id for job_id, host in rendering if host == here and job_id in cancelled]
     killed = kill_local_renders(local)

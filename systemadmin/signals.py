@@ -15,6 +15,7 @@ FINISHED_COUNTERS = {
     Status.COMPLETED: "jobs_completed",
     Status.FAILED: "jobs_failed",
     Status.CANCELLED: "jobs_cancelled",
+    Status.REJECTED: "jobs_rejected",
 }
 
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods
 
-from jobs.models import ACTIVE, Job, RenderNode, Status
+from jobs.models import UNFINISHED, Job, RenderNode, Status
 from systemadmin import chart, events, health, services, updates
 from systemadmin.models import QueueSample, SystemEvent, UpdateRun
 
@@ -247,7 +247,7 @@ def emergency_stop(request):
             messages.info(request, "Emergency stop: there were no active jobs; "
                           "nothing was cancelled.")
         return back_to_panel()
-    active = Job.objects.filter(status__in=ACTIVE)
+    active = Job.objects.filter(status__in=UNFINISHED)
     count = active.count()
     rendering = active.filter(status=Status.RENDERING).count()
     if count:

@@ -1,31 +1,34 @@
-import datetime as dt
-import re
-
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import MacUsername
-from jobs.links import signed_download_url, signed_thumbnail_url
-from jobs.models import Engine, Job, JobLog, Status
+from jobs.links import (
+    signed_download_url,
+    signed_preview_thumbnail_url,
+    signed_preview_url,
+    signed_thumbnail_url,
+)
+from jobs.models import Engine, Job, JobEvent, JobLog, Status
 from jobs.node.engines.base import is_image_sequence
 from jobs.submission.errors import InvalidInput
 from jobs.submission.nexrender_spec import clean_nexrender_config
 from jobs.submission.paths import PathError, resolve_project_path
 from jobs.submission.presets import CODECS, NAMES, QUALITY, clean_preset
+from jobs.submission.shared import clean_name, clean_saved_at, find_mac_user
 from jobs.submission.timeline import clean_timeline
 
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 LOG_TAIL_CHARS = 4096
-# A client clock may run ahead a little; a saved_at far in the future would
-# make the file checks wait for a save that never comes.
-SAVED_AT_MAX_AHEAD = dt.timedelta(days=1)
+MAX_COMMENT_CHARS = 2000
+DECISIONS = ("approved", "rejected")
 AE_ONLY = ("project_path", "saved_at", "nexrender")
-_NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+REVIEW_HELP = ("Render a preview first (After Effects' \"Draft Settings\" at half "
+               "resolution, as a small H.264) and wait in AWAITING_REVIEW until a person "
+               "approves it (POST /api/jobs/{id}/approve: the final render is queued) or "
+               "rejects it (POST /api/jobs/{id}/reject).")
 
 
 def checked(clean, value):
@@ -209,6 +212,8 @@ class SubmitSerializer(StrictSerializer):
         required=False, help_text="Output preset for any engine: web (H.264 8 Mbps 1080p), "
         "social (H.264 12 Mbps 1080p), high_quality (ProRes 422 4K) or custom; quality "
         "ultra/high/medium/low. After Effects renders are transcoded afterwards.")
+    review = serializers.BooleanField(
+        required=False, default=False, help_text=REVIEW_HELP)
 
     def validate_project_path(self, value):
         try:
@@ -218,28 +223,17 @@ class SubmitSerializer(StrictSerializer):
         return value
 
     def validate_saved_at(self, value):
-        if value > timezone.now() + SAVED_AT_MAX_AHEAD:
-            raise serializers.ValidationError("Lies more than a day in the future; check the "
-                                              "client's clock.")
-        return value
+        return checked(clean_saved_at, value)
 
     def validate_mac_username(self, value):
-        user = MacUsername.find_user(value)
-        if user is None:
-            raise serializers.ValidationError(
-                f"Unknown macOS username {value.strip()!r}: the artist adds it to their "
-                "profile in the dashboard first.")
-        self.job_user = user
-        return value.strip()
+        name, self.job_user = checked(find_mac_user, value)
+        return name
 
     def validate_nexrender(self, value):
         return checked(clean_nexrender_config, value)
 
     def validate_name(self, value):
-        if _NAME_UNSAFE.search(value):
-            raise serializers.ValidationError("May not contain slashes, backslashes or "
-                                              "control characters.")
-        return value.strip()
+        return checked(clean_name, value)
 
     def validate_timeline(self, value):
         return checked(clean_timeline, value)
@@ -259,6 +253,9 @@ class SubmitSerializer(StrictSerializer):
                 if key in attrs:
                     errors[key] = ["Not used by the ffmpeg engine: its sources are in "
                                    "`timeline`."]
+            if attrs.get("review"):
+                errors["review"] = ["Review renders an After Effects draft first; timeline "
+                                    "(ffmpeg) jobs render directly."]
             if errors:
                 raise serializers.ValidationError(errors)
             if not attrs.get("name"):
@@ -298,17 +295,60 @@ class OutputSerializer(serializers.Serializer):
         "for one hour. Null for image sequences.")
 
 
+class PreviewSerializer(serializers.Serializer):
+    size = serializers.IntegerField()
+    download_url = serializers.URLField(help_text="The preview video (H.264); signed link, "
+                                        "valid for one hour.")
+    thumbnail_url = serializers.URLField(allow_null=True, help_text="Its poster frame (JPEG); "
+                                         "signed link, valid for one hour.")
+
+
+class BatchLinkSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    row = serializers.IntegerField(help_text="The 1-based data row of the batch's table.")
+    url = serializers.URLField()
+
+
+def preview_of(job):
+    """The job's JobPreview, or None."""
+    return getattr(job, "preview", None)
+
+
+def preview_body(job) -> dict | None:
+    preview = preview_of(job)
+    if preview is None:
+        return None
+    return {"size": preview.size, "download_url": signed_preview_url(job),
+            "thumbnail_url": signed_preview_thumbnail_url(job, preview)}
+
+
 class JobSerializer(serializers.ModelSerializer):
     user = serializers.SerializerMethodField()
     output = serializers.SerializerMethodField()
+    preview = serializers.SerializerMethodField()
+    batch = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
         fields = ["id", "name", "status", "engine", "client", "progress", "phase",
                   "eta_seconds", "priority", "attempts", "project_path", "mac_username",
                   "user", "created_at", "started_at", "finished_at", "error", "error_code",
-                  "warnings", "frames_total", "preset", "output"]
+                  "warnings", "frames_total", "preset", "output", "review", "preview", "batch"]
         read_only_fields = fields
+        extra_kwargs = {"review": {"help_text": "Submitted with review: a preview is rendered "
+                                   "first and waits for a person's approval."}}
+
+    @extend_schema_field(PreviewSerializer(allow_null=True))
+    def get_preview(self, job):
+        return preview_body(job)
+
+    @extend_schema_field(BatchLinkSerializer(allow_null=True))
+    def get_batch(self, job):
+        row = getattr(job, "batch_row", None)
+        if row is None:
+            return None
+        return {"id": row.batch_id, "row": row.number,
+                "url": settings.PUBLIC_URL + reverse("api-batch", args=[row.batch_id])}
 
     @extend_schema_field(serializers.EmailField(allow_null=True))
     def get_user(self, job):
@@ -370,17 +410,32 @@ class ProjectSerializer(serializers.Serializer):
     saved_with_name = serializers.CharField()
 
 
+class DecisionSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["approved", "rejected"])
+    by = serializers.CharField(help_text="Who decided (an email, or api:<client>).")
+    at = serializers.DateTimeField()
+    comment = serializers.CharField(allow_blank=True)
+
+
 class JobDetailSerializer(JobSerializer):
     log_tail = serializers.SerializerMethodField()
     project = serializers.SerializerMethodField()
+    decisions = serializers.SerializerMethodField()
 
     class Meta(JobSerializer.Meta):
-        fields = JobSerializer.Meta.fields + ["project", "log_tail"]
+        fields = JobSerializer.Meta.fields + ["project", "decisions", "log_tail"]
         read_only_fields = fields
 
     @extend_schema_field(ProjectSerializer)
     def get_project(self, job):
         return job.project
+
+    @extend_schema_field(DecisionSerializer(many=True))
+    def get_decisions(self, job):
+        """The review decisions on the job's timeline, oldest first."""
+        events = JobEvent.objects.filter(job=job, kind__in=DECISIONS).order_by("id")
+        return [{"decision": e.kind, "by": e.actor, "at": e.created_at, "comment": e.message}
+                for e in events]
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_log_tail(self, job):
@@ -392,6 +447,17 @@ class JobLogSerializer(serializers.Serializer):
     log = serializers.CharField()
     omitted_bytes = serializers.IntegerField(
         help_text="Bytes cut from the middle of a long log (its head and tail are kept).")
+
+
+class CommentSerializer(StrictSerializer):
+    comment = serializers.CharField(
+        max_length=MAX_COMMENT_CHARS, required=False, allow_blank=True, default="",
+        help_text="Shown on the job's timeline with who decided and when.")
+
+
+class RejectionSerializer(StrictSerializer):
+    comment = serializers.CharField(
+        max_length=MAX_COMMENT_CHARS, help_text="Why: required, and kept with the job.")
 
 
 class PrioritySerializer(StrictSerializer):

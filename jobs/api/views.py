@@ -23,18 +23,25 @@ from jobs.api import schema  # noqa: F401  (registers the X-API-Token security s
 from jobs.api.errors import ConflictError, Gone
 from jobs.api.pagination import JobPagination
 from jobs.api.parsers import JSONParser
-from jobs.api.permissions import IsAdminSession, IsApiClient
+from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client
 from jobs.api.serializers import (
+    CommentSerializer,
     JobDetailSerializer,
     JobLogSerializer,
     JobSerializer,
     PrioritySerializer,
+    RejectionSerializer,
     SubmitSerializer,
     SubmittedSerializer,
     status_url,
 )
-from jobs.links import check_download_signature, check_thumbnail_signature
-from jobs.models import Engine, Job, JobLog, JobThumbnail, Status
+from jobs.links import (
+    check_download_signature,
+    check_preview_signature,
+    check_preview_thumbnail_signature,
+    check_thumbnail_signature,
+)
+from jobs.models import Engine, Job, JobLog, JobPreview, JobThumbnail, Status
 from jobs.web.download import file_response
 
 
@@ -57,8 +64,13 @@ def _job_id(raw: str) -> uuid.UUID:
         raise NotFound("Job not found.") from None
 
 
+def with_related(jobs):
+    """What the job serializers read: the user, the preview (not its JPEG) and the batch row."""
+    return jobs.select_related("user", "preview", "batch_row").defer("preview__jpeg")
+
+
 def get_visible_job(request, job_id: str) -> Job:
-    job = visible_jobs(request.user).select_related("user").filter(pk=_job_id(job_id)).first()
+    job = with_related(visible_jobs(request.user)).filter(pk=_job_id(job_id)).first()
     if job is None:
         raise NotFound("Job not found.")
     return job
@@ -81,6 +93,19 @@ JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 def errors(*codes: int) -> dict:
     return {code: ERROR for code in codes}
+
+
+RANGE = OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                         description="bytes=first-last, bytes=first-, bytes=-n")
+
+
+def ranged_file(media_type: str, *codes: int) -> dict:
+    """The responses of a file streamed with Range support, and the ``codes`` errors."""
+    return {(200, media_type): OpenApiResponse(OpenApiTypes.BINARY),
+            (206, media_type): OpenApiResponse(OpenApiTypes.BINARY,
+                                               description="Part of the file"),
+            416: OpenApiResponse(description="The range lies outside the file."),
+            **errors(*codes)}
 
 
 class JsonApiView(APIView):
@@ -109,7 +134,7 @@ class JobsView(JsonApiView):
         responses={200: JOB_PAGE, **errors(400, 401, 404)},
     )
     def get(self, request):
-        jobs = visible_jobs(request.user).select_related("user").order_by("-created_at", "-pk")
+        jobs = with_related(visible_jobs(request.user)).order_by("-created_at", "-pk")
         wanted = request.query_params.get("status")
         if wanted is not None:
             wanted = wanted.strip().upper()
@@ -125,7 +150,8 @@ class JobsView(JsonApiView):
         operation_id="jobs_submit",
         summary="Submit a render",
         description="Answers at once; file checks and the render happen in the background. "
-                    "Every earlier unfinished job of the same project is cancelled.",
+                    "Every earlier unfinished job of the same project and composition is "
+                    "cancelled.",
         request=SubmitSerializer,
         responses={202: SubmittedSerializer, **errors(400, 401, 403, 409, 413, 415)},
     )
@@ -152,6 +178,7 @@ class JobsView(JsonApiView):
             name=data["name"],
             callback_url=data["callback_url"],
             preset=data["preset"],
+            review=data["review"],
             **source,
         )
         job = submitted.job
@@ -236,6 +263,14 @@ def signed_or_visible_job(request, job_id: str, check_signature) -> Job:
     raise NotAuthenticated()
 
 
+def stream(request, path: Path, what: str):
+    """``path`` as a (ranged) file response; 410 when it cannot be read any more."""
+    try:
+        return file_response(request, path)
+    except OSError as exc:
+        raise Gone(f"The {what} cannot be read: {exc.strerror or exc}.") from None
+
+
 class AnyAccept(BaseContentNegotiation):
     """A download answers whatever the client accepts: the file, or a JSON error."""
 
@@ -257,15 +292,8 @@ class JobDownloadView(JsonApiView):
                     "(valid one hour). Supports a single `Range`.",
         parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
                                              description="From the job's download_url."),
-                    OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                                     description="bytes=first-last, bytes=first-, bytes=-n")],
-        responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
-            (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY,
-                                                               description="Part of the file"),
-            416: OpenApiResponse(description="The range lies outside the file."),
-            **errors(401, 403, 404, 409, 410),
-        },
+                    RANGE],
+        responses=ranged_file("application/octet-stream", 401, 403, 404, 409, 410),
     )
     def get(self, request, job_id):
         job = signed_or_visible_job(request, job_id, check_download_signature)
@@ -276,10 +304,107 @@ class JobDownloadView(JsonApiView):
         if path is None or not path.is_file():
             raise Gone("The output file is no longer there (moved or deleted from Dropbox): "
                        f"{job.output_path or 'no output recorded'}.")
-        try:
-            return file_response(request, path)
-        except OSError as exc:
-            raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
+        return stream(request, path, "output file")
+
+
+class JobPreviewView(JsonApiView):
+    permission_classes = [AllowAny]
+    content_negotiation_class = AnyAccept
+
+    @extend_schema(
+        operation_id="jobs_preview",
+        summary="A review job's preview video (H.264)",
+        description="With a token, a session, or the signed `preview.download_url` of the "
+                    "job (valid one hour). Supports a single `Range` (browsers seek with it).",
+        parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
+                                             description="From the job's preview links."),
+                    RANGE],
+        responses=ranged_file("video/mp4", 401, 403, 404, 410),
+    )
+    def get(self, request, job_id):
+        job = signed_or_visible_job(request, job_id, check_preview_signature)
+        preview = JobPreview.objects.filter(job_id=job.pk).only("path").first()
+        if preview is None:
+            raise NotFound("This job has no preview (yet): it was not submitted with review, "
+                           "or its preview is still rendering.")
+        return stream(request, Path(preview.path), "preview file")
+
+
+class JobPreviewThumbnailView(JsonApiView):
+    permission_classes = [AllowAny]
+    content_negotiation_class = AnyAccept
+
+    @extend_schema(
+        operation_id="jobs_preview_thumbnail",
+        summary="The poster frame (JPEG) of a review job's preview",
+        parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
+                                             description="From the job's preview links.")],
+        responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY),
+                   **errors(401, 403, 404)},
+    )
+    def get(self, request, job_id):
+        job = signed_or_visible_job(request, job_id, check_preview_thumbnail_signature)
+        preview = JobPreview.objects.filter(job_id=job.pk).first()
+        if preview is None or not preview.jpeg:
+            raise NotFound("This job's preview has no poster frame (yet).")
+        return jpeg_response(preview.jpeg)
+
+
+class JobDecisionView(JsonApiView):
+    """``approve`` or ``reject`` a job waiting for review (the view's ``decision``)."""
+
+    decision = ""
+
+    def decide(self, request, job_id, serializer_class, act):
+        job = get_visible_job(request, job_id)
+        body = serializer_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        comment = body.validated_data["comment"].strip()
+        if not act(job.pk, actor=actor_of(request), comment=comment):
+            job.refresh_from_db()
+            raise ConflictError(f"The job is {job.status}; only a job AWAITING_REVIEW can be "
+                                f"{self.decision}.")
+        return Response(JobDetailSerializer(get_visible_job(request, job_id)).data)
+
+
+class JobApproveView(JobDecisionView):
+    decision = "approved"
+
+    @extend_schema(
+        operation_id="jobs_approve", summary="Approve a preview: queue the final render",
+        description="The job's user, an admin, or the API client that submitted it. The final "
+                    "render (full settings, the job's preset) joins the queue at once; the "
+                    "decision and comment go on the job's timeline.",
+        parameters=[JOB_ID], request=CommentSerializer,
+        responses={200: JobDetailSerializer, **errors(400, 401, 404, 409, 413, 415)})
+    def post(self, request, job_id):
+        return self.decide(request, job_id, CommentSerializer, lifecycle.approve)
+
+
+class JobRejectView(JobDecisionView):
+    decision = "rejected"
+
+    @extend_schema(
+        operation_id="jobs_reject", summary="Reject a preview: the job ends REJECTED",
+        description="The job's user, an admin, or the API client that submitted it. A "
+                    "comment is required; it stays with the job (timeline and `error`).",
+        parameters=[JOB_ID], request=RejectionSerializer,
+        responses={200: JobDetailSerializer, **errors(400, 401, 404, 409, 413, 415)})
+    def post(self, request, job_id):
+        return self.decide(request, job_id, RejectionSerializer, lifecycle.reject)
+
+
+def actor_of(request) -> str:
+    """Who acts, for the timeline: api:<client> for a token, else the person's email."""
+    if is_api_client(request):
+        return f"api:{request.user.name}"
+    return request.user.email or request.user.get_username()
+
+
+def jpeg_response(jpeg) -> HttpResponse:
+    response = HttpResponse(bytes(jpeg), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 class JobThumbnailView(JsonApiView):
@@ -301,6 +426,4 @@ class JobThumbnailView(JsonApiView):
         thumbnail = JobThumbnail.objects.filter(job_id=job.pk).first()
         if not job.has_thumbnail or thumbnail is None:
             raise NotFound("This job has no thumbnail (yet).")
-        response = HttpResponse(bytes(thumbnail.jpeg), content_type="image/jpeg")
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return jpeg_response(thumbnail.jpeg)

@@ -20,11 +20,13 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
+from jobs.node import preview
 from jobs.node.engines import RenderError, get_engine, thumbnails
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
 from jobs.node.procs import RenderProcess
 from jobs.node.progress import LogBuffer
-from jobs.node.publish import output_name, publish
+from jobs.node.publish import output_folder, output_name, publish
+from jobs.submission import presets
 from jobs.submission.presets import describe as describe_preset
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ LOG_FLUSH_SECONDS = 2.0
 
 @dataclass
 class RenderOutcome:
-    status: str  # COMPLETED, QUEUED (retry or requeue), FAILED, CANCELLED, LOST
+    # COMPLETED, AWAITING_REVIEW (a preview), QUEUED (retry or requeue), FAILED,
+    # CANCELLED, LOST
+    status: str
     reason: str = ""
 
 
@@ -92,9 +96,12 @@ class Render:
             errors = "; ".join(progress.errors[-3:]) or last_meaningful(buffer)
             return self._crashed(f"the renderer exited with code {code}"
                                  + (f": {errors}" if errors else ""))
+        if job.needs_preview:
+            return self._preview(engine)
         result = None
         if needs_transcode(job):
-            result = self._encode(engine)
+            result = self._encode(engine, job.preset,
+                                  f"with preset {describe_preset(job.preset)}")
             if isinstance(result, RenderOutcome):
                 return result
         return self._publish(engine, result)
@@ -169,27 +176,44 @@ class Render:
         self.progress_dirty = False
         return code, wall
 
-    def _encode(self, engine) -> RenderOutcome | Path:
-        """The job's output preset: transcode the finished render (phase "encoding")."""
+    def _encode(self, engine, preset: dict, label: str) -> RenderOutcome | Path:
+        """Transcode the finished render with ``preset`` (phase "encoding"); ``label``
+        says what for, in the log and the timeline."""
         job, workdir, buffer = self.job, self.workdir, self.buffer
         try:
-            step = transcode(engine.find_output(job, workdir), workdir, job.preset)
+            step = transcode(engine.find_output(job, workdir), workdir, preset)
         except RenderError as exc:
             return self._crashed(str(exc), permanent=exc.permanent)
         Job.objects.filter(pk=job.pk, lease=job.lease).update(
             phase=Phase.ENCODING, progress=0, frames_done=0, eta_seconds=None)
         lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
-                         message=f"Encoding: {describe_preset(job.preset)}")
-        buffer.add(f"=== encoding with preset {describe_preset(job.preset)} ===")
+                         message=f"Encoding: {label}")
+        buffer.add(f"=== encoding {label} ===")
         ran = self._run(step.command, step.progress)
         if isinstance(ran, RenderOutcome):
             return ran
         code, _wall = ran
         if code != 0 or not step.output.is_file() or step.output.stat().st_size == 0:
             errors = "; ".join(step.progress.errors[-3:]) or last_meaningful(buffer)
-            return self._crashed(f"encoding with the {job.preset.get('name')} preset "
-                                 f"failed (exit code {code})" + (f": {errors}" if errors else ""))
+            return self._crashed(f"encoding {label} failed (exit code {code})"
+                                 + (f": {errors}" if errors else ""))
         return step.output
+
+    def _preview(self, engine) -> RenderOutcome:
+        """A review job's first render: encode it small, publish it, wait for a person."""
+        job = self.job
+        result = self._encode(engine, presets.PREVIEW, "the preview (small H.264)")
+        if isinstance(result, RenderOutcome):
+            return result
+        Job.objects.filter(pk=job.pk, lease=job.lease).update(phase=Phase.PUBLISHING)
+        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING)
+        if not lifecycle.still_mine(job.pk, job.lease):
+            return RenderOutcome(Status.CANCELLED, "cancelled before publishing the preview")
+        preview.store(job, result)
+        self._wrap_up()
+        if not lifecycle.preview_ready(job.pk, job.lease):
+            return RenderOutcome(Status.CANCELLED, "cancelled while publishing the preview")
+        return RenderOutcome(Status.AWAITING_REVIEW)
 
     def _publish(self, engine, result: Path | None = None) -> RenderOutcome:
         job, workdir = self.job, self.workdir
@@ -202,7 +226,7 @@ class Render:
         if not lifecycle.still_mine(job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         has_thumbnail = thumbnails.capture(job, result)
-        target = publish(result, Path(settings.RENDER_OUTPUT_DIR), output_name(job, result))
+        target = publish(result, output_folder(job), output_name(job, result))
         self._wrap_up()
         if not lifecycle.complete(job.pk, job.lease, output_path=str(target),
                                   output_size=target.stat().st_size,

@@ -1,6 +1,7 @@
-"""Retention: finished jobs older than JOB_RETENTION_DAYS go, with their logs and
-events; temp folders that no running render owns go too. Outputs in Dropbox
-are left alone.
+"""Retention: finished jobs older than JOB_RETENTION_DAYS go, with their logs,
+events and review previews (the manager's own files); batches go once none of
+their jobs is left; temp folders that no running render owns go too. Outputs
+in Dropbox are left alone.
 
 Run by ``python manage.py purge_jobs`` and, at most hourly, by every render
 worker (``maybe_purge``). Deleting is idempotent, so several nodes doing it
@@ -24,7 +25,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs.models import FINAL, Job, JobEvent, JobLog, Status
+from jobs.models import FINAL, Batch, Job, JobEvent, JobLog, Status
+from jobs.node import preview
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +46,27 @@ class PurgeResult:
     jobs: int = 0
     logs: int = 0
     events: int = 0
+    previews: int = 0
+    batches: int = 0
     temp_dirs: list[str] = field(default_factory=list)
 
 
 def expired_jobs(days: int | None = None, now=None):
     """Final jobs that finished (or, lacking that, were created) before the cutoff."""
-    days = settings.JOB_RETENTION_DAYS if days is None else days
-    cutoff = (now or timezone.now()) - timedelta(days=days)
+    cutoff = _cutoff(days, now)
     return Job.objects.filter(status__in=FINAL).filter(
         Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+
+
+def _cutoff(days: int | None, now):
+    days = settings.JOB_RETENTION_DAYS if days is None else days
+    return (now or timezone.now()) - timedelta(days=days)
+
+
+def expired_batches(days: int | None = None, now=None):
+    """Batches older than the cutoff none of whose rows has a job any more."""
+    return Batch.objects.filter(created_at__lt=_cutoff(days, now)).exclude(
+        rows__job__isnull=False)
 
 
 def purge_jobs(days: int | None = None, now=None, dry_run: bool = False) -> PurgeResult:
@@ -73,10 +87,12 @@ def purge_jobs(days: int | None = None, now=None, dry_run: bool = False) -> Purg
             # ago is not final any more and must stay.
             ids = list(Job.objects.filter(pk__in=ids, status__in=FINAL)
                        .values_list("pk", flat=True))
+            result.previews += preview.remove_files(ids)
             result.logs += JobLog.objects.filter(job_id__in=ids).delete()[0]
             result.events += JobEvent.objects.filter(job_id__in=ids).delete()[0]
             deleted = Job.objects.filter(pk__in=ids, status__in=FINAL).delete()[1]
             result.jobs += deleted.get("jobs.Job", 0)
+    result.batches = expired_batches(days, now).delete()[1].get("jobs.Batch", 0)
     return result
 
 

@@ -5,8 +5,9 @@ small query) and hand it to a background dispatcher; the worker never waits
 for Slack. Delivery uses slack-sdk's ``WebClient`` with a short timeout and no
 retries: a failed delivery is logged and dropped.
 
-- DM to the job's user (``User.slack_user_id``): render started, completed
-  (with a signed download link), failed.
+- DM to the job's user (``User.slack_user_id``): render started, preview ready
+  for review (with a signed link to watch it), completed (with a signed
+  download link), failed.
 - ``SLACK_ADMIN_CHANNEL`` (``alert_admins()``): a render that failed for good,
   a render node that stopped responding, a disk nearly full, a failed update
   (raised by ``systemadmin.signals`` and ``systemadmin.events``).
@@ -108,6 +109,12 @@ def dm_text(job, to_status: str, message: str = "") -> str | None:
     if to_status == Status.FAILED:
         reason = job.error or message or "unknown error"
         return f":x: Your render *{name}* failed: {reason}\n{job_link(job)}"
+    if to_status == Status.AWAITING_REVIEW:
+        from jobs.links import signed_preview_url
+
+        return (f":eyes: The preview of *{name}* is ready for review.\n"
+                f"Watch it (link valid for one hour): {signed_preview_url(job)}\n"
+                f"Approve or reject it: {settings.PUBLIC_URL}/review")
     return None
 
 
@@ -118,7 +125,8 @@ def on_transition(sender, job_id, from_status, to_status, kind, actor, message, 
         return
     from jobs.models import Job, Status
 
-    if to_status not in (Status.RENDERING, Status.COMPLETED, Status.FAILED):
+    if to_status not in (Status.RENDERING, Status.AWAITING_REVIEW, Status.COMPLETED,
+                         Status.FAILED):
         return
     try:
         job = Job.objects.select_related("user", "node").filter(pk=job_id).first()

@@ -1,6 +1,10 @@
-"""Webhooks: a POST to a job's ``callback_url`` when it completes, fails or is cancelled.
+"""Webhooks: a POST to a job's ``callback_url`` when it completes, fails, is cancelled
+or rejected, and when its preview is ready for review.
 
-Body: ``{"job_id", "status", "output_url", "error"}`` (JSON, UTF-8).
+Body: ``{"job_id", "event", "status", "output_url", "preview_url", "error"}`` (JSON,
+UTF-8). ``event`` is the status in lower case (``completed``, ``failed``,
+``cancelled``, ``rejected``, ``awaiting_review``); ``preview_url`` is a signed
+link to the review preview, for jobs that have one.
 
 Signature: ``X-Render-Timestamp: <unix seconds>`` and
 ``X-Render-Signature: sha256=<hex>``, the HMAC-SHA256 with ``WEBHOOK_SECRET``
@@ -31,6 +35,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from jobs.models import Status
 from jobs.notify.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -144,14 +149,22 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 # --- Sending -------------------------------------------------------------------------
 
 
+# Besides the final statuses (jobs.models.FINAL), the one a client acts on.
+NOTIFIED = (Status.AWAITING_REVIEW,)
+
+
 def payload(job, status: str | None = None) -> dict:
-    from jobs.links import signed_download_url
-    from jobs.models import Status
+    from jobs.links import signed_download_url, signed_preview_url
+    from jobs.models import JobPreview
 
     status = status or job.status
     output_url = signed_download_url(job) if status == Status.COMPLETED else None
-    return {"job_id": str(job.pk), "status": status, "output_url": output_url,
-            "error": (job.error or None) if status != Status.COMPLETED else None}
+    has_preview = JobPreview.objects.filter(job_id=job.pk).exists()
+    quiet = status in (Status.COMPLETED, Status.AWAITING_REVIEW)
+    return {"job_id": str(job.pk), "event": status.lower(), "status": status,
+            "output_url": output_url,
+            "preview_url": signed_preview_url(job) if has_preview else None,
+            "error": None if quiet else (job.error or None)}
 
 
 def post(url: str, data: dict, timeout: float | None = None) -> Delivery:
@@ -204,7 +217,7 @@ def on_transition(sender, job_id, from_status, to_status, kind, actor, message, 
     """Receiver of lifecycle.job_transitioned: queue the callback, return at once."""
     from jobs.models import FINAL, Job
 
-    if to_status not in FINAL:
+    if to_status not in FINAL and to_status not in NOTIFIED:
         return
     try:
         job = Job.objects.filter(pk=job_id).first()

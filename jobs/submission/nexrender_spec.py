@@ -258,3 +258,37 @@ def clean_nexrender_config(data) -> dict:
         cleaned["assets"] = [_asset(errors, f"assets.{i}", a) for i, a in enumerate(assets)]
     errors.raise_if_any()
     return cleaned
+
+
+def clean_asset(asset, where: str) -> dict:
+    """One asset alone (a batch row's), checked like a job's; errors keyed ``<where>.<key>``."""
+    errors = FieldErrors(REFUSED)
+    cleaned = _asset(errors, where, asset)
+    errors.raise_if_any()
+    return cleaned
+
+
+def clean_column(definition, where: str) -> dict:
+    """A batch column: the asset a column fills, without the value (data) or the
+    source (media) that each row gives. Checked like an asset's other keys."""
+    errors = FieldErrors({**REFUSED, "value": "each row of the table gives the value",
+                          "src": "each row of the table gives the file"})
+    if not isinstance(definition, dict):
+        raise InvalidInput({where: ["Must be an object like {\"type\": \"data\", "
+                                    "\"layerName\": \"Title\", \"property\": \"Source Text\"}."]})
+    kind = definition.get("type")
+    if kind == "data":
+        errors.unknown_keys(where, definition, DATA_KEYS - {"value"})
+        cleaned = {"type": "data"}
+        _layer(errors, where, definition, cleaned)
+        cleaned["property"] = _name(errors, f"{where}.property", definition.get("property"),
+                                    required=True)
+    elif kind in MEDIA_TYPES:
+        errors.unknown_keys(where, definition, MEDIA_KEYS - {"src"})
+        cleaned = {"type": kind}
+        _layer(errors, where, definition, cleaned)
+    else:
+        errors.add(f"{where}.type", "Must be one of: data, image, video, audio.")
+        cleaned = {}
+    errors.raise_if_any()
+    return cleaned

@@ -39,6 +39,10 @@ NAMES = (*NAMED, "custom")
 KEYS = {"web": {"name", "quality"}, "social": {"name", "quality"},
         "high_quality": {"name"},
         "custom": {"name", "codec", "bitrate", "crf", "quality", "width", "height"}}
+# The small H.264 a reviewer watches (jobs.node.render): a quick encode of the
+# draft render, never larger than 540 lines. Internal: clients cannot ask for
+# "max_short_side" (clean_preset refuses it).
+PREVIEW = {"name": "custom", "codec": "h264", "quality": "medium", "max_short_side": 540}
 MIN_BITRATE, MAX_BITRATE = 100_000, 200_000_000
 MIN_SIDE, MAX_SIDE = 16, 4096
 MAX_PIXELS = 3840 * 2160
@@ -168,6 +172,10 @@ def output_size(preset: dict, source: tuple[int, int]) -> tuple[int, int]:
         return wanted_w, _even(wanted_w * height / width)
     if wanted_h:
         return _even(wanted_h * width / height), wanted_h
+    cap = preset.get("max_short_side")
+    if cap and min(width, height) > cap:
+        scale = cap / min(width, height)
+        return _even(width * scale), _even(height * scale)
     return _even(width), _even(height)
 
 

@@ -18,6 +18,10 @@ STATUS_TONE = {
     Status.COMPLETED: "completed",
     Status.FAILED: "failed",
     Status.CANCELLED: "cancelled",
+    Status.AWAITING_REVIEW: "review",
+    Status.REJECTED: "rejected",
+    "SKIPPED": "cancelled",
+    "DELETED": "cancelled",
 }
 
 STATUS_HINT = {
@@ -28,6 +32,10 @@ STATUS_HINT = {
     Status.COMPLETED: "Rendered and published to Dropbox",
     Status.FAILED: "Did not render; see the error",
     Status.CANCELLED: "Cancelled before it finished",
+    Status.AWAITING_REVIEW: "Its preview is ready: waiting for a person to approve or reject it",
+    Status.REJECTED: "A reviewer rejected its preview",
+    "SKIPPED": "The batch check refused this row; it was not queued",
+    "DELETED": "Its job was deleted by retention",
 }
 
 

@@ -14,7 +14,7 @@ from django.http import QueryDict
 from django.urls import path
 
 from jobs.web.filters import JobFilter
-from jobs.web.live import ADMINS, bridge, job_group, user_group
+from jobs.web.live import ADMINS, batch_group, bridge, job_group, user_group
 
 # Close codes in the application range, so the browser can tell why.
 UNAUTHENTICATED = 4401
@@ -105,7 +105,27 @@ class JobDetailSocket(JobsSocket):
         await self.send(text_data=event["html"])
 
 
+class BatchSocket(JobsSocket):
+    """``/ws/batches/<id>``: a batch's row cards and counts."""
+
+    async def groups_for_user(self):
+        from jobs.access import visible_batches
+
+        batch_id = self.scope["url_route"]["kwargs"]["batch_id"]
+        visible = visible_batches(self.user).filter(pk=batch_id)  # lazy: no query yet
+        if not await database_sync_to_async(visible.exists)():
+            return None
+        self.batch_id = str(batch_id)
+        return [batch_group(batch_id)]
+
+    async def batch_rows(self, event):
+        if event.get("batch_id") != self.batch_id:
+            return
+        await self.send(text_data=event["html"])
+
+
 websocket_urlpatterns = [
     path("ws/jobs", JobListSocket.as_asgi()),
     path("ws/jobs/<uuid:job_id>", JobDetailSocket.as_asgi()),
+    path("ws/batches/<uuid:batch_id>", BatchSocket.as_asgi()),
 ]

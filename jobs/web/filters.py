@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from jobs.access import visible_jobs
-from jobs.models import ACTIVE, Job, Status
+from jobs.models import UNFINISHED, Job, Status
 
 PAGE_SIZE = 50
 # Counting every matching row would scan the whole table at 100 000 jobs;
@@ -26,17 +26,21 @@ PAGE_SIZE = 50
 COUNT_CAP = 1000
 STATUS_GROUPS = {
     "all": ("All", None),
-    "active": ("Active", ACTIVE),
+    "active": ("Active", UNFINISHED),
     "waiting": ("Waiting", (Status.PENDING, Status.VALIDATING, Status.QUEUED)),
     "rendering": ("Rendering", (Status.RENDERING,)),
+    "review": ("Awaiting review", (Status.AWAITING_REVIEW,)),
     "completed": ("Completed", (Status.COMPLETED,)),
     "failed": ("Failed", (Status.FAILED,)),
+    "rejected": ("Rejected", (Status.REJECTED,)),
     "cancelled": ("Cancelled", (Status.CANCELLED,)),
 }
 
-# What needs attention first: running, then waiting, then problems, then done.
-STATUS_RANK = [Status.RENDERING, Status.QUEUED, Status.VALIDATING, Status.PENDING,
-               Status.FAILED, Status.CANCELLED, Status.COMPLETED]
+# What needs attention first: running, a person's review, then waiting, then
+# problems, then done.
+STATUS_RANK = [Status.RENDERING, Status.AWAITING_REVIEW, Status.QUEUED, Status.VALIDATING,
+               Status.PENDING, Status.FAILED, Status.REJECTED, Status.CANCELLED,
+               Status.COMPLETED]
 
 # Each sort is a list of (field, descending). The last key is unique, so that
 # keyset pagination ("the rows after this one") never skips or repeats a row.

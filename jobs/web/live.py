@@ -7,7 +7,8 @@ table and fans the news out to channel groups:
 
 - ``user-<id>``: the job list pages of the job's owner,
 - ``admins``: every admin's job list page,
-- ``job-<id>``: the job's detail pages.
+- ``job-<id>``: the job's detail pages,
+- ``batch-<id>``: the pages of the batch the job is a row of.
 
 On PostgreSQL the task LISTENs on a dedicated connection for the NOTIFY that
 lifecycle sends with every event, so it wakes at once; on SQLite it polls.
@@ -39,7 +40,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from jobs.lifecycle import NOTIFY_CHANNEL
-from jobs.models import Job, JobEvent
+from jobs.models import Batch, BatchRow, Job, JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ def user_group(user_id) -> str:
 
 def job_group(job_id) -> str:
     return f"job-{job_id}"
+
+
+def batch_group(batch_id) -> str:
+    return f"batch-{batch_id}"
 
 
 def _has_listeners(layer, group: str) -> bool:
@@ -100,8 +105,10 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
     by_job: OrderedDict = OrderedDict()
     for event in events:
         by_job.setdefault(event.job_id, []).append(event)
-    jobs = Job.objects.select_related("user", "node").defer("config").in_bulk(list(by_job))
+    jobs = (Job.objects.select_related("user", "node", "batch_row__batch", "preview")
+            .defer("config", "preview__jpeg").in_bulk(list(by_job)))
     out: list[tuple[str, dict]] = []
+    batch_rows: OrderedDict = OrderedDict()
     for job_id, job_events in by_job.items():
         job = jobs.get(job_id)
         if job is None:
@@ -121,6 +128,16 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
                 "download_url": reverse("api-job-download", args=[job.pk]),
             })
             out.append((job_group(job.pk), {"type": "job.detail", "job_id": str(job.pk),
+                                            "html": html}))
+        row = getattr(job, "batch_row", None)
+        if row is not None and _has_listeners(layer, batch_group(row.batch_id)):
+            row.job = job
+            batch_rows.setdefault(row.batch_id, []).append(row)
+    for batch_id, rows in batch_rows.items():
+        counts = Batch.counts(BatchRow.objects.filter(batch_id=batch_id).select_related("job")
+                              .only("number", "errors", "job_id", "job__status"))
+        html = render_to_string("jobs/_batch_live.html", {"rows": rows, "counts": counts})
+        out.append((batch_group(batch_id), {"type": "batch.rows", "batch_id": str(batch_id),
                                             "html": html}))
     return out
 

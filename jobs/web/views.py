@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -22,14 +21,16 @@ from django.http import Http404, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
 from jobs import lifecycle
 from jobs.access import owns, visible_jobs
-from jobs.models import ACTIVE, FINAL, Job, JobEvent, JobLog, Status
+from jobs.models import FINAL, UNFINISHED, Job, JobEvent, JobLog, Status
+from jobs.web.common import actor, get_job, safe_next_url, selected_ids
 from jobs.web.filters import SORTS, STATUS_GROUPS, JobFilter, capped_count, page_of_jobs
+from jobs.web.review import review_context
 
 BOOST_STEP = 10
 LOG_TAIL_CHARS = 20_000
@@ -39,25 +40,14 @@ TIMELINE_LIMIT = 200
 # --- Who sees what -------------------------------------------------------------------
 
 
-def get_job(request, job_id) -> Job:
-    job = visible_jobs(request.user).select_related("user", "node").filter(pk=job_id).first()
-    if job is None:
-        raise Http404("No such job, or it is not yours.")
-    return job
-
-
 def allowed_actions(job: Job, user) -> dict[str, bool]:
     mine = owns(job, user)
     return {
-        "cancel": mine and job.status in ACTIVE,
+        "cancel": mine and job.status in UNFINISHED,
         "retry": mine and job.status in (Status.FAILED, Status.CANCELLED),
         "boost": user.is_admin and job.status not in FINAL,
         "download": job.status == Status.COMPLETED and bool(job.output_path),
     }
-
-
-def actor(user) -> str:
-    return user.email or user.username
 
 
 # --- The job list --------------------------------------------------------------------
@@ -92,14 +82,6 @@ def job_list(request):
     return render(request, "jobs/list.html", context)
 
 
-def _next_url(request, fallback: str) -> str:
-    target = request.POST.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()},
-                                                  require_https=request.is_secure()):
-        return target
-    return fallback
-
-
 @login_required
 @require_POST
 def bulk_action(request):
@@ -107,18 +89,13 @@ def bulk_action(request):
     fallback = reverse("jobs:list")
     if action not in ("cancel", "retry", "boost"):
         messages.error(request, "Choose cancel, retry or boost for the selected jobs.")
-        return redirect(_next_url(request, fallback))
+        return redirect(safe_next_url(request, fallback))
     if action == "boost" and not request.user.is_admin:
         return HttpResponseForbidden("Only admins can change priorities.")
-    ids = []
-    for raw in request.POST.getlist("job")[:500]:
-        try:
-            ids.append(uuid.UUID(raw))
-        except ValueError:
-            continue
+    ids = selected_ids(request)
     if not ids:
         messages.info(request, "Select some jobs first (the boxes at the start of each row).")
-        return redirect(_next_url(request, fallback))
+        return redirect(safe_next_url(request, fallback))
     done, skipped = 0, []
     for job in visible_jobs(request.user).filter(pk__in=ids):
         ok, why = _apply(action, job, request.user)
@@ -132,7 +109,7 @@ def bulk_action(request):
     if skipped:
         shown = "; ".join(skipped[:5]) + (" …" if len(skipped) > 5 else "")
         messages.warning(request, f"Skipped {len(skipped)}: {shown}")
-    return redirect(_next_url(request, fallback))
+    return redirect(safe_next_url(request, fallback))
 
 
 def _apply(action: str, job: Job, user) -> tuple[bool, str]:
@@ -232,6 +209,7 @@ def detail_context(job: Job, user) -> dict:
 def job_detail(request, job_id):
     job = get_job(request, job_id)
     context = detail_context(job, request.user)
+    context.update(review_context(job, request.user))
     context.update({
         "events": timeline(job),
         "file": file_info(job),
@@ -297,10 +275,10 @@ def job_action(request, job_id, action):
                 raise ValueError
         except ValueError:
             messages.error(request, "Priority must be a whole number.")
-            return redirect(_next_url(request, fallback))
+            return redirect(safe_next_url(request, fallback))
         lifecycle.set_priority(job.pk, priority, actor=actor(request.user))
         messages.success(request, f"Priority set to {priority}.")
-        return redirect(_next_url(request, fallback))
+        return redirect(safe_next_url(request, fallback))
     ok, why = _apply(action, job, request.user)
     verb = {"cancel": "Cancelled", "retry": "Sent back to the queue",
             "boost": "Boosted"}.get(action, action)
@@ -308,5 +286,5 @@ def job_action(request, job_id, action):
         messages.success(request, f"{verb}: {job.display_name}.")
     else:
         messages.error(request, f"Could not {action} {job.display_name}: {why}.")
-    return redirect(_next_url(request, fallback))
+    return redirect(safe_next_url(request, fallback))
 

@@ -12,7 +12,10 @@
   function updateBulk() {
     var count = selectedBoxes().length;
     var label = $("#bulk-count");
-    if (label) label.textContent = count ? count + " selected" : "Select jobs to act on them";
+    if (label) {
+      label.textContent = count ? count + " selected"
+        : (label.dataset.empty || "Select jobs to act on them");
+    }
     $$("#bulk-form button[name=action]").forEach(function (b) { b.disabled = count === 0; });
     var all = $("#select-all");
     if (all) {

@@ -109,7 +109,10 @@ def test_the_detail_has_every_documented_field(api_client, jobs):
                          "eta_seconds", "priority", "attempts", "project_path",
                          "mac_username", "user", "created_at", "started_at", "finished_at",
                          "error", "error_code", "warnings", "frames_total", "project",
-                         "preset", "output", "log_tail"}
+                         "preset", "output", "review", "preview", "batch", "decisions",
+                         "log_tail"}
+    assert (data["review"], data["preview"], data["batch"], data["decisions"]) == (
+        False, None, None, [])
     assert data["status"] == "RENDERING"
     assert data["user"] == "alice@studio.test"
     assert data["client"] == "bravo"

@@ -24,6 +24,23 @@ def test_every_job_operation_is_described(schema):
     assert "get" in paths["/api/jobs/{job_id}/logs"]
     assert "get" in paths["/api/jobs/{job_id}/download"]
     assert "202" in paths["/api/jobs"]["post"]["responses"]
+    assert "post" in paths["/api/jobs/{job_id}/approve"]
+    assert "post" in paths["/api/jobs/{job_id}/reject"]
+    assert "get" in paths["/api/jobs/{job_id}/preview"]
+
+
+def test_every_batch_operation_is_described(schema):
+    paths = schema["paths"]
+
+    assert {"201", "200", "400"} <= set(paths["/api/batches"]["post"]["responses"])
+    assert "get" in paths["/api/batches/{batch_id}"]
+    assert "text/csv" in paths["/api/batches/{batch_id}/results.csv"]["get"]["responses"][
+        "200"]["content"]
+    assert "post" in paths["/api/batches/{batch_id}/cancel"]
+    assert "post" in paths["/api/batches/{batch_id}/retry"]
+    body = schema["components"]["schemas"]["BatchRequestRequest"]
+    assert {"columns", "csv", "rows", "output_name", "review", "dry_run", "accept"} <= set(
+        body["properties"])
 
 
 def test_the_submission_body_is_described(schema):

@@ -1,15 +1,14 @@
 """POST /api/jobs: what the bravo service and the AE plugin see when they submit."""
 
 import json
-import threading
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from jobs.models import Job, JobEvent, Status
 from tests.helpers.api import api_test_settings  # noqa: F401  (autouse)
+from tests.helpers.common import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -275,24 +274,15 @@ def test_a_signed_in_user_may_not_submit(user_client, admin_client, body):
 @pytest.mark.django_db(transaction=True)
 def test_racing_submissions_leave_exactly_one_job_running(api_token, body):
     count = 10
-    barrier = threading.Barrier(count)
-    answers = []
 
-    def post():
+    def post(_):
         client = APIClient()
         client.credentials(HTTP_X_API_TOKEN=api_token)
-        try:
-            barrier.wait()
-            answers.append(submit(client, body).status_code)
-        finally:
-            connection.close()
+        return submit(client, body).status_code
 
-    threads = [threading.Thread(target=post) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers, errors = at_once(count, post)
 
+    assert errors == []
     assert answers == [202] * count
     assert Job.objects.count() == count
     assert Job.objects.exclude(status=Status.CANCELLED).count() == 1

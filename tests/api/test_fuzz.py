@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 
-from jobs.models import Job
+from jobs.models import Batch, Job
 from rendermanager.wsgi import application
 from tests.helpers.api import api_test_settings  # noqa: F401  (autouse)
 
@@ -26,7 +26,7 @@ FUZZ = settings(max_examples=30, deadline=None, database=None,
 # Loaded at import: schemathesis' lazy fixture loader does not work with pytest 9.
 # Serving the schema needs no database.
 schema = schemathesis.openapi.from_wsgi("/api/schema", application).include(
-    path_regex=r"^/api/(jobs|user)\b")
+    path_regex=r"^/api/(jobs|user|batches)\b")
 # The admin operations run for real against the test database and a throwaway
 # git repository; only executing an update is left out (its own tests run it).
 system_schema = schemathesis.openapi.from_wsgi("/api/schema", application).include(
@@ -101,3 +101,4 @@ def test_the_admin_operations_cannot_cause_a_server_error(case, admin, update_re
 def test_strangers_change_nothing(case):
     check(case, case.call())
     assert Job.objects.count() == 0
+    assert Batch.objects.count() == 0

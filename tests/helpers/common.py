@@ -141,3 +141,28 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: st
             return value
         time.sleep(interval)
     raise AssertionError(message or f"timed out after {timeout}s waiting for {predicate}")
+
+
+def at_once(count: int, action) -> tuple[list, list]:
+    """Run ``action(n)`` for n in range(count) on threads released together (a race).
+    Returns (results, exceptions); every thread closes its database connection."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    results, errors = [], []
+
+    def run(n):
+        try:
+            barrier.wait()
+            results.append(action(n))
+        except Exception as exc:  # the caller asserts on them
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors

@@ -4,11 +4,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, RenderNode, Status
+from tests.helpers.common import at_once
 
 
 def queued_job(user, n, priority=0, created_offset=0):
@@ -97,15 +98,92 @@ def test_jobs_of_a_dead_node_are_requeued(user, node, settings):
     assert "stopped responding" in claimed.error
 
 
-def test_supersede_cancels_every_unfinished_job_of_the_project(user):
+def comp(name):
+    return {"template": {"composition": name}}
+
+
+def test_supersede_cancels_the_unfinished_jobs_of_the_same_composition(user):
     first = lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
-                             path_key="/p/a.aep").job
+                             path_key="/p/a.aep", config=comp("16x9")).job
     second = lifecycle.submit(actor="api:t", user=user, project_path="/P/A.aep",
-                              path_key="/p/a.aep")
+                              path_key="/p/a.aep", config=comp("16x9"))
     assert second.superseded == [first.pk]
     first.refresh_from_db()
     assert first.status == Status.CANCELLED
     assert first.events.filter(kind="superseded").exists()
+
+
+def test_other_compositions_of_the_project_are_left_alone(user):
+    wide = lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
+                            path_key="/p/a.aep", config=comp("16x9")).job
+    tall = lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
+                            path_key="/p/a.aep", config=comp("9x16"))
+    assert tall.superseded == []
+    assert Job.objects.get(pk=wide.pk).status == Status.PENDING
+
+
+def test_a_job_awaiting_review_counts_as_unfinished(user):
+    waiting = lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
+                               path_key="/p/a.aep", config=comp("Main"), review=True).job
+    Job.objects.filter(pk=waiting.pk).update(status=Status.AWAITING_REVIEW)
+    newer = lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
+                             path_key="/p/a.aep", config=comp("Main"))
+    assert newer.superseded == [waiting.pk]
+    Job.objects.filter(pk=newer.job.pk).update(status=Status.AWAITING_REVIEW)
+    # The database refuses a second unfinished job of the same composition.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(status=Status.QUEUED, path_key="/p/a.aep", config=comp("Main"))
+
+
+def test_previews_go_ahead_of_final_renders_of_the_same_priority(user, node):
+    final_old = queued_job(user, 1, created_offset=-30)
+    preview_new = queued_job(user, 2, created_offset=0)
+    Job.objects.filter(pk=preview_new.pk).update(review=True, needs_preview=True)
+    urgent_final = queued_job(user, 3, priority=5, created_offset=10)
+    order = [lifecycle.claim_next(node).pk for _ in range(3)]
+    assert order == [urgent_final.pk, preview_new.pk, final_old.pk]
+
+
+def test_a_preview_waits_for_review_then_the_approval_queues_the_final(user, node):
+    job = queued_job(user, 1)
+    # frames_total: what the preflight read from the project; the final renders the same.
+    Job.objects.filter(pk=job.pk).update(review=True, needs_preview=True, frames_total=50)
+    claimed = lifecycle.claim_next(node)
+    assert not lifecycle.approve(job.pk, actor="alice@studio.test")  # not reviewable yet
+    assert lifecycle.preview_ready(claimed.pk, claimed.lease)
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.finished_at) == (Status.AWAITING_REVIEW, 100, None)
+
+    assert lifecycle.approve(job.pk, actor="alice@studio.test", comment="good")
+    assert not lifecycle.reject(job.pk, actor="ada@studio.test", comment="too late")
+    job.refresh_from_db()
+    assert (job.status, job.needs_preview, job.attempts, job.lease) == (
+        Status.QUEUED, False, 0, None)
+    final = lifecycle.claim_next(node)
+    assert (final.pk, final.needs_preview, final.attempts, final.frames_total) == (
+        job.pk, False, 1, 50)
+
+
+def test_a_rejected_preview_ends_the_job(user, node):
+    queued_job(user, 1)
+    claimed = lifecycle.claim_next(node)
+    Job.objects.filter(pk=claimed.pk).update(review=True, needs_preview=True)
+    lifecycle.preview_ready(claimed.pk, claimed.lease)
+    assert lifecycle.reject(claimed.pk, actor="ada@studio.test", comment="Wrong logo")
+    claimed.refresh_from_db()
+    assert claimed.status == Status.REJECTED and claimed.is_final
+    assert claimed.error == "Rejected by ada@studio.test: Wrong logo"
+    assert claimed.events.get(kind="rejected").actor == "ada@studio.test"
+    # Finished for good: neither cancel nor retry moves it.
+    assert not lifecycle.cancel(claimed.pk, actor="x")
+    assert not lifecycle.retry(claimed.pk, actor="x")
+
+
+def test_cancel_reaches_a_job_awaiting_review(user):
+    job = queued_job(user, 1)
+    Job.objects.filter(pk=job.pk).update(status=Status.AWAITING_REVIEW)
+    assert lifecycle.cancel(job.pk, actor="ada@studio.test")
+    assert Job.objects.get(pk=job.pk).status == Status.CANCELLED
 
 
 def test_retry_goes_back_through_validation(user):
@@ -149,3 +227,17 @@ def test_concurrent_claims_never_take_the_same_job(user):
     assert errors == []
     assert len(claimed) == 40
     assert len(set(claimed)) == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_submissions_leave_one_job_per_composition(user):
+    def submit(n):
+        return lifecycle.submit(actor="api:t", user=user, project_path="/p/a.aep",
+                                path_key="/p/a.aep", config=comp("16x9" if n % 2 else "9x16"))
+
+    submitted, errors = at_once(12, submit)
+
+    assert errors == [] and len(submitted) == 12
+    assert Job.objects.count() == 12
+    alive = Job.objects.exclude(status=Status.CANCELLED)
+    assert sorted(job.config["template"]["composition"] for job in alive) == ["16x9", "9x16"]

@@ -179,3 +179,38 @@ def test_the_render_worker_purges_on_start_and_hourly(farm):
              message="the worker did not purge the expired job")
     assert Job.objects.filter(pk=fresh.pk).exists()
     assert not JobEvent.objects.filter(job_id=old.pk).exists()
+
+
+def test_rejected_jobs_and_their_previews_go_batches_once_empty(db, settings, tmp_path):
+    from jobs.models import Batch, BatchRow, JobPreview
+
+    settings.JOB_RETENTION_DAYS = 7
+    old = timezone.now() - timedelta(days=9)
+    batch = Batch.objects.create(project_path="p", path_key="p", output_name="{row}",
+                                 folder="b_1", created_at=old)
+    rejected = make_job(Status.REJECTED, finished_days=8, created_days=9)
+    waiting = make_job(Status.AWAITING_REVIEW, created_days=40)
+    previews = []
+    for number, job in enumerate((rejected, waiting), start=1):
+        video = tmp_path / f"{job.pk.hex}.mp4"
+        video.write_bytes(b"preview")
+        JobPreview.objects.create(job=job, path=str(video), size=7)
+        previews.append(video)
+        BatchRow.objects.create(batch=batch, number=number, job=job)
+    BatchRow.objects.create(batch=batch, number=3, errors={"photo": ["missing"]})
+
+    first = retention.purge_jobs()
+
+    # Awaiting review is unfinished: it stays, with its preview and its batch.
+    assert (first.jobs, first.previews, first.batches) == (1, 1, 0)
+    assert [p.exists() for p in previews] == [False, True]
+    assert JobPreview.objects.get().job_id == waiting.pk
+    assert BatchRow.objects.get(number=1).job is None
+    Job.objects.filter(pk=waiting.pk).update(status=Status.CANCELLED,
+                                             finished_at=timezone.now() - timedelta(days=8))
+
+    second = retention.purge_jobs()
+
+    assert (second.jobs, second.previews, second.batches) == (1, 1, 1)
+    assert not previews[1].exists()
+    assert not Batch.objects.exists() and not BatchRow.objects.exists()

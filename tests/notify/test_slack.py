@@ -203,3 +203,32 @@ def test_nothing_is_sent_without_a_token(settings, slack):
     assert not notifications.send_dm("U1", "hello")
     time.sleep(0.1)
     assert slack.calls == []
+
+
+# --- Review ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_preview_ready_for_review_dms_the_user_with_a_link_to_watch_it(
+        slack_settings, slack, slack_user):
+    from jobs.links import check_preview_signature
+    from jobs.models import JobPreview
+
+    slack_settings.PUBLIC_URL = "https://render.studio.test"
+    job = Job.objects.create(name="Ana-1", user=slack_user, status=Status.QUEUED, review=True,
+                             needs_preview=True)
+    node = RenderNode.objects.create(name="render-01")
+    claimed = lifecycle.claim_next(node)
+    JobPreview.objects.create(job=job, path="/r/previews/x.mp4", size=10)
+    assert notifications.dispatcher.flush(10)
+    slack.calls.clear()  # the "render started" DM
+
+    assert lifecycle.preview_ready(claimed.pk, claimed.lease)
+    assert notifications.dispatcher.flush(10)
+
+    [text] = slack.texts("DU123")
+    assert "The preview of *Ana-1* is ready for review" in text
+    assert "Approve or reject it: https://render.studio.test/review" in text
+    link = urlsplit(text.split("one hour): ", 1)[1].split()[0])
+    assert link.path == f"/api/jobs/{job.pk}/preview"
+    assert check_preview_signature(job.pk, parse_qs(link.query)["signature"][0]) is None

@@ -108,7 +108,8 @@ def test_completion_webhook_is_signed_and_carries_the_download_link(farm, user, 
     [request] = receiver.requests
     assert request["path"] == "/hooks/render?source=test"
     body = verify_like_a_receiver(request)
-    assert set(body) == {"job_id", "status", "output_url", "error"}
+    assert set(body) == {"job_id", "event", "status", "output_url", "preview_url", "error"}
+    assert (body["event"], body["preview_url"]) == ("completed", None)
     assert body["job_id"] == str(job.pk)
     assert body["status"] == "COMPLETED" and body["error"] is None
     link = urlsplit(body["output_url"])
@@ -155,9 +156,11 @@ def test_cancel_and_failure_send_webhooks(loopback_ok, receiver, user):
     assert webhooks.dispatcher.flush(10)
     bodies = {b["job_id"]: b for b in (verify_like_a_receiver(r) for r in receiver.requests)}
     assert bodies == {
-        str(cancelled.pk): {"job_id": str(cancelled.pk), "status": "CANCELLED",
-                            "output_url": None, "error": "Cancelled by Ada"},
-        str(failed.pk): {"job_id": str(failed.pk), "status": "FAILED", "output_url": None,
+        str(cancelled.pk): {"job_id": str(cancelled.pk), "event": "cancelled",
+                            "status": "CANCELLED", "output_url": None, "preview_url": None,
+                            "error": "Cancelled by Ada"},
+        str(failed.pk): {"job_id": str(failed.pk), "event": "failed", "status": "FAILED",
+                         "output_url": None, "preview_url": None,
                          "error": "The project file never finished syncing"},
     }
 
@@ -236,3 +239,28 @@ def test_verify_rejects_old_or_tampered_calls():
     assert not webhooks.verify(body, str(stamp - 3600), webhooks.sign(body, stamp - 3600, SECRET),
                                SECRET)
     assert not webhooks.verify(body, str(stamp), signature, "other-secret")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_preview_ready_for_review_calls_the_webhook(loopback_ok, receiver, user):
+    from jobs.links import check_preview_signature
+    from jobs.models import JobPreview, RenderNode
+
+    job = Job.objects.create(name="Ana-1", user=user, status=Status.QUEUED, review=True,
+                             needs_preview=True, callback_url=receiver.url)
+    claimed = lifecycle.claim_next(RenderNode.objects.create(name="render-01"))
+    JobPreview.objects.create(job=job, path="/r/previews/x.mp4", size=10)
+    assert lifecycle.preview_ready(claimed.pk, claimed.lease)
+    lifecycle.reject(job.pk, actor="alice@studio.test", comment="Too dark")
+    assert webhooks.dispatcher.flush(10)
+
+    # Two delivery threads: the calls may arrive in either order.
+    bodies = {b["event"]: b for b in (verify_like_a_receiver(r) for r in receiver.requests)}
+    review, rejected = bodies["awaiting_review"], bodies["rejected"]
+    assert (review["event"], review["status"], review["output_url"], review["error"]) == (
+        "awaiting_review", "AWAITING_REVIEW", None, None)
+    link = urlsplit(review["preview_url"])
+    assert link.path == f"/api/jobs/{job.pk}/preview"
+    assert check_preview_signature(job.pk, parse_qs(link.query)["signature"][0]) is None
+    assert (rejected["event"], rejected["error"]) == (
+        "rejected", "Rejected by alice@studio.test: Too dark")

@@ -202,3 +202,17 @@ def test_actions_with_nothing_to_do_are_still_recorded(admin_client):
     assert kinds == ["clear_queue", "emergency_stop", "restart_engine"]
     events = admin_client.get("/api/system/events").json()["events"]
     assert {e["actor"] for e in events} == {ADMIN_EMAIL}
+
+
+def test_emergency_stop_ends_previews_awaiting_review_and_clear_queue_leaves_them(
+        admin_client, user):
+    waiting = Job.objects.create(user=user, status=Status.AWAITING_REVIEW, review=True)
+    queued = Job.objects.create(user=user, status=Status.QUEUED)
+
+    assert admin_client.post("/api/system/clear-queue").json()["count"] == 1
+    # The queue holds renders; a preview waiting for a person is not one.
+    assert status_of(waiting) == Status.AWAITING_REVIEW and status_of(queued) == "CANCELLED"
+
+    assert admin_client.post("/api/system/emergency-stop").json()["count"] == 1
+    assert status_of(waiting) == Status.CANCELLED
+    assert "Emergency stop" in cancel_event(waiting).message

@@ -102,3 +102,15 @@ def test_users_and_api_tokens_are_refused(user_client, api_token, token, setting
     # An empty token opens nothing when none is configured.
     settings.METRICS_TOKEN = ""
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_count_reviews(admin_client, user):
+    job = Job.objects.create(user=user, status=Status.AWAITING_REVIEW, review=True)
+    lifecycle.reject(job.pk, actor="ada@studio.test", comment="no")
+    Job.objects.create(user=user, status=Status.AWAITING_REVIEW, review=True)
+
+    values = parse(admin_client.get("/metrics").content.decode())
+
+    assert values['rendermanager_jobs{status="AWAITING_REVIEW"}'] == 1
+    assert values['rendermanager_jobs_finished_total{status="rejected"}'] == 1

@@ -352,3 +352,55 @@ def test_postgres_wakes_the_bridge_by_notify(user, monkeypatch):
         await communicator.disconnect()
 
     run(scenario)
+
+
+# --- A batch's page --------------------------------------------------------------------------
+
+
+def make_batch(user, *statuses):
+    from jobs.models import Batch, BatchRow
+
+    batch = Batch.objects.create(user=user, project_path="D:\\Dropbox\\a.aep", path_key="k",
+                                 config={"template": {"composition": "Main"}},
+                                 output_name="{row}", folder="a_1")
+    for number, status in enumerate(statuses, start=1):
+        job = make_job(user, status=status, output_name=str(number))
+        BatchRow.objects.create(batch=batch, number=number, values={"title": f"T{number}"},
+                                output_name=str(number), job=job)
+    return batch
+
+
+def test_a_user_cannot_follow_another_users_batch(user, other_user):
+    batch = make_batch(other_user, Status.QUEUED)
+
+    async def scenario():
+        communicator = socket(f"/ws/batches/{batch.pk}", user)
+        connected, code = await communicator.connect()
+        assert not connected and code == 4404
+
+    run(scenario)
+
+
+def test_a_batch_page_follows_its_rows_and_counts(user):
+    batch = make_batch(user, Status.QUEUED, Status.QUEUED)
+    first = batch.rows.get(number=1)
+    other = make_job(user, status=Status.QUEUED)
+
+    async def scenario():
+        communicator = socket(f"/ws/batches/{batch.pk}", user)
+        assert (await communicator.connect())[0]
+
+        await database_sync_to_async(lifecycle.cancel)(other.pk, actor="alice@studio.test")
+        await database_sync_to_async(lifecycle.cancel)(first.job_id, actor="alice@studio.test")
+
+        message = await communicator.receive_from(timeout=WAIT)
+        # Only the batch's own row comes, with the counts; the other job never does.
+        assert f'id="row-{first.pk}"' in message and 'data-status="CANCELLED"' in message
+        assert str(other.pk) not in message
+        counts = message.split('id="batch-counts"')[1]
+        assert re.search(r'data-status="CANCELLED"[^>]*>CANCELLED 1<', counts)
+        assert re.search(r'data-status="QUEUED"[^>]*>QUEUED 1<', counts)
+        assert await communicator.receive_nothing(timeout=QUIET)
+        await communicator.disconnect()
+
+    run(scenario)

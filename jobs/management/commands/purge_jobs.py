@@ -5,8 +5,9 @@ from jobs.node import retention
 
 
 class Command(BaseCommand):
-    help = ("Delete finished jobs older than JOB_RETENTION_DAYS with their logs and events, "
-            "and temp folders of renders that are over. Rendered outputs are left alone.")
+    help = ("Delete finished jobs older than JOB_RETENTION_DAYS with their logs, events "
+            "and review previews, batches none of whose jobs is left, and temp folders of "
+            "renders that are over. Rendered outputs are left alone.")
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=None,
@@ -27,5 +28,6 @@ class Command(BaseCommand):
             return
         result = retention.purge(days)
         self.stdout.write(f"Deleted {result.jobs} job(s) with {result.logs} log(s) and "
-                          f"{result.events} event(s); removed {len(result.temp_dirs)} "
+                          f"{result.events} event(s), {result.previews} preview(s) and "
+                          f"{result.batches} batch(es); removed {len(result.temp_dirs)} "
                           "temp folder(s).")

@@ -18,6 +18,9 @@ from jobs.node.progress import AerenderProgress
 
 # nexrender (tasks/setup.js) names these outputs result_[#####].<ext>.
 IMAGE_SEQUENCE_EXTS = ("jpeg", "jpg", "png", "tif", "tga")
+# After Effects' own render settings template for quick renders: draft quality at
+# half resolution. A review job's preview renders with it (aerender -RStemplate).
+DRAFT_SETTINGS = "Draft Settings"
 _SAFE_EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
 
 
@@ -62,10 +65,26 @@ class Engine:
 
 
 def template_config(job) -> dict:
+    """What to render: the job's template, or its preview's while one is due."""
     template = (job.config or {}).get("template")
     if not isinstance(template, dict) or not template.get("composition"):
         raise RenderError("The job has no template.composition to render")
+    if getattr(job, "needs_preview", False):
+        return preview_template(template)
     return template
+
+
+def preview_template(template: dict) -> dict:
+    """The same composition and frames with the "Draft Settings" render settings
+    (half resolution). The client's own render settings would override the
+    template's, so they are left out; an image sequence becomes a movie (AE's
+    default output module), since a reviewer watches a video."""
+    preview = {key: value for key, value in template.items() if key != "renderSettings"}
+    preview["settingsTemplate"] = DRAFT_SETTINGS
+    if is_image_sequence(template):
+        for key in ("outputModule", "outputExt", "outputSettings", "imageSequence"):
+            preview.pop(key, None)
+    return preview
 
 
 def output_ext(template: dict) -> str:

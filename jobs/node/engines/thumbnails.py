@@ -54,18 +54,21 @@ def poster_frame(path: Path) -> tuple[bytes, int, int] | None:
     return None
 
 
-def capture(job, path: Path) -> bool:
-    """Store a poster frame of ``job``'s output ``path``; True if there is one now.
-
-    Never fails the render: a video without a usable frame just has no thumbnail.
-    """
+def grab(job, path: Path) -> tuple[bytes, int, int] | None:
+    """A poster frame of ``job``'s video ``path``, or None; never raises (a video
+    without a usable frame just has no poster)."""
     if Path(path).suffix.lower() in NOT_VIDEO:
-        return False
+        return None
     try:
-        made = poster_frame(Path(path))
+        return poster_frame(Path(path))
     except (media.MediaError, OSError, subprocess.TimeoutExpired) as exc:
         log.warning("no thumbnail for job %s: %s", job.pk, exc)
-        return False
+        return None
+
+
+def capture(job, path: Path) -> bool:
+    """Store a poster frame of ``job``'s output ``path``; True if there is one now."""
+    made = grab(job, path)
     if made is None:
         return False
     jpeg, width, height = made
