@@ -2,10 +2,19 @@
 
 Who may download is decided by the caller (a session, a token, or a signed
 link from jobs.links).
+
+A render can be many gigabytes, so the file is never held in memory: under
+WSGI the response is a plain iterator of chunks; under ASGI (daphne) it is
+an asynchronous one whose reads run in a thread, so the event loop that also
+serves the dashboard and the websockets never waits for the disk. (Django
+turns a synchronous iterator into a list under ASGI: the whole file, before
+the first byte.) How fast chunks are read is paced by the client's socket:
+see rendermanager.backpressure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import re
 from pathlib import Path
@@ -47,6 +56,22 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, min(end, size - 1)
 
 
+def etag(stat) -> str:
+    """A strong validator of the file's content: its size and modification time."""
+    return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+
+def if_range_matches(header: str | None, stat) -> bool:
+    """Whether a ``Range`` may be served under ``If-Range`` (RFC 9110 13.1.5): the
+    client's copy is the current file, named by our ETag or its exact date."""
+    if not header:
+        return True
+    header = header.strip()
+    if header.startswith(('"', "W/")):
+        return header == etag(stat)
+    return parse_http_date_safe(header) == int(stat.st_mtime)
+
+
 def _chunks(path: Path, start: int, length: int):
     with open(path, "rb") as handle:
         handle.seek(start)
@@ -58,20 +83,45 @@ def _chunks(path: Path, start: int, length: int):
             yield data
 
 
+class FileRangeResponse(StreamingHttpResponse):
+    """``length`` bytes of ``path`` from ``start``, one chunk in memory at a time.
+
+    Iterated synchronously (WSGI, the test client) it reads in the caller's
+    thread; iterated asynchronously (Django's ASGI handler uses ``__aiter__``)
+    each read runs in a worker thread.
+    """
+
+    def __init__(self, path: Path, start: int, length: int, **kwargs):
+        self._span = (path, start, length)
+        super().__init__(_chunks(path, start, length), **kwargs)
+
+    async def __aiter__(self):
+        path, start, length = self._span
+        handle = await asyncio.to_thread(open, path, "rb")
+        try:
+            await asyncio.to_thread(handle.seek, start)
+            while length > 0:
+                data = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, length))
+                if not data:
+                    break
+                length -= len(data)
+                yield data
+        finally:
+            handle.close()
+
+
 def file_response(request, path: Path, filename: str | None = None):
-    """Stream ``path`` as an attachment, honouring a single ``Range``.
+    """Stream ``path`` as an attachment, honouring a single ``Range`` and ``If-Range``.
 
     Raises OSError when the file cannot be opened or read.
     """
     stat = path.stat()
     size = stat.st_size
     filename = filename or path.name
-    last_modified = http_date(stat.st_mtime)
 
     wanted = parse_range(request.META.get("HTTP_RANGE"), size)
-    if_range = request.META.get("HTTP_IF_RANGE")
     # A resumed download of a file that changed since must start over.
-    if wanted is not None and if_range and parse_http_date_safe(if_range) != int(stat.st_mtime):
+    if wanted is not None and not if_range_matches(request.META.get("HTTP_IF_RANGE"), stat):
         wanted = None
 
     if wanted == "unsatisfiable":
@@ -89,7 +139,7 @@ def file_response(request, path: Path, filename: str | None = None):
     # Open now so that a vanished file fails here, not halfway through the response.
     with open(path, "rb"):
         pass
-    response = StreamingHttpResponse(_chunks(path, start, length), status=status)
+    response = FileRangeResponse(path, start, length, status=status)
     content_type, encoding = mimetypes.guess_type(filename)
     response["Content-Type"] = content_type or "application/octet-stream"
     if encoding:
@@ -97,7 +147,8 @@ def file_response(request, path: Path, filename: str | None = None):
         response["Content-Type"] = "application/octet-stream"
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
-    response["Last-Modified"] = last_modified
+    response["Last-Modified"] = http_date(stat.st_mtime)
+    response["ETag"] = etag(stat)
     response["Content-Disposition"] = content_disposition_header(True, filename)
     if status == 206:
         response["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
