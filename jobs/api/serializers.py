@@ -15,7 +15,7 @@ from jobs.models import Engine, Job, JobEvent, JobLog, Status
 from jobs.node.engines.base import is_image_sequence
 from jobs.submission.errors import InvalidInput
 from jobs.submission.nexrender_spec import clean_nexrender_config
-from jobs.submission.paths import PathError, resolve_project_path
+from jobs.submission.paths import PathError, local_path, resolve_project_path
 from jobs.submission.presets import CODECS, NAMES, QUALITY, clean_preset
 from jobs.submission.shared import clean_name, clean_saved_at, find_mac_user
 from jobs.submission.timeline import clean_timeline
@@ -236,6 +236,7 @@ class SubmitSerializer(StrictSerializer):
         return checked(clean_name, value)
 
     def validate_timeline(self, value):
+        # Reads no file: the sources are measured by the background file checks.
         return checked(clean_timeline, value)
 
     def validate_preset(self, value):
@@ -287,7 +288,8 @@ class SubmittedSerializer(serializers.Serializer):
 
 
 class OutputSerializer(serializers.Serializer):
-    path = serializers.CharField()
+    path = serializers.CharField(help_text="Where this server finds the file, inside "
+                                 "RENDER_OUTPUT_DIR (stored relative to it).")
     size = serializers.IntegerField(allow_null=True)
     download_url = serializers.URLField(help_text="Signed link, valid for one hour.")
     thumbnail_url = serializers.URLField(
@@ -324,6 +326,7 @@ def preview_body(job) -> dict | None:
 
 class JobSerializer(serializers.ModelSerializer):
     user = serializers.SerializerMethodField()
+    project_path = serializers.SerializerMethodField()
     output = serializers.SerializerMethodField()
     preview = serializers.SerializerMethodField()
     batch = serializers.SerializerMethodField()
@@ -354,11 +357,18 @@ class JobSerializer(serializers.ModelSerializer):
     def get_user(self, job):
         return job.user.email if job.user_id else None
 
+    @extend_schema_field(serializers.CharField(
+        help_text="The project file as this server finds it in its Dropbox folder (jobs "
+                  "store it relative to the folder; each render node has its own). Empty "
+                  "for timeline (ffmpeg) jobs."))
+    def get_project_path(self, job):
+        return local_path(job.project_path) if job.project_path else ""
+
     @extend_schema_field(OutputSerializer(allow_null=True))
     def get_output(self, job):
         if job.status != Status.COMPLETED or not job.output_path:
             return None
-        return {"path": job.output_path, "size": job.output_size,
+        return {"path": local_path(job.output_path, output=True), "size": job.output_size,
                 "download_url": signed_download_url(job),
                 "thumbnail_url": signed_thumbnail_url(job)}
 

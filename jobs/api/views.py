@@ -42,6 +42,7 @@ from jobs.links import (
     check_thumbnail_signature,
 )
 from jobs.models import Engine, Job, JobLog, JobPreview, JobThumbnail, Status
+from jobs.submission.paths import PathError, checked_output_file, local_path
 from jobs.web.download import file_response
 
 
@@ -166,7 +167,8 @@ class JobsView(JsonApiView):
             source = {"config": data["timeline"]}
         else:
             source = {"submitted_path": data["project_path"],
-                      "project_path": submission.resolved.path,
+                      # Relative to the Dropbox folder: each machine has its own.
+                      "project_path": submission.resolved.relative,
                       "path_key": submission.resolved.key, "saved_at": data["saved_at"],
                       "config": data["nexrender"]}
         submitted = lifecycle.submit(
@@ -300,10 +302,16 @@ class JobDownloadView(JsonApiView):
         if job.status != Status.COMPLETED:
             raise ConflictError(f"The job is {job.status}; its output can be downloaded once "
                                 "it is COMPLETED.")
-        path = Path(job.output_path) if job.output_path else None
-        if path is None or not path.is_file():
+        if not job.output_path:
+            raise Gone("The output file is no longer there: no output recorded.")
+        try:
+            # The real path, checked: a symlink put in its place must not serve another file.
+            path = checked_output_file(job.output_path)
+        except PathError as exc:
+            raise Gone(f"The output file is not served: {exc.message}") from None
+        if not path.is_file():
             raise Gone("The output file is no longer there (moved or deleted from Dropbox): "
-                       f"{job.output_path or 'no output recorded'}.")
+                       f"{local_path(job.output_path, output=True)}.")
         return stream(request, path, "output file")
 
 

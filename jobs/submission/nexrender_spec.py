@@ -16,7 +16,7 @@ import math
 import re
 
 from jobs.submission.errors import FieldErrors, InvalidInput, is_int
-from jobs.submission.paths import PathError, resolve_source_path
+from jobs.submission.paths import PathError, resolve_source_file
 
 MAX_ASSETS = 200
 MAX_NAME_CHARS = 255
@@ -221,7 +221,9 @@ def _asset(errors: FieldErrors, where: str, asset) -> dict:
                                        "the Dropbox folder.")
         else:
             try:
-                cleaned["src"] = resolve_source_path(src)
+                # Stored relative to the Dropbox folder; each render node finds it in
+                # its own (jobs.node.engines.nexrender builds the file:// URI).
+                cleaned["src"] = resolve_source_file(src).relative
             except PathError as exc:
                 errors.add(f"{where}.src", exc.message)
         _layer(errors, where, asset, cleaned)
@@ -292,3 +294,10 @@ def clean_column(definition, where: str) -> dict:
         cleaned = {}
     errors.raise_if_any()
     return cleaned
+
+
+def asset_sources(config: dict) -> list[tuple[str, str]]:
+    """(dotted field, stored src) of every media asset of a cleaned config."""
+    return [(f"assets.{i}.src", asset["src"])
+            for i, asset in enumerate((config or {}).get("assets") or [])
+            if isinstance(asset, dict) and isinstance(asset.get("src"), str)]

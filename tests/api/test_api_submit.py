@@ -1,7 +1,6 @@
 """POST /api/jobs: what the bravo service and the AE plugin see when they submit."""
 
 import json
-from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -42,9 +41,13 @@ def test_a_submission_is_accepted_at_once(api_client, body, dropbox, user, setti
     job = Job.objects.get(pk=data["id"])
     assert job.user == user
     assert job.client == "bravo"
-    assert job.project_path == str(dropbox / "projects" / "spot.aep")
+    # Stored relative to the Dropbox folder (every render node has its own), shown in
+    # the API as this server finds it.
+    assert job.project_path == "projects/spot.aep"
     assert job.submitted_path == body["project_path"]
-    assert job.path_key == str(Path(job.project_path).resolve()).casefold()
+    project = dropbox / "projects" / "spot.aep"
+    assert job.path_key == str(project.resolve()).casefold()
+    assert api_client.get(f"/api/jobs/{job.pk}").json()["project_path"] == str(project)
     assert job.engine == settings.RENDER_ENGINE
     assert job.name == "Spot 30s"
     assert job.callback_url == "https://bravo.test/hook"
@@ -94,14 +97,16 @@ def test_the_engine_can_be_chosen(api_client, body, engine):
     assert Job.objects.get().engine == engine
 
 
-def test_media_assets_are_stored_as_file_uris(api_client, body, dropbox):
+def test_media_assets_are_stored_relative_to_dropbox(api_client, body, dropbox):
     body["nexrender"]["assets"] = [
-        {"type": "image", "src": "/Users/alice/Dropbox/brand/logo.png", "layerName": "Logo"}]
+        {"type": "image", "src": "/Users/alice/Dropbox/brand/logo.png", "layerName": "Logo"},
+        {"type": "audio", "src": (dropbox / "brand" / "jingle 1.wav").as_uri(),
+         "layerName": "Music"}]
 
     assert submit(api_client, body).status_code == 202
 
-    asset = Job.objects.get().config["assets"][0]
-    assert asset["src"] == (dropbox / "brand" / "logo.png").as_uri()
+    assets = Job.objects.get().config["assets"]
+    assert [a["src"] for a in assets] == ["brand/logo.png", "brand/jingle 1.wav"]
 
 
 # --- Refusals: 400 with the field named, nothing created -------------------------------------

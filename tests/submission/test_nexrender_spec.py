@@ -71,9 +71,10 @@ def test_a_full_config_is_kept_and_normalised():
     assert assets[0]["value"] == FULL["assets"][0]["value"]
     assert assets[1] == {"type": "data", "layerIndex": 3, "property": "Transform.Position",
                          "value": [960, 540.5], "composition": "Main"}
-    assert assets[3]["src"] == "file:///C:/Users/Studio/Dropbox/brand/logo.png"
-    assert assets[4]["src"] == "file:///C:/Users/Studio/Dropbox/clips/a%20b.mov"
-    assert assets[5]["src"] == "file:///C:/Users/Studio/Dropbox/music/bed.wav"
+    # Stored relative to the Dropbox folder: each render node has its own.
+    assert assets[3]["src"] == "brand/logo.png"
+    assert assets[4]["src"] == "clips/a b.mov"
+    assert assets[5]["src"] == "music/bed.wav"
 
 
 def test_the_minimum_is_a_composition():
