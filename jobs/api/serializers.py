@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -17,7 +19,12 @@ from jobs.submission.errors import InvalidInput
 from jobs.submission.nexrender_spec import clean_nexrender_config
 from jobs.submission.paths import PathError, local_path, resolve_project_path
 from jobs.submission.presets import CODECS, NAMES, QUALITY, clean_preset
-from jobs.submission.shared import clean_name, clean_saved_at, find_mac_user
+from jobs.submission.shared import (
+    NAIVE_SAVED_AT,
+    clean_name,
+    clean_saved_at,
+    find_mac_user,
+)
 from jobs.submission.timeline import clean_timeline
 
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
@@ -178,6 +185,27 @@ class PresetField(serializers.JSONField):
     """An output preset (jobs.submission.presets)."""
 
 
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO-8601 time that says its UTC offset.
+
+    A time without one is ambiguous: read as UTC, a client in Europe sending
+    its local time would have every job fail the stale-file check, and one
+    in America would silently disable it.
+    """
+
+    default_error_messages = {"naive": NAIVE_SAVED_AT}
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None  # well-formed but impossible: DRF says "wrong format"
+            if parsed is not None and timezone.is_naive(parsed):
+                self.fail("naive")
+        return super().to_internal_value(value)
+
+
 class SubmitSerializer(StrictSerializer):
     refused_fields = {"priority": "Not accepted: priority is set by admins."}
 
@@ -185,9 +213,10 @@ class SubmitSerializer(StrictSerializer):
         max_length=1024, required=False, help_text="Windows path inside the Dropbox folder, "
         "or the macOS path (/Users/<name>/Dropbox/...) of the same file. Required for the "
         "After Effects engines (nexrender, aerender).")
-    saved_at = serializers.DateTimeField(
-        required=False, help_text="ISO-8601 time the client saved the project; an older file "
-        "on this machine is waited for. Required for the After Effects engines.")
+    saved_at = AwareDateTimeField(
+        required=False, help_text="ISO-8601 time the client saved the project, with its UTC "
+        "offset (Z or +01:00; a time without one is refused); an older file on this machine "
+        "is waited for. Required for the After Effects engines.")
     mac_username = serializers.CharField(
         max_length=64, help_text="The artist's macOS account name, registered in their profile.")
     nexrender = NexrenderField(

@@ -192,6 +192,8 @@ def test_callback_urls_are_http(api_client, body, url):
     ("saved_at", 1700000000),
     ("saved_at", "2999-01-01T00:00:00Z"),
     ("saved_at", "0001-01-01T00:00:00+01:00"),
+    ("saved_at", "9999-12-31T23:59:59-12:00"),
+    ("saved_at", "2025-02-30T12:00:00Z"),
     ("project_path", 42),
     ("project_path", ["a"]),
     ("mac_username", None),
@@ -203,6 +205,28 @@ def test_callback_urls_are_http(api_client, body, url):
 ])
 def test_wrong_types_are_400(api_client, body, field, value):
     refused(api_client, {**body, field: value}, field)
+
+
+@pytest.mark.parametrize("saved_at", ["2025-03-01T12:00:00", "2025-03-01 12:00:00",
+                                      "2025-03-01T12:00:00.123456", "2025-03-01T12:00"])
+def test_a_saved_at_without_a_utc_offset_is_refused(api_client, body, saved_at):
+    # Taken as UTC it would be hours off for most studios: a client in Europe sending its
+    # local time would fail every check, one in America would disable it.
+    payload = refused(api_client, {**body, "saved_at": saved_at}, "saved_at")
+
+    assert "UTC offset" in payload["errors"]["saved_at"][0]
+    assert "UTC offset" in payload["detail"]
+
+
+@pytest.mark.parametrize(("saved_at", "utc"), [
+    ("2025-03-01T12:00:00Z", "2025-03-01T12:00:00+00:00"),
+    ("2025-03-01T13:00:00+01:00", "2025-03-01T12:00:00+00:00"),
+    ("2025-03-01T07:00:00-05:00", "2025-03-01T12:00:00+00:00"),
+])
+def test_a_saved_at_with_an_offset_is_taken_as_that_moment(api_client, body, saved_at, utc):
+    assert submit(api_client, {**body, "saved_at": saved_at}).status_code == 202
+
+    assert Job.objects.get().saved_at.isoformat() == utc
 
 
 @pytest.mark.parametrize("field", ["project_path", "saved_at", "mac_username", "nexrender"])
