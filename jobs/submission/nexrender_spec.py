@@ -179,6 +179,24 @@ def _layer(errors: FieldErrors, where: str, asset: dict, cleaned: dict) -> None:
                                        required=True)
 
 
+def _property(errors: FieldErrors, where: str, value) -> str | None:
+    """A data asset's property keypath (``Source Text``, ``transform.position``).
+
+    nexrender walks the keypath and assigns the value to the last key, so a
+    keypath ending in ``expression`` (or ``expressionEnabled``) would set an
+    After Effects expression, which is code: no segment may be one.
+    """
+    name = _name(errors, where, value, required=True)
+    if name is None:
+        return None
+    for segment in name.split("."):
+        if segment.strip().casefold().startswith("expression"):
+            errors.add(where, f"'{segment.strip()}' may not be set: expressions are evaluated "
+                              "as code. Set the property's value instead.")
+            return None
+    return name
+
+
 def _value(errors: FieldErrors, where: str, value):
     if isinstance(value, float) and not math.isfinite(value):
         errors.add(where, "Must be a finite number.")
@@ -204,8 +222,7 @@ def _asset(errors: FieldErrors, where: str, asset) -> dict:
         errors.unknown_keys(where, asset, DATA_KEYS)
         cleaned = {"type": "data"}
         _layer(errors, where, asset, cleaned)
-        cleaned["property"] = _name(errors, f"{where}.property", asset.get("property"),
-                                    required=True)
+        cleaned["property"] = _property(errors, f"{where}.property", asset.get("property"))
         if "value" not in asset:
             errors.add(f"{where}.value", "This field is required.")
         else:

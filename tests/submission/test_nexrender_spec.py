@@ -223,6 +223,29 @@ def test_expressions_are_refused():
     assert "evaluated as code" in errors["assets.0.expression"][0]
 
 
+@pytest.mark.parametrize("keypath", ["transform.position.expression", "expression",
+                                     "Transform.Position.Expression", "Source Text.expression",
+                                     "transform. expression .x", "opacity.expressionEnabled"])
+def test_a_property_keypath_may_not_reach_an_expression(keypath):
+    # nexrender assigns the value to the keypath's last key: "....expression" would set
+    # an After Effects expression (code) through the back door.
+    asset = {"type": "data", "layerName": "Title", "property": keypath,
+             "value": "system.callSystem('calc')"}
+
+    errors = problems(with_asset(asset))
+
+    assert list(errors) == ["assets.0.property"]
+    assert "expressions are evaluated as code" in errors["assets.0.property"][0]
+
+
+@pytest.mark.parametrize("keypath", ["Source Text", "transform.position", "Effects.Expr.Value",
+                                     "Effects.My expressive glow.Amount"])
+def test_ordinary_keypaths_are_kept(keypath):
+    asset = {"type": "data", "layerName": "Title", "property": keypath, "value": 1}
+
+    assert clean_nexrender_config(with_asset(asset))["assets"][0]["property"] == keypath
+
+
 @pytest.mark.parametrize("key", ["name", "params", "useOriginal", "extension", "dest",
                                  "sequence", "removeOld"])
 def test_media_asset_keys_outside_the_whitelist_are_refused(key):
