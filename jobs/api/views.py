@@ -1,3 +1,4 @@
+import logging
 import uuid
 from pathlib import Path
 
@@ -45,13 +46,18 @@ from jobs.models import Engine, Job, JobLog, JobPreview, JobThumbnail, Status
 from jobs.submission.paths import PathError, checked_output_file, local_path
 from jobs.web.download import file_response
 
+log = logging.getLogger(__name__)
+
 
 def liveness(request):
+    """Unauthenticated: says only ok or error. The database's own message names its
+    host and user, so it goes to the server log, not to whoever asks."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception as exc:
-        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    except Exception:
+        log.exception("health check: the database is not reachable")
+        return JsonResponse({"status": "error", "database": "error"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
