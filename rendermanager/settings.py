@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from rendermanager.env import Env, SettingError
+from rendermanager.env import Env, SettingError, generated_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,11 +38,15 @@ def _command(name: str, text: str) -> list[str]:
 
 
 DEBUG = env.bool("DEBUG", False)
+# Everything this install writes (the SQLite database, the demo's files, a generated key).
+DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var")))
 SECRET_KEY = env.str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise SettingError("SECRET_KEY must be set (any long random string) unless DEBUG=true")
-    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-true"
+    # `make run` writes DEBUG=true and no key. A key printed in the source would let
+    # anyone sign download links and sessions: make one for this install and keep it.
+    SECRET_KEY = generated_secret(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 PORT = env.int("PORT", 8000, minimum=1, maximum=65535)
 PUBLIC_URL = env.url("PUBLIC_URL", f"http://localhost:{PORT}")
@@ -106,7 +110,6 @@ ASGI_APPLICATION = "rendermanager.asgi.application"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Database: SQLite file by default so a first run needs no server.
-DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var")))
 DATABASE_URL = env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
 try:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
