@@ -76,6 +76,12 @@ def test_presets_are_cleaned(given, cleaned):
     ({"name": "custom", "codec": "vp9"}, "codec"),
     ({"name": "high_quality", "quality": "low"}, "quality"),
     ({"name": "custom", "bitrate": 50}, "bitrate"),
+    ({"name": "custom", "bitrate": "1" * 400}, "bitrate"),
+    ({"name": "custom", "bitrate": "1" * 400 + "M"}, "bitrate"),
+    ({"name": "custom", "bitrate": "8." + "0" * 400 + "M"}, "bitrate"),
+    ({"name": "custom", "bitrate": 10**400}, "bitrate"),
+    ({"name": "custom", "bitrate": "8e6"}, "bitrate"),
+    ({"name": "custom", "bitrate": "٨M"}, "bitrate"),  # Arabic-Indic 8
     ({"name": "custom", "height": 15}, "height"),
 ])
 def test_wrong_preset_fields_are_named(preset, field):

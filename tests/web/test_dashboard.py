@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -171,6 +172,53 @@ def test_filter_by_date_range(browser_user, user):
     assert job_ids_on(browser_user.get(f"/?from={timezone.localdate()}")) == [str(today.pk)]
     # Nonsense dates are ignored rather than failing.
     assert browser_user.get("/?from=yesterday&to=2024-13-45").status_code == 200
+
+
+def test_the_ends_of_the_calendar_are_open_ranges(browser_user, user, settings):
+    job = make_job(user, minutes_ago=1)
+    # The day after 9999-12-31 does not exist: no end.
+    assert job_ids_on(browser_user.get("/?to=9999-12-31")) == [str(job.pk)]
+    assert job_ids_on(browser_user.get("/?from=0001-01-01&to=9999-12-31")) == [str(job.pk)]
+    assert job_ids_on(browser_user.get("/?from=9999-12-31")) == []
+    assert job_ids_on(browser_user.get("/?to=0001-01-01")) == []
+    # Midnight of 0001-01-01 at UTC+14 is before the year 1 in UTC: ignored.
+    settings.TIME_ZONE = "Pacific/Kiritimati"
+    assert job_ids_on(browser_user.get("/?from=0001-01-01")) == [str(job.pk)]
+    settings.TIME_ZONE = "America/Adak"  # UTC-10: the end of 9999-12-31 is past 9999 in UTC
+    assert job_ids_on(browser_user.get("/?to=9999-12-30")) == [str(job.pk)]
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "9" * 20, "18446744073709551616", "-1", "0",
+                                   "1e3", "1\x00", "0x10"])
+def test_a_user_filter_that_names_no_possible_user_is_ignored(browser_admin, user, value):
+    job = make_job(user)
+
+    page = browser_admin.get("/", {"user": value})
+
+    assert page.status_code == 200
+    assert job_ids_on(page) == [str(job.pk)]
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\x00", "x" * 5000])
+def test_search_text_with_control_characters_or_any_length(browser_user, user, value):
+    assert browser_user.get("/", {"q": value}).status_code == 200
+
+
+@pytest.mark.parametrize("values", [
+    ["0001-01-01T00:00:00+05:00", "00000000-0000-0000-0000-000000000000"],
+    ["9999-12-31T23:59:59-05:00", "00000000-0000-0000-0000-000000000000"],
+    ["2025-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"],
+    [10**30, "2025-01-01T00:00:00+00:00", "00000000-0000-0000-0000-000000000000"],
+])
+def test_forged_cursors_mean_the_first_page(browser_user, user, values):
+    job = make_job(user)
+    cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+    sort = "priority" if len(values) == 3 else "newest"
+
+    page = browser_user.get("/", {"after": cursor, "sort": sort})
+
+    assert page.status_code == 200
+    assert job_ids_on(page) == [str(job.pk)]
 
 
 def test_admins_filter_by_user_and_users_cannot(browser_admin, browser_user, user, other_user):
