@@ -53,7 +53,8 @@ PUBLIC_URL = env.url("PUBLIC_URL", f"http://localhost:{PORT}")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # The Django admin, signing in through the dashboard's login (accounts/admin_site.py).
+    "accounts.admin_config.AdminSiteConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -139,9 +140,10 @@ AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = []
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+# Sessions for everyone; passwords only with ALLOW_PASSWORD_LOGIN=true (accounts/backends.py).
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
+    "accounts.backends.SessionBackend",
+    "accounts.backends.PasswordBackend",
 ]
 
 LANGUAGE_CODE = "en-us"
