@@ -195,6 +195,9 @@ SPECTACULAR_SETTINGS = {
 ALLOWED_EMAIL_DOMAIN = env.str("ALLOWED_EMAIL_DOMAIN", "").lower().lstrip("@")
 ADMIN_EMAILS = [e.lower() for e in env.list("ADMIN_EMAILS")]
 ALLOW_PASSWORD_LOGIN = env.bool("ALLOW_PASSWORD_LOGIN", False)
+# Every claim of a macOS username waits for an admin (not only those of a name that
+# already has another person's renders): accounts.claims.
+MAC_USERNAME_APPROVAL = env.bool("MAC_USERNAME_APPROVAL", False)
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID")
 GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET")
 

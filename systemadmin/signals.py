@@ -1,14 +1,19 @@
 """Receivers of lifecycle.job_transitioned for the admin side: /metrics counters
-and admin-channel alerts (render failed for good, render node down)."""
+and admin-channel alerts (render failed for good, render node down); and of
+accounts.claims.claim_waits (a macOS username claim for an admin to decide)."""
 
 from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.urls import reverse
+
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, Status
 from jobs.notify import slack
 from systemadmin import events
+from systemadmin.models import SystemEvent
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +77,16 @@ def lost_node(job_id) -> str:
                                      to_status=Status.RENDERING, actor__startswith="node:")
              .order_by("-id").values_list("actor", flat=True).first())
     return actor.removeprefix("node:") if actor else "(unknown)"
+
+
+def on_claim(sender, claim, **_):
+    """A claim waits for an admin: record it and tell the admin channel."""
+    try:
+        user = claim.user
+        events.alert("mac_username_claim",
+                     f"{user.display_name()} ({user.email}) claims the macOS username "
+                     f"“{claim.name}” ({claim.reason}). Approve or refuse it on the admin "
+                     f"panel: {settings.PUBLIC_URL}{reverse('systemadmin:panel')}#claims",
+                     level=SystemEvent.Level.WARNING, key=f"claim:{claim.pk}:{claim.claimed_at}")
+    except Exception:  # never let bookkeeping fail the profile page
+        log.exception("could not announce the claim of %s", claim.name)

@@ -64,6 +64,12 @@ def find_mac_user(value):
         raise InvalidInput(["Must be a macOS account name (at most 64 characters)."])
     user = MacUsername.find_user(value)
     if user is None:
+        waiting = MacUsername.objects.filter(name__iexact=value.strip(),
+                                             status=MacUsername.Status.PENDING).exists()
+        if waiting:
+            raise InvalidInput([f"The macOS username {value.strip()!r} is claimed in a profile "
+                                "but waits for an admin's approval; submit again once it is "
+                                "approved."])
         raise InvalidInput([f"Unknown macOS username {value.strip()!r}: the artist adds it "
                             "to their profile in the dashboard first."])
     return value.strip(), user

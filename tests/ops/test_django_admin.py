@@ -45,3 +45,17 @@ def test_other_nonsense_is_handled_by_the_admin_itself(staff, url):
 def test_ordinary_filters_still_work(staff, user):
     assert staff.get(f"/admin/jobs/job/?user__id__exact={user.pk}").status_code == 200
     assert staff.get("/admin/jobs/job/?priority=-5").status_code == 200
+
+
+def test_claims_can_be_decided_in_the_django_admin_too(staff, user):
+    from accounts.models import MacUsername
+
+    claim = MacUsername.objects.get(user=user)
+    assert "alice" in staff.get("/admin/accounts/macusername/?status__exact=approved") \
+        .content.decode()
+
+    staff.post("/admin/accounts/macusername/", {"action": "refuse",
+                                                "_selected_action": [claim.pk]})
+
+    claim.refresh_from_db()
+    assert claim.status == MacUsername.Status.REFUSED and claim.decided_by is not None
