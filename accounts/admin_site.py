@@ -6,8 +6,8 @@ the company-domain check or allauth's rate limits. Here its login page sends
 people to the dashboard's sign-in instead, and comes back afterwards.
 
 Every admin view also refuses a query-string number no 64-bit column holds
-(``?user=99999999999999999999``): the admin filters with it as it is, and
-the database driver fails on it.
+(``?user=99999999999999999999``) and a NUL character: the admin filters with
+them as they are, and SQLite's driver or PostgreSQL fails on them.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ class AdminSite(admin.AdminSite):
 
         def checked(request, *args, **kwargs):
             for key, values in request.GET.lists():
-                if beyond_64_bits(key) or any(beyond_64_bits(v) for v in values):
-                    return HttpResponseBadRequest(
-                        "A number in the query string is too large for any record.",
-                        content_type="text/plain")
+                for text in (key, *values):
+                    if beyond_64_bits(text) or "\x00" in text:
+                        return HttpResponseBadRequest(
+                            "The query string holds a number too large for any record, or a "
+                            "NUL character.", content_type="text/plain")
             return guarded(request, *args, **kwargs)
 
         checked.__wrapped__ = guarded
