@@ -11,24 +11,13 @@ can. The peer figure is the same file read straight from disk in this
 process: what streaming costs on top of the read.
 """
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from urllib.parse import urlsplit
 
-from harness import REPO, Bench, parse_args
+from harness import Bench, free_port, parse_args
 
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():
@@ -59,19 +48,7 @@ def main():
         url = f"{base}{parts.path}?{parts.query}"
         connections.close_all()
 
-        log = open(bench.root / "daphne.log", "wb")  # noqa: SIM115 (lives as long as daphne)
-        daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p",
-                                   str(port), "rendermanager.asgi:application"], cwd=REPO,
-                                  env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(f"{base}/health", timeout=1).ok:
-                        break
-                if time.monotonic() > deadline or daphne.poll() is not None:
-                    sys.exit(f"daphne did not start; see {bench.root / 'daphne.log'}")
-                time.sleep(0.2)
+        with bench.daphne(port) as daphne:
             web = psutil.Process(daphne.pid)
             requests.get(url, headers={"Range": "bytes=0-0"}, timeout=30).raise_for_status()
             baseline = web.memory_info().rss
@@ -98,10 +75,6 @@ def main():
             done.set()
             watcher.join()
             cpu = web.cpu_times()
-        finally:
-            daphne.terminate()
-            daphne.wait(timeout=15)
-            log.close()
 
         started = time.monotonic()
         with open(path, "rb") as handle:

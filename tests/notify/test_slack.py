@@ -158,7 +158,7 @@ def test_node_down_is_reported_once_when_its_job_is_requeued(slack_settings, sla
 
 def claimed(user, name: str, node_name: str = "render-01") -> tuple[Job, RenderNode]:
     node = RenderNode.objects.create(name=node_name)
-    job = Job.objects.create(name=name, user=user, status=Status.QUEUED)
+    Job.objects.create(name=name, user=user, status=Status.QUEUED)
     return lifecycle.claim_next(node), node
 
 
