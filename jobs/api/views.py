@@ -2,6 +2,7 @@ import logging
 import uuid
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
@@ -43,7 +44,13 @@ from jobs.links import (
     check_thumbnail_signature,
 )
 from jobs.models import Engine, Job, JobLog, JobPreview, JobThumbnail, Status
-from jobs.submission.paths import PathError, checked_output_file, local_path
+from jobs.submission.paths import (
+    PathError,
+    checked_output_file,
+    local_path,
+    open_contained,
+    output_file,
+)
 from jobs.web.download import file_response
 
 log = logging.getLogger(__name__)
@@ -318,7 +325,19 @@ class JobDownloadView(JsonApiView):
         if not path.is_file():
             raise Gone("The output file is no longer there (moved or deleted from Dropbox): "
                        f"{local_path(job.output_path, output=True)}.")
-        return stream(request, path, "output file")
+        try:
+            # Opened once, and checked to be the file found above.
+            handle = open_contained(path, settings.RENDER_OUTPUT_DIR)
+        except PathError as exc:
+            raise Gone(f"The output file is not served: {exc.message}") from None
+        except OSError as exc:
+            raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
+        try:
+            # Named as recorded (the real path may be a link's target inside the folder).
+            return file_response(request, handle, output_file(job.output_path).name)
+        except OSError as exc:
+            handle.close()
+            raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
 
 
 class JobPreviewView(JsonApiView):

@@ -289,6 +289,21 @@ def contained(path: Path, root=None) -> Path:
     return real
 
 
+def open_contained(real: Path, root=None):
+    """Open (binary) a file that ``contained()`` returned, and make sure the handle is that
+    file: a symlink swapped in between the check and the open is refused (PathError)."""
+    handle = open(real, "rb")  # noqa: SIM115  (the caller owns the handle)
+    try:
+        again = contained(real, root)
+        if not os.path.samestat(os.fstat(handle.fileno()), again.stat()):
+            raise PathError("The file changed while it was being opened (a symlink was put "
+                            "in its place); it is not read.")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
 def checked_dropbox_file(stored: str) -> Path:
     """The real path of a job's file inside DROPBOX_PATH on this machine, or PathError."""
     return contained(dropbox_file(stored))

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import os
 import re
-from pathlib import Path
+from typing import BinaryIO
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
@@ -72,52 +73,49 @@ def if_range_matches(header: str | None, stat) -> bool:
     return parse_http_date_safe(header) == int(stat.st_mtime)
 
 
-def _chunks(path: Path, start: int, length: int):
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        while length > 0:
-            data = handle.read(min(CHUNK_BYTES, length))
-            if not data:
-                break
-            length -= len(data)
-            yield data
+def _chunks(handle: BinaryIO, start: int, length: int):
+    handle.seek(start)
+    while length > 0:
+        data = handle.read(min(CHUNK_BYTES, length))
+        if not data:
+            break
+        length -= len(data)
+        yield data
 
 
 class FileRangeResponse(StreamingHttpResponse):
-    """``length`` bytes of ``path`` from ``start``, one chunk in memory at a time.
+    """``length`` bytes of the open file ``handle`` from ``start``, one chunk in memory
+    at a time; the response closes the file.
 
     Iterated synchronously (WSGI, the test client) it reads in the caller's
     thread; iterated asynchronously (Django's ASGI handler uses ``__aiter__``)
     each read runs in a worker thread.
     """
 
-    def __init__(self, path: Path, start: int, length: int, **kwargs):
-        self._span = (path, start, length)
-        super().__init__(_chunks(path, start, length), **kwargs)
+    def __init__(self, handle: BinaryIO, start: int, length: int, **kwargs):
+        self._span = (handle, start, length)
+        super().__init__(_chunks(handle, start, length), **kwargs)
+        self._resource_closers.append(handle.close)
 
     async def __aiter__(self):
-        path, start, length = self._span
-        handle = await asyncio.to_thread(open, path, "rb")
-        try:
-            await asyncio.to_thread(handle.seek, start)
-            while length > 0:
-                data = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, length))
-                if not data:
-                    break
-                length -= len(data)
-                yield data
-        finally:
-            handle.close()
+        handle, start, length = self._span
+        await asyncio.to_thread(handle.seek, start)
+        while length > 0:
+            data = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, length))
+            if not data:
+                break
+            length -= len(data)
+            yield data
 
 
-def file_response(request, path: Path, filename: str | None = None):
-    """Stream ``path`` as an attachment, honouring a single ``Range`` and ``If-Range``.
+def file_response(request, handle: BinaryIO, filename: str):
+    """Stream the open file ``handle`` as the attachment ``filename``, honouring a
+    single ``Range`` and ``If-Range``. The response closes the file.
 
-    Raises OSError when the file cannot be opened or read.
+    Raises OSError when the file cannot be read.
     """
-    stat = path.stat()
+    stat = os.fstat(handle.fileno())
     size = stat.st_size
-    filename = filename or path.name
 
     wanted = parse_range(request.META.get("HTTP_RANGE"), size)
     # A resumed download of a file that changed since must start over.
@@ -125,6 +123,7 @@ def file_response(request, path: Path, filename: str | None = None):
         wanted = None
 
     if wanted == "unsatisfiable":
+        handle.close()
         response = HttpResponse(status=416)
         response["Content-Range"] = f"bytes */{size}"
         response["Accept-Ranges"] = "bytes"
@@ -136,10 +135,7 @@ def file_response(request, path: Path, filename: str | None = None):
         first, last = wanted
         start, length, status = first, last - first + 1, 206
 
-    # Open now so that a vanished file fails here, not halfway through the response.
-    with open(path, "rb"):
-        pass
-    response = FileRangeResponse(path, start, length, status=status)
+    response = FileRangeResponse(handle, start, length, status=status)
     content_type, encoding = mimetypes.guess_type(filename)
     response["Content-Type"] = content_type or "application/octet-stream"
     if encoding:
