@@ -51,7 +51,7 @@ from jobs.submission.paths import (
     open_contained,
     output_file,
 )
-from jobs.web.download import file_response
+from jobs.web.download import handle_response
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class JobDownloadView(JsonApiView):
             raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
         try:
             # Named as recorded (the real path may be a link's target inside the folder).
-            return file_response(request, handle, output_file(job.output_path).name)
+            return handle_response(request, handle, output_file(job.output_path).name)
         except OSError as exc:
             handle.close()
             raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None

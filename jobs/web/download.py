@@ -18,6 +18,7 @@ import asyncio
 import mimetypes
 import os
 import re
+from pathlib import Path
 from typing import BinaryIO
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -108,7 +109,20 @@ class FileRangeResponse(StreamingHttpResponse):
             yield data
 
 
-def file_response(request, handle: BinaryIO, filename: str):
+def file_response(request, path: Path, filename: str | None = None):
+    """Stream the file at ``path`` as an attachment (see ``handle_response``).
+
+    Raises OSError when the file cannot be opened or read.
+    """
+    handle = open(path, "rb")  # noqa: SIM115  (the response closes it)
+    try:
+        return handle_response(request, handle, filename or path.name)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def handle_response(request, handle: BinaryIO, filename: str):
     """Stream the open file ``handle`` as the attachment ``filename``, honouring a
     single ``Range`` and ``If-Range``. The response closes the file.
 
