@@ -1,6 +1,5 @@
 import logging
 import uuid
-from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
@@ -278,11 +277,33 @@ def signed_or_visible_job(request, job_id: str, check_signature) -> Job:
     raise NotAuthenticated()
 
 
-def stream(request, path: Path, what: str):
-    """``path`` as a (ranged) file response; 410 when it cannot be read any more."""
+def serve_output(request, stored: str, what: str):
+    """A file recorded relative to RENDER_OUTPUT_DIR, as a (ranged) attachment.
+
+    Its real path must stay inside the folder (a symlink put in its place must
+    not serve another file), and the file opened must be the one checked;
+    410 when it is gone or refused.
+    """
+    if not stored:
+        raise Gone(f"The {what} is no longer there: none is recorded.")
     try:
-        return file_response(request, path)
+        path = checked_output_file(stored)
+    except PathError as exc:
+        raise Gone(f"The {what} is not served: {exc.message}") from None
+    if not path.is_file():
+        raise Gone(f"The {what} is no longer there (moved or deleted from Dropbox): "
+                   f"{local_path(stored, output=True)}.")
+    try:
+        handle = open_contained(path, settings.RENDER_OUTPUT_DIR)
+    except PathError as exc:
+        raise Gone(f"The {what} is not served: {exc.message}") from None
     except OSError as exc:
+        raise Gone(f"The {what} cannot be read: {exc.strerror or exc}.") from None
+    try:
+        # Named as recorded (the real path may be a link's target inside the folder).
+        return handle_response(request, handle, output_file(stored).name)
+    except OSError as exc:
+        handle.close()
         raise Gone(f"The {what} cannot be read: {exc.strerror or exc}.") from None
 
 
@@ -315,29 +336,7 @@ class JobDownloadView(JsonApiView):
         if job.status != Status.COMPLETED:
             raise ConflictError(f"The job is {job.status}; its output can be downloaded once "
                                 "it is COMPLETED.")
-        if not job.output_path:
-            raise Gone("The output file is no longer there: no output recorded.")
-        try:
-            # The real path, checked: a symlink put in its place must not serve another file.
-            path = checked_output_file(job.output_path)
-        except PathError as exc:
-            raise Gone(f"The output file is not served: {exc.message}") from None
-        if not path.is_file():
-            raise Gone("The output file is no longer there (moved or deleted from Dropbox): "
-                       f"{local_path(job.output_path, output=True)}.")
-        try:
-            # Opened once, and checked to be the file found above.
-            handle = open_contained(path, settings.RENDER_OUTPUT_DIR)
-        except PathError as exc:
-            raise Gone(f"The output file is not served: {exc.message}") from None
-        except OSError as exc:
-            raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
-        try:
-            # Named as recorded (the real path may be a link's target inside the folder).
-            return handle_response(request, handle, output_file(job.output_path).name)
-        except OSError as exc:
-            handle.close()
-            raise Gone(f"The output file cannot be read: {exc.strerror or exc}.") from None
+        return serve_output(request, job.output_path, "output file")
 
 
 class JobPreviewView(JsonApiView):
@@ -360,7 +359,7 @@ class JobPreviewView(JsonApiView):
         if preview is None:
             raise NotFound("This job has no preview (yet): it was not submitted with review, "
                            "or its preview is still rendering.")
-        return stream(request, Path(preview.path), "preview file")
+        return serve_output(request, preview.path, "preview file")
 
 
 class JobPreviewThumbnailView(JsonApiView):

@@ -1,8 +1,9 @@
 """Jobs store their files relative to the roots, not as absolute paths of one machine.
 
 ``project_path`` and the sources in ``config`` (timeline ``src``, nexrender
-asset ``src``, which were file:// URIs) become relative to DROPBOX_PATH,
-``output_path`` relative to RENDER_OUTPUT_DIR, "/"-separated. The roots are
+asset ``src``, which were file:// URIs) of jobs, and a batch's
+``project_path``, become relative to DROPBOX_PATH; a job's ``output_path``
+and a preview's ``path`` relative to RENDER_OUTPUT_DIR; "/"-separated. The roots are
 those of the machine that runs the migration. A path from another machine's
 Dropbox (``C:\\Users\\bob\\Dropbox\\...``) is cut after its Dropbox folder
 (``Dropbox``, ``Dropbox (Team)``, ...). A path that fits neither is left as
@@ -82,8 +83,15 @@ def convert_config(config: dict, engine: str, root: str) -> dict:
 
 
 def forwards(apps, schema_editor):
-    Job = apps.get_model("jobs", "Job")
     dropbox, output = str(settings.DROPBOX_PATH), str(settings.RENDER_OUTPUT_DIR)
+    for model, field, root, fallback in (("Batch", "project_path", dropbox, True),
+                                         ("JobPreview", "path", output, False)):
+        Model = apps.get_model("jobs", model)
+        for pk, value in Model.objects.values_list("pk", field).iterator(chunk_size=BATCH):
+            moved = relative(value, root, fallback)
+            if moved != value:
+                Model.objects.filter(pk=pk).update(**{field: moved})
+    Job = apps.get_model("jobs", "Job")
     last = None
     while True:
         rows = Job.objects.order_by("pk")
@@ -112,8 +120,14 @@ def _absolute(text: str, root_text: str) -> str:
 
 
 def backwards(apps, schema_editor):
-    Job = apps.get_model("jobs", "Job")
     dropbox, output = str(settings.DROPBOX_PATH), str(settings.RENDER_OUTPUT_DIR)
+    for model, field, root in (("Batch", "project_path", dropbox),
+                               ("JobPreview", "path", output)):
+        Model = apps.get_model("jobs", model)
+        for pk, value in Model.objects.values_list("pk", field).iterator(chunk_size=BATCH):
+            if _absolute(value, root) != value:
+                Model.objects.filter(pk=pk).update(**{field: _absolute(value, root)})
+    Job = apps.get_model("jobs", "Job")
     for job in Job.objects.only("pk", "engine", "project_path", "output_path", "config") \
             .iterator(chunk_size=BATCH):
         config = job.config
@@ -143,7 +157,7 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("jobs", "0005_job_error_code_warnings_project"),
+        ("jobs", "0010_review_batches"),
     ]
 
     operations = [

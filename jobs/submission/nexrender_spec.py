@@ -300,8 +300,7 @@ def clean_column(definition, where: str) -> dict:
         errors.unknown_keys(where, definition, DATA_KEYS - {"value"})
         cleaned = {"type": "data"}
         _layer(errors, where, definition, cleaned)
-        cleaned["property"] = _name(errors, f"{where}.property", definition.get("property"),
-                                    required=True)
+        cleaned["property"] = _property(errors, f"{where}.property", definition.get("property"))
     elif kind in MEDIA_TYPES:
         errors.unknown_keys(where, definition, MEDIA_KEYS - {"src"})
         cleaned = {"type": kind}

@@ -8,7 +8,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("jobs", "0005_job_error_code_warnings_project")]
+BEFORE = [("jobs", "0010_review_batches")]
 AFTER = [("jobs", "0009_relative_paths")]
 
 
@@ -44,6 +44,12 @@ def old_jobs(settings, tmp_path):
                 "audio": [{"src": "/srv/Dropbox/media/a.wav"}]}),
         "stranger": Job.objects.create(status="FAILED", project_path="/etc/passwd.aep"),
     }
+    apps.get_model("jobs", "JobPreview").objects.create(
+        job_id=rows["here"].pk, path="/srv/Dropbox/renders/previews/abc.mp4", size=1)
+    batch = apps.get_model("jobs", "Batch").objects.create(
+        project_path="/srv/Dropbox/templates/lower third.aep", path_key="k",
+        output_name="{row}", folder="b")
+    rows["batch"] = batch
     yield Job, {name: row.pk for name, row in rows.items()}
     migrate(AFTER)  # leave the test database as the other tests expect it
 
@@ -66,6 +72,10 @@ def test_absolute_paths_become_relative_to_the_roots(old_jobs):
     assert timeline.config["audio"][0]["src"] == "media/a.wav"
     # Nothing to place it by: left as it was (its file is "not inside the Dropbox folder").
     assert Job.objects.get(pk=ids["stranger"]).project_path == "/etc/passwd.aep"
+    apps = migrate(AFTER)
+    assert apps.get_model("jobs", "JobPreview").objects.get().path == "previews/abc.mp4"
+    assert apps.get_model("jobs", "Batch").objects.get().project_path == \
+        "templates/lower third.aep"
 
 
 def test_the_migration_goes_back(old_jobs):
@@ -77,3 +87,6 @@ def test_the_migration_goes_back(old_jobs):
     assert here.project_path == "/srv/Dropbox/projects/spot.aep"
     assert here.output_path == "/srv/Dropbox/renders/spot_1.mov"
     assert here.config["assets"][0]["src"] == "file:///srv/Dropbox/brand/logo%201.png"
+    apps = migrate(BEFORE)
+    assert apps.get_model("jobs", "JobPreview").objects.get().path == \
+        "/srv/Dropbox/renders/previews/abc.mp4"
