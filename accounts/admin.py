@@ -2,12 +2,16 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
+from accounts import claims
 from accounts.models import TOKEN_PREFIX, ApiToken, MacUsername, User
 
 
 class MacUsernameInline(admin.TabularInline):
     model = MacUsername
+    fk_name = "user"
     extra = 0
+    fields = ("name", "status", "claimed_at", "reason", "decided_by", "decided_at")
+    readonly_fields = ("claimed_at", "reason", "decided_by", "decided_at")
 
 
 @admin.register(User)
@@ -27,9 +31,24 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(MacUsername)
 class MacUsernameAdmin(admin.ModelAdmin):
-    list_display = ("name", "user")
+    """Claims are decided on the admin panel (/system#claims); here for raw fixes too."""
+
+    list_display = ("name", "user", "status", "claimed_at", "reason", "decided_by")
+    list_filter = ("status",)
     search_fields = ("name", "user__email")
     autocomplete_fields = ("user",)
+    readonly_fields = ("claimed_at", "reason", "decided_by", "decided_at")
+    actions = ["approve", "refuse"]
+
+    @admin.action(description="Approve the selected claims")
+    def approve(self, request, queryset):
+        done = sum(claims.approve(claim, request.user) for claim in queryset)
+        self.message_user(request, f"{done} claim(s) approved.", messages.SUCCESS)
+
+    @admin.action(description="Refuse the selected claims")
+    def refuse(self, request, queryset):
+        done = sum(claims.refuse(claim, request.user) for claim in queryset)
+        self.message_user(request, f"{done} claim(s) refused.", messages.SUCCESS)
 
 
 @admin.register(ApiToken)

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.forms import clean_mac_usernames, clean_slack_id, save_mac_usernames
-from accounts.models import User
+from accounts.models import MacUsername, User
 
 
 class IsSignedInUser(BasePermission):
@@ -23,13 +23,22 @@ class IsSignedInUser(BasePermission):
         return isinstance(request.user, User) and request.user.is_authenticated
 
 
+class ClaimSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "refused"])
+    reason = serializers.CharField(help_text="Why it waits for an admin.")
+
+
 class ProfileSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     email = serializers.EmailField()
     name = serializers.CharField()
     avatar_url = serializers.CharField()
     role = serializers.CharField()
-    mac_usernames = serializers.ListField(child=serializers.CharField())
+    mac_usernames = serializers.ListField(
+        child=serializers.CharField(), help_text="Approved: submissions with these are yours.")
+    mac_username_claims = serializers.ListField(
+        child=ClaimSerializer(), help_text="Claims waiting for an admin, or refused.")
     slack_user_id = serializers.CharField()
 
 
@@ -40,7 +49,11 @@ def profile_data(user: User) -> dict:
         "name": user.display_name(),
         "avatar_url": user.avatar_url,
         "role": User.Role.ADMIN if user.is_admin else User.Role.USER,
-        "mac_usernames": list(user.mac_usernames.values_list("name", flat=True)),
+        "mac_usernames": list(user.mac_usernames.filter(status=MacUsername.Status.APPROVED)
+                              .values_list("name", flat=True)),
+        "mac_username_claims": [
+            {"name": c.name, "status": c.status, "reason": c.reason}
+            for c in user.mac_usernames.exclude(status=MacUsername.Status.APPROVED)],
         "slack_user_id": user.slack_user_id,
     }
 

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from accounts import claims
 from accounts.models import MacUsername, User
 
 MAX_MAC_USERNAMES = 20
@@ -39,34 +40,49 @@ def clean_mac_usernames(names, user: User) -> list[str]:
     wanted = Q()
     for name in cleaned:
         wanted |= Q(name__iexact=name)
-    taken = (MacUsername.objects.exclude(user=user).filter(wanted).select_related("user")
-             .first()) if cleaned else None
+    taken = (MacUsername.objects.exclude(user=user).exclude(status=MacUsername.Status.REFUSED)
+             .filter(wanted).select_related("user").first()) if cleaned else None
     if taken is not None:
+        how = ("already belongs to" if taken.status == MacUsername.Status.APPROVED
+               else "is claimed by (waiting for an admin)")
         raise ValidationError(
-            f"The macOS username {taken.name!r} already belongs to {taken.user.display_name()}. "
+            f"The macOS username {taken.name!r} {how} {taken.user.display_name()}. "
             "Ask them or an admin to remove it first.")
     return cleaned
 
 
-def save_mac_usernames(user: User, names: list[str]) -> None:
-    """Replace ``user``'s macOS usernames with ``names`` (already cleaned)."""
+def save_mac_usernames(user: User, names: list[str]) -> list[MacUsername]:
+    """Make ``names`` (already cleaned) ``user``'s macOS usernames: new ones are claims,
+    approved at once or waiting for an admin (accounts.claims). Returns the new claims.
+
+    Refused claims stay for the record; naming one again claims it anew.
+    """
+    made: list[MacUsername] = []
     try:
         with transaction.atomic():
             keep = {n.casefold() for n in names}
-            for existing in user.mac_usernames.all():
-                if existing.name.casefold() not in keep:
+            mine = {c.name.casefold(): c for c in user.mac_usernames.all()}
+            for folded, existing in mine.items():
+                if folded not in keep and existing.status != MacUsername.Status.REFUSED:
                     existing.delete()
-            current = {n.casefold(): n for n in user.mac_usernames.values_list("name", flat=True)}
             for name in names:
-                if name.casefold() not in current:
-                    MacUsername.objects.create(user=user, name=name)
-                elif current[name.casefold()] != name:
-                    # Same name, new spelling (e.g. capitals): keep what the user typed.
-                    user.mac_usernames.filter(name=current[name.casefold()]).update(name=name)
+                claim = mine.get(name.casefold())
+                if claim is not None and claim.status != MacUsername.Status.REFUSED:
+                    if claim.name != name:
+                        # Same name, new spelling (e.g. capitals): keep what the user typed.
+                        MacUsername.objects.filter(pk=claim.pk).update(name=name)
+                    continue
+                claim = claim or MacUsername(user=user)
+                claim.name = name
+                claims.new_claim(claim, claims.approval_reason(name, user))
+                claim.save()
+                made.append(claim)
     except IntegrityError:
         # Someone claimed one of the names between the check and the save.
         raise ValidationError("One of these macOS usernames was just taken by another user; "
                               "reload and try again.") from None
+    claims.announce(made)
+    return made
 
 
 def clean_slack_id(value, user: User) -> str:
@@ -111,8 +127,10 @@ class ProfileForm(forms.Form):
     def clean_slack_user_id(self):
         return clean_slack_id(self.cleaned_data["slack_user_id"], self.user)
 
-    def save(self):
-        save_mac_usernames(self.user, self.cleaned_data["mac_usernames"])
+    def save(self) -> list[MacUsername]:
+        """Saves the profile; returns the new macOS username claims."""
+        made = save_mac_usernames(self.user, self.cleaned_data["mac_usernames"])
         if self.user.slack_user_id != self.cleaned_data["slack_user_id"]:
             self.user.slack_user_id = self.cleaned_data["slack_user_id"]
             self.user.save(update_fields=["slack_user_id"])
+        return made

@@ -31,15 +31,36 @@ class User(AbstractUser):
 
 
 class MacUsername(models.Model):
-    """A macOS account name that maps API submissions onto this user."""
+    """A user's claim on a macOS account name; once approved, API submissions with that
+    name are the user's renders.
+
+    Most claims are approved at once; one of a name that already has another
+    person's renders (or every claim, with MAC_USERNAME_APPROVAL=true) waits
+    for an admin (accounts.claims). A name is held by one claim at a time,
+    whatever its case; refused claims are kept for the record and hold nothing.
+    """
+
+    class Status(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        PENDING = "pending", "Waiting for an admin"
+        REFUSED = "refused", "Refused"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="mac_usernames")
     name = models.CharField(max_length=64)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.APPROVED)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    # Why the claim waits for an admin ("has renders of Bob Builder"); empty if it did not.
+    reason = models.CharField(max_length=200, blank=True)
+    decided_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(Lower("name"), name="unique_mac_username_ci"),
+            models.UniqueConstraint(Lower("name"), name="unique_mac_username_ci",
+                                    condition=~models.Q(status="refused")),
         ]
+        indexes = [models.Index(fields=["-claimed_at"], name="mac_username_claimed")]
         ordering = ["name"]
 
     def __str__(self):
@@ -47,7 +68,9 @@ class MacUsername(models.Model):
 
     @classmethod
     def find_user(cls, name: str):
-        found = cls.objects.filter(name__iexact=name.strip()).select_related("user").first()
+        """The user whose approved claim ``name`` is, or None."""
+        found = (cls.objects.filter(name__iexact=name.strip(), status=cls.Status.APPROVED)
+                 .select_related("user").first())
         return found.user if found else None
 
 

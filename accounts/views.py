@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from accounts.forms import ProfileForm
+from accounts.models import MacUsername
 from jobs.models import Job
 
 RECENT_DAYS = 7
@@ -24,14 +25,20 @@ def profile(request):
         form = ProfileForm(request.POST, user=user)
         if form.is_valid():
             try:
-                form.save()
+                made = form.save()
             except ValidationError as exc:
                 form.add_error("mac_usernames", exc)
             else:
                 messages.success(request, "Profile saved.")
+                for claim in made:
+                    if claim.status == MacUsername.Status.PENDING:
+                        messages.warning(request, f"“{claim.name}” waits for an admin's "
+                                         f"approval ({claim.reason}); until then its renders "
+                                         "are not yours.")
                 return redirect("profile")
     else:
-        names = "\n".join(user.mac_usernames.values_list("name", flat=True))
+        names = "\n".join(user.mac_usernames.exclude(status=MacUsername.Status.REFUSED)
+                          .values_list("name", flat=True))
         form = ProfileForm(initial={"mac_usernames": names,
                                     "slack_user_id": user.slack_user_id}, user=user)
     since = timezone.now() - timedelta(days=RECENT_DAYS)
@@ -42,5 +49,8 @@ def profile(request):
         "recent_jobs": recent,
         "recent_days": RECENT_DAYS,
         "welcome": request.GET.get("welcome") == "1",
-        "mac_usernames": list(user.mac_usernames.values_list("name", flat=True)),
+        "mac_usernames": list(user.mac_usernames.filter(status=MacUsername.Status.APPROVED)
+                              .values_list("name", flat=True)),
+        "waiting_claims": user.mac_usernames.filter(status=MacUsername.Status.PENDING),
+        "refused_claims": user.mac_usernames.filter(status=MacUsername.Status.REFUSED),
     })

@@ -8,9 +8,11 @@ throwaway server the tests use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -121,6 +123,30 @@ class Bench:
             time.sleep(0.05)
         sys.exit(f"worker {node} did not start; see {self.root}/worker-{node}.log")
 
+    @contextlib.contextmanager
+    def daphne(self, port: int):
+        """daphne serving the app on ``port`` (as `make run` does), up and answering."""
+        import requests
+
+        log = open(self.root / "daphne.log", "wb")  # noqa: SIM115 (lives as long as daphne)
+        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p",
+                                 str(port), "rendermanager.asgi:application"], cwd=REPO,
+                                env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                        break
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    sys.exit(f"daphne did not start; see {self.root / 'daphne.log'}")
+                time.sleep(0.2)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+            log.close()
+
     def __exit__(self, *exc):
         for proc in self.workers:
             if proc.poll() is None:
@@ -136,6 +162,12 @@ class Bench:
             subprocess.run([sys.executable, str(REPO / "tools" / "pgtest.py"), "stop",
                             str(self.pg_dir)], capture_output=True)
         return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def percentile(values, pct: float) -> float:

@@ -11,16 +11,13 @@ The difference is the whole path: outbox → NOTIFY or poll → bridge → rende
 → websocket → htmx swap.
 """
 
-import contextlib
 import os
 import random
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import REPO, Bench, parse_args, summary
+from harness import Bench, free_port, parse_args, summary
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,12 +40,6 @@ OBSERVER = """(jobId) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     args = parse_args(__doc__, samples=(int, 60, "progress writes to time"))
     if not Path(CHROMIUM).exists():
@@ -60,7 +51,6 @@ def main():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with Bench("live_latency", args.db, DEBUG="false", SECRET_KEY="bench-" + "x" * 40,
                ALLOWED_HOSTS="127.0.0.1,localhost", ALLOW_PASSWORD_LOGIN="true") as bench:
-        import requests
         from django.db import connections
 
         from accounts.models import User
@@ -72,60 +62,43 @@ def main():
                                  project_path="D:\\Dropbox\\probe.aep", phase="rendering")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        log = open(bench.root / "daphne.log", "wb")  # noqa: SIM115 (lives as long as daphne)
-        daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p",
-                                   str(port), "rendermanager.asgi:application"], cwd=REPO,
-                                  env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(f"{base}/health", timeout=1).ok:
-                        break
-                if time.monotonic() > deadline or daphne.poll() is not None:
-                    sys.exit(f"daphne did not start; see {bench.root / 'daphne.log'}")
-                time.sleep(0.2)
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                     args=CHROMIUM_ARGS)
-                context = browser.new_context()
-                page = context.new_page()
-                page.goto(f"{base}/accounts/login/")
-                page.fill("#id_login", "alice")
-                page.fill("#id_password", "pw")
-                page.click("#password-login button[type=submit]")
-                detail = context.new_page()
-                detail.goto(f"{base}/jobs/{job.pk}")
-                pages = {"job list": page, "job page": detail}
-                for view in pages.values():
-                    view.wait_for_selector("#live.on", timeout=15_000)
-                    view.evaluate(OBSERVER, str(job.pk))
+        with bench.daphne(port), sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                                 args=CHROMIUM_ARGS)
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(f"{base}/accounts/login/")
+            page.fill("#id_login", "alice")
+            page.fill("#id_password", "pw")
+            page.click("#password-login button[type=submit]")
+            detail = context.new_page()
+            detail.goto(f"{base}/jobs/{job.pk}")
+            pages = {"job list": page, "job page": detail}
+            for view in pages.values():
+                view.wait_for_selector("#live.on", timeout=15_000)
+                view.evaluate(OBSERVER, str(job.pk))
 
-                rng = random.Random(3)
-                latencies = {name: [] for name in pages}
-                for n in range(1, args.samples + 1):
-                    value = n % 99 + 1
-                    # Land at a random point of the bridge's poll cycle (SQLite).
-                    time.sleep(0.2 + rng.random() * 0.5)
-                    for view in pages.values():
-                        view.evaluate("(v) => { delete window.__shown[v]; }", str(value))
-                    written = time.time() * 1000
-                    # What jobs.node.render.Render._write_progress does.
-                    Job.objects.filter(pk=job.pk).update(progress=value, frames_done=value,
-                                                         eta_seconds=100 - value)
-                    lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
-                                     message=f"{value}%")
-                    for name, view in pages.items():
-                        shown = view.wait_for_function(
-                            "(v) => window.__shown[v]", arg=str(value), timeout=10_000,
-                            polling=10).json_value()
-                        latencies[name].append((shown - written) / 1000)
-                browser.close()
-        finally:
-            daphne.terminate()
-            daphne.wait(timeout=15)
-            log.close()
-            connections.close_all()
+            rng = random.Random(3)
+            latencies = {name: [] for name in pages}
+            for n in range(1, args.samples + 1):
+                value = n % 99 + 1
+                # Land at a random point of the bridge's poll cycle (SQLite).
+                time.sleep(0.2 + rng.random() * 0.5)
+                for view in pages.values():
+                    view.evaluate("(v) => { delete window.__shown[v]; }", str(value))
+                written = time.time() * 1000
+                # What jobs.node.render.Render._write_progress does.
+                Job.objects.filter(pk=job.pk).update(progress=value, frames_done=value,
+                                                     eta_seconds=100 - value)
+                lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
+                                 message=f"{value}%")
+                for name, view in pages.items():
+                    shown = view.wait_for_function(
+                        "(v) => window.__shown[v]", arg=str(value), timeout=10_000,
+                        polling=10).json_value()
+                    latencies[name].append((shown - written) / 1000)
+            browser.close()
+        connections.close_all()
 
         bridge = "LISTEN/NOTIFY" if args.db == "postgres" else "polling every 0.5 s"
         print(f"live latency on {args.db} ({bridge}): progress write -> DOM updated")

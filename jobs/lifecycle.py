@@ -273,11 +273,13 @@ def preview_ready(job_id, lease) -> bool:
 
 
 def render_crashed(job_id, lease, reason: str, actor: str = "system",
-                   permanent: bool = False, code: str = "") -> str | None:
+                   permanent: bool = False, code: str = "", kind: str = "") -> str | None:
     """A failed attempt: back to QUEUED while attempts remain, else FAILED.
 
     ``permanent``: another attempt cannot help (the job itself is wrong): FAILED now.
-    ``code``: the cause as an ``error_code``.
+    ``code``: the cause as an ``error_code``. ``kind``: the JobEvent kind of the
+    transition when the cause is structured (``node_lost``); by default "retry"
+    for a retry and "status" for a failure.
     """
     job = Job.objects.filter(pk=job_id, status=Status.RENDERING, lease=lease).first()
     if job is None:
@@ -286,14 +288,14 @@ def render_crashed(job_id, lease, reason: str, actor: str = "system",
     if job.attempts >= limit or permanent:
         message = f"Failed after {job.attempts} attempt(s): {reason}"
         moved = transition(job_id, Status.FAILED, allowed_from=Status.RENDERING,
-                           expect_lease=lease,
+                           expect_lease=lease, kind=kind or "status",
                            actor=actor, message=message, error=message, error_code=code,
                            phase=Phase.NONE, render_pid=None)
         return Status.FAILED if moved else None
     message = f"Attempt {job.attempts} of {limit} failed: {reason}"
     moved = transition(job_id, Status.QUEUED, allowed_from=Status.RENDERING,
                        expect_lease=lease,
-                       actor=actor, kind="retry", message=message, error=message,
+                       actor=actor, kind=kind or "retry", message=message, error=message,
                        error_code=code, queued_at=timezone.now(), phase=Phase.NONE,
                        render_pid=None, node=None)
     return Status.QUEUED if moved else None
@@ -309,6 +311,9 @@ def requeue_interrupted(job_id, lease, reason: str, actor: str = "system") -> bo
                       frames_done=0, eta_seconds=None)
 
 
+NODE_LOST = "node_lost"
+
+
 def requeue_dead_nodes(actor: str = "system") -> list:
     """Jobs held by nodes that stopped heartbeating count as crashed attempts."""
     cutoff = timezone.now() - timezone.timedelta(seconds=settings.NODE_TIMEOUT_SECONDS)
@@ -317,7 +322,7 @@ def requeue_dead_nodes(actor: str = "system") -> list:
     moved = []
     for job_id, lease, node_name in stale:
         reason = f"Render node {node_name} stopped responding"
-        if render_crashed(job_id, lease, reason, actor=actor):
+        if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST):
             moved.append(job_id)
     return moved
 

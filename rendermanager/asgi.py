@@ -10,9 +10,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from jobs.web.consumers import websocket_urlpatterns  # noqa: E402
+from rendermanager.backpressure import with_backpressure  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": django_asgi_app,
+    # Large downloads are paced by the client's socket (rendermanager.backpressure).
+    "http": with_backpressure(django_asgi_app),
     # The session cookie identifies the user; the Origin check stops other
     # sites from opening a socket with that cookie.
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),

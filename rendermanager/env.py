@@ -13,6 +13,7 @@ silently ignored.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -42,6 +43,41 @@ def parse_env_file(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key] = value
     return values
+
+
+def generated_secret(path: Path) -> str:
+    """The random secret kept in ``path``, made on first use (readable by this user only).
+
+    Several processes (the web server, render workers) may start at once: the
+    file is written under a private name and linked into place, so it appears
+    whole or not at all, and every process ends up with the same secret.
+    """
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        text = None
+    except (OSError, UnicodeError) as exc:
+        raise SettingError(f"Cannot read the generated SECRET_KEY in {path}: {exc}") from None
+    if text:
+        return text
+    if text == "":
+        raise SettingError(f"{path} is empty: delete it (a new key is made) or set SECRET_KEY")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spare = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        handle = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(handle, "w", encoding="ascii") as out:
+            out.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            spare.unlink(missing_ok=True)
+        return path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise SettingError(f"Cannot create a SECRET_KEY in {path}: {exc}; set SECRET_KEY")\
+            from None
 
 
 class Env:

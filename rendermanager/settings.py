@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from rendermanager.env import Env, SettingError
+from rendermanager.env import Env, SettingError, generated_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,18 +38,23 @@ def _command(name: str, text: str) -> list[str]:
 
 
 DEBUG = env.bool("DEBUG", False)
+# Everything this install writes (the SQLite database, the demo's files, a generated key).
+DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var")))
 SECRET_KEY = env.str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise SettingError("SECRET_KEY must be set (any long random string) unless DEBUG=true")
-    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-true"
+    # `make run` writes DEBUG=true and no key. A key printed in the source would let
+    # anyone sign download links and sessions: make one for this install and keep it.
+    SECRET_KEY = generated_secret(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 PORT = env.int("PORT", 8000, minimum=1, maximum=65535)
 PUBLIC_URL = env.url("PUBLIC_URL", f"http://localhost:{PORT}")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # The Django admin, signing in through the dashboard's login (accounts/admin_site.py).
+    "accounts.admin_config.AdminSiteConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -106,7 +111,6 @@ ASGI_APPLICATION = "rendermanager.asgi.application"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Database: SQLite file by default so a first run needs no server.
-DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var")))
 DATABASE_URL = env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
 try:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
@@ -136,9 +140,10 @@ AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = []
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+# Sessions for everyone; passwords only with ALLOW_PASSWORD_LOGIN=true (accounts/backends.py).
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
+    "accounts.backends.SessionBackend",
+    "accounts.backends.PasswordBackend",
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -190,6 +195,9 @@ SPECTACULAR_SETTINGS = {
 ALLOWED_EMAIL_DOMAIN = env.str("ALLOWED_EMAIL_DOMAIN", "").lower().lstrip("@")
 ADMIN_EMAILS = [e.lower() for e in env.list("ADMIN_EMAILS")]
 ALLOW_PASSWORD_LOGIN = env.bool("ALLOW_PASSWORD_LOGIN", False)
+# Every claim of a macOS username waits for an admin (not only those of a name that
+# already has another person's renders): accounts.claims.
+MAC_USERNAME_APPROVAL = env.bool("MAC_USERNAME_APPROVAL", False)
 GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID")
 GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET")
 

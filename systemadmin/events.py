@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -13,9 +12,6 @@ from jobs.notify import slack
 from systemadmin.models import Counter, SystemEvent
 
 log = logging.getLogger(__name__)
-
-NODE_DOWN = re.compile(r"Render node (?P<name>.+?) stopped responding")
-
 
 def record(kind: str, message: str, *, actor: str = "system", level: str = "info",
            key: str | None = None) -> SystemEvent | None:

@@ -1,13 +1,19 @@
 """Receivers of lifecycle.job_transitioned for the admin side: /metrics counters
-and admin-channel alerts (render failed for good, render node down)."""
+and admin-channel alerts (render failed for good, render node down); and of
+accounts.claims.claim_waits (a macOS username claim for an admin to decide)."""
 
 from __future__ import annotations
 
 import logging
 
-from jobs.models import Job, Status
+from django.conf import settings
+from django.urls import reverse
+
+from jobs import lifecycle
+from jobs.models import Job, JobEvent, Status
 from jobs.notify import slack
 from systemadmin import events
+from systemadmin.models import SystemEvent
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +28,7 @@ FINISHED_COUNTERS = {
 def on_transition(sender, job_id, from_status, to_status, kind, actor, message, **_):
     try:
         _count(job_id, from_status, to_status, kind)
-        _alert(job_id, from_status, to_status, message)
+        _alert(job_id, from_status, to_status, kind, message)
     except Exception:  # never let bookkeeping reach the worker
         log.exception("admin bookkeeping for job %s failed", job_id)
 
@@ -45,18 +51,42 @@ def _count(job_id, from_status, to_status, kind) -> None:
         events.increment("renders_failed")
 
 
-def _alert(job_id, from_status, to_status, message) -> None:
-    down = events.NODE_DOWN.search(message or "")
-    if down is None and not (to_status == Status.FAILED and from_status == Status.RENDERING):
+def _alert(job_id, from_status, to_status, kind, message) -> None:
+    # Keyed on the event's kind, written by lifecycle.requeue_dead_nodes: never on
+    # message text, which holds client file names ("Render node x stopped responding.png").
+    lost = kind == lifecycle.NODE_LOST
+    if not lost and not (to_status == Status.FAILED and from_status == Status.RENDERING):
         return
     job = Job.objects.filter(pk=job_id).first()
     name = job.display_name if job is not None else str(job_id)
-    if down is not None:
+    if lost:
         outcome = ("put back in the queue" if to_status == Status.QUEUED
                    else "failed (no attempts left)")
-        events.node_down(down.group("name"), f"Its render {name} ({job_id}) was {outcome}.")
+        events.node_down(lost_node(job_id), f"Its render {name} ({job_id}) was {outcome}.")
         if to_status != Status.FAILED:
             return
     error = (job.error if job is not None else "") or message
     slack.alert_admins(f"Render {name} ({job_id}) failed for good: {error}. "
                                f"{slack.job_link(job) if job is not None else ''}".strip())
+
+
+def lost_node(job_id) -> str:
+    """The render node that was rendering ``job_id``: the one that claimed it last (the
+    claim's event names it as its actor, ``node:<name>``)."""
+    actor = (JobEvent.objects.filter(job_id=job_id, from_status=Status.QUEUED,
+                                     to_status=Status.RENDERING, actor__startswith="node:")
+             .order_by("-id").values_list("actor", flat=True).first())
+    return actor.removeprefix("node:") if actor else "(unknown)"
+
+
+def on_claim(sender, claim, **_):
+    """A claim waits for an admin: record it and tell the admin channel."""
+    try:
+        user = claim.user
+        events.alert("mac_username_claim",
+                     f"{user.display_name()} ({user.email}) claims the macOS username "
+                     f"“{claim.name}” ({claim.reason}). Approve or refuse it on the admin "
+                     f"panel: {settings.PUBLIC_URL}{reverse('systemadmin:panel')}#claims",
+                     level=SystemEvent.Level.WARNING, key=f"claim:{claim.pk}:{claim.claimed_at}")
+    except Exception:  # never let bookkeeping fail the profile page
+        log.exception("could not announce the claim of %s", claim.name)

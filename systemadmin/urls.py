@@ -18,6 +18,10 @@ urlpatterns = [
     path("system/restart-engine", views.restart_engine, name="restart-engine"),
     path("system/update/check", views.update_check, name="update-check"),
     path("system/update/execute", views.update_execute, name="update-execute"),
+    path("system/claims/<str:claim_id>/approve", views.claim_decision, {"decision": "approve"},
+         name="claim-approve"),
+    path("system/claims/<str:claim_id>/refuse", views.claim_decision, {"decision": "refuse"},
+         name="claim-refuse"),
 ]
 
 # The JSON API, mounted at /api/system/ (no trailing slashes, like the rest of the API).

@@ -21,14 +21,17 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Value, When
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts import claims
+from accounts.models import MacUsername
 from jobs.models import UNFINISHED, Job, RenderNode, Status
+from jobs.params import db_id
 from systemadmin import chart, events, health, services, updates
 from systemadmin.models import QueueSample, SystemEvent, UpdateRun
 
@@ -142,6 +145,10 @@ def errors_context() -> dict:
             "updated_at": timezone.now()}
 
 
+def claims_context() -> dict:
+    return {"claims": claims.recent(), "approval_required": settings.MAC_USERNAME_APPROVAL}
+
+
 def update_context(request) -> dict:
     run = updates.latest_run()
     check = request.session.get(CHECK_SESSION_KEY)
@@ -164,7 +171,8 @@ def update_context(request) -> dict:
 @require_GET
 def panel(request):
     context = {}
-    for build in (health_context, nodes_context, queue_context, errors_context):
+    for build in (health_context, nodes_context, queue_context, errors_context,
+                  claims_context):
         context.update(build())
     context.update(update_context(request))
     context.update({"updated_at": timezone.now(), "refresh": REFRESH})
@@ -405,3 +413,45 @@ def update_execute(request):
     return confirm(request, title="Update now", question=question, error=error,
                    action=reverse("systemadmin:update-execute"), button="Update now",
                    details=details)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def claim_decision(request, claim_id, decision):
+    """Approve or refuse (revoke) a macOS username claim."""
+    pk = db_id(claim_id)
+    claim = (MacUsername.objects.select_related("user").filter(pk=pk).first()
+             if pk is not None else None)
+    if claim is None:
+        raise Http404("No such claim.")
+    who = claim.user.display_name()
+    approve = decision == "approve"
+    if request.method == "POST":
+        actor, name = services.who(request.user)
+        try:
+            done = (claims.approve if approve else claims.refuse)(claim, request.user)
+        except claims.ClaimTaken as exc:
+            messages.error(request, str(exc))
+            return back_to_panel("claims")
+        verb = "approved" if approve else "refused"
+        if done:
+            events.record("mac_username_claim", f"{name} {verb} the claim of {who} on the "
+                          f"macOS username “{claim.name}”", actor=actor)
+            messages.success(request, f"“{claim.name}” {verb} for {who}.")
+        else:
+            messages.info(request, f"“{claim.name}” was already {verb}.")
+        return back_to_panel("claims")
+    if approve:
+        question = (f"Approve “{claim.name}” for {who} ({claim.user.email})? Renders "
+                    f"submitted as {claim.name} from now on are {who}'s.")
+    else:
+        question = (f"Refuse {who}'s claim on “{claim.name}”? Renders submitted as "
+                    f"{claim.name} are refused until someone holds the name; renders already "
+                    "submitted stay whose they are.")
+    details = [f"Claimed {timezone.localtime(claim.claimed_at):%Y-%m-%d %H:%M}"
+               + (f": {claim.reason}" if claim.reason else "")]
+    url = "systemadmin:claim-approve" if approve else "systemadmin:claim-refuse"
+    return confirm(request, title="Approve the claim" if approve else "Refuse the claim",
+                   question=question, action=reverse(url, args=[claim.pk]),
+                   button="Approve" if approve else "Refuse", details=details,
+                   danger=not approve)

@@ -43,6 +43,7 @@ from jobs.node.engines.nexrender import build_job
 from jobs.node.layers import composition_layers
 from jobs.submission.batches import check_rows, clean_batch, plan_batch
 from jobs.submission.errors import InvalidInput
+from jobs.submission.paths import local_path
 
 BATCH_ID = OpenApiParameter("batch_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
@@ -74,7 +75,8 @@ def row_body(row) -> dict:
             "phase": job.phase if job else None, "error": (job.error if job else "") or None,
             "output": None, "preview": preview_body(job) if job else None}
     if job and job.status == Status.COMPLETED and job.output_path:
-        body["output"] = {"path": job.output_path, "size": job.output_size,
+        body["output"] = {"path": local_path(job.output_path, output=True),
+                          "size": job.output_size,
                           "download_url": signed_download_url(job),
                           "thumbnail_url": signed_thumbnail_url(job)}
     return body
@@ -88,7 +90,7 @@ def batch_body(batch: Batch) -> dict:
         "id": batch.pk, "name": batch.name, "status_url": batch_url(batch.pk),
         "results_url": settings.PUBLIC_URL + reverse("api-batch-results", args=[batch.pk]),
         "created_at": batch.created_at, "user": batch.user.email if batch.user_id else None,
-        "client": batch.client, "project_path": batch.project_path,
+        "client": batch.client, "project_path": local_path(batch.project_path),
         "composition": batch.composition, "output_name": batch.output_name,
         "review": batch.review, "columns": batch.columns, "total": len(rows),
         "finished": unfinished == 0, "counts": counts, "rows": [row_body(r) for r in rows],
@@ -195,7 +197,7 @@ def _dry_run_body(batch_request, checks) -> dict:
     for check in checks:
         nexrender = None
         if check.config is not None:
-            job = Job(id=uuid.uuid4(), project_path=batch_request.resolved.path,
+            job = Job(id=uuid.uuid4(), project_path=batch_request.resolved.relative,
                       config=check.config)
             nexrender = build_job(job)
             nexrender.pop("uid", None)  # assigned when the row is queued
@@ -386,7 +388,7 @@ def results_csv(batch: Batch) -> str:
                               for message in messages)
         writer.writerow([row.number, *[_cell(row.values.get(c)) for c in columns],
                          _cell(row.output_name), row.status,
-                         _cell(job.output_path) if done else "",
+                         _cell(local_path(job.output_path, output=True)) if done else "",
                          signed_download_url(job) if done else "", _cell(error)])
     # With a BOM, spreadsheet programs read the file as UTF-8.
     return "\ufeff" + out.getvalue()

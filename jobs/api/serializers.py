@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -15,9 +17,14 @@ from jobs.models import Engine, Job, JobEvent, JobLog, Status
 from jobs.node.engines.base import is_image_sequence
 from jobs.submission.errors import InvalidInput
 from jobs.submission.nexrender_spec import clean_nexrender_config
-from jobs.submission.paths import PathError, resolve_project_path
+from jobs.submission.paths import PathError, local_path, resolve_project_path
 from jobs.submission.presets import CODECS, NAMES, QUALITY, clean_preset
-from jobs.submission.shared import clean_name, clean_saved_at, find_mac_user
+from jobs.submission.shared import (
+    NAIVE_SAVED_AT,
+    clean_name,
+    clean_saved_at,
+    find_mac_user,
+)
 from jobs.submission.timeline import clean_timeline
 
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
@@ -178,6 +185,27 @@ class PresetField(serializers.JSONField):
     """An output preset (jobs.submission.presets)."""
 
 
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO-8601 time that says its UTC offset.
+
+    A time without one is ambiguous: read as UTC, a client in Europe sending
+    its local time would have every job fail the stale-file check, and one
+    in America would silently disable it.
+    """
+
+    default_error_messages = {"naive": NAIVE_SAVED_AT}
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None  # well-formed but impossible: DRF says "wrong format"
+            if parsed is not None and timezone.is_naive(parsed):
+                self.fail("naive")
+        return super().to_internal_value(value)
+
+
 class SubmitSerializer(StrictSerializer):
     refused_fields = {"priority": "Not accepted: priority is set by admins."}
 
@@ -185,9 +213,10 @@ class SubmitSerializer(StrictSerializer):
         max_length=1024, required=False, help_text="Windows path inside the Dropbox folder, "
         "or the macOS path (/Users/<name>/Dropbox/...) of the same file. Required for the "
         "After Effects engines (nexrender, aerender).")
-    saved_at = serializers.DateTimeField(
-        required=False, help_text="ISO-8601 time the client saved the project; an older file "
-        "on this machine is waited for. Required for the After Effects engines.")
+    saved_at = AwareDateTimeField(
+        required=False, help_text="ISO-8601 time the client saved the project, with its UTC "
+        "offset (Z or +01:00; a time without one is refused); an older file on this machine "
+        "is waited for. Required for the After Effects engines.")
     mac_username = serializers.CharField(
         max_length=64, help_text="The artist's macOS account name, registered in their profile.")
     nexrender = NexrenderField(
@@ -236,6 +265,7 @@ class SubmitSerializer(StrictSerializer):
         return checked(clean_name, value)
 
     def validate_timeline(self, value):
+        # Reads no file: the sources are measured by the background file checks.
         return checked(clean_timeline, value)
 
     def validate_preset(self, value):
@@ -287,7 +317,8 @@ class SubmittedSerializer(serializers.Serializer):
 
 
 class OutputSerializer(serializers.Serializer):
-    path = serializers.CharField()
+    path = serializers.CharField(help_text="Where this server finds the file, inside "
+                                 "RENDER_OUTPUT_DIR (stored relative to it).")
     size = serializers.IntegerField(allow_null=True)
     download_url = serializers.URLField(help_text="Signed link, valid for one hour.")
     thumbnail_url = serializers.URLField(
@@ -324,6 +355,7 @@ def preview_body(job) -> dict | None:
 
 class JobSerializer(serializers.ModelSerializer):
     user = serializers.SerializerMethodField()
+    project_path = serializers.SerializerMethodField()
     output = serializers.SerializerMethodField()
     preview = serializers.SerializerMethodField()
     batch = serializers.SerializerMethodField()
@@ -354,11 +386,18 @@ class JobSerializer(serializers.ModelSerializer):
     def get_user(self, job):
         return job.user.email if job.user_id else None
 
+    @extend_schema_field(serializers.CharField(
+        help_text="The project file as this server finds it in its Dropbox folder (jobs "
+                  "store it relative to the folder; each render node has its own). Empty "
+                  "for timeline (ffmpeg) jobs."))
+    def get_project_path(self, job):
+        return local_path(job.project_path) if job.project_path else ""
+
     @extend_schema_field(OutputSerializer(allow_null=True))
     def get_output(self, job):
         if job.status != Status.COMPLETED or not job.output_path:
             return None
-        return {"path": job.output_path, "size": job.output_size,
+        return {"path": local_path(job.output_path, output=True), "size": job.output_size,
                 "download_url": signed_download_url(job),
                 "thumbnail_url": signed_thumbnail_url(job)}
 

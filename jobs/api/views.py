@@ -1,6 +1,7 @@
+import logging
 import uuid
-from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
@@ -42,15 +43,27 @@ from jobs.links import (
     check_thumbnail_signature,
 )
 from jobs.models import Engine, Job, JobLog, JobPreview, JobThumbnail, Status
-from jobs.web.download import file_response
+from jobs.submission.paths import (
+    PathError,
+    checked_output_file,
+    local_path,
+    open_contained,
+    output_file,
+)
+from jobs.web.download import handle_response
+
+log = logging.getLogger(__name__)
 
 
 def liveness(request):
+    """Unauthenticated: says only ok or error. The database's own message names its
+    host and user, so it goes to the server log, not to whoever asks."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception as exc:
-        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    except Exception:
+        log.exception("health check: the database is not reachable")
+        return JsonResponse({"status": "error", "database": "error"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
@@ -166,7 +179,8 @@ class JobsView(JsonApiView):
             source = {"config": data["timeline"]}
         else:
             source = {"submitted_path": data["project_path"],
-                      "project_path": submission.resolved.path,
+                      # Relative to the Dropbox folder: each machine has its own.
+                      "project_path": submission.resolved.relative,
                       "path_key": submission.resolved.key, "saved_at": data["saved_at"],
                       "config": data["nexrender"]}
         submitted = lifecycle.submit(
@@ -263,11 +277,33 @@ def signed_or_visible_job(request, job_id: str, check_signature) -> Job:
     raise NotAuthenticated()
 
 
-def stream(request, path: Path, what: str):
-    """``path`` as a (ranged) file response; 410 when it cannot be read any more."""
+def serve_output(request, stored: str, what: str):
+    """A file recorded relative to RENDER_OUTPUT_DIR, as a (ranged) attachment.
+
+    Its real path must stay inside the folder (a symlink put in its place must
+    not serve another file), and the file opened must be the one checked;
+    410 when it is gone or refused.
+    """
+    if not stored:
+        raise Gone(f"The {what} is no longer there: none is recorded.")
     try:
-        return file_response(request, path)
+        path = checked_output_file(stored)
+    except PathError as exc:
+        raise Gone(f"The {what} is not served: {exc.message}") from None
+    if not path.is_file():
+        raise Gone(f"The {what} is no longer there (moved or deleted from Dropbox): "
+                   f"{local_path(stored, output=True)}.")
+    try:
+        handle = open_contained(path, settings.RENDER_OUTPUT_DIR)
+    except PathError as exc:
+        raise Gone(f"The {what} is not served: {exc.message}") from None
     except OSError as exc:
+        raise Gone(f"The {what} cannot be read: {exc.strerror or exc}.") from None
+    try:
+        # Named as recorded (the real path may be a link's target inside the folder).
+        return handle_response(request, handle, output_file(stored).name)
+    except OSError as exc:
+        handle.close()
         raise Gone(f"The {what} cannot be read: {exc.strerror or exc}.") from None
 
 
@@ -300,11 +336,7 @@ class JobDownloadView(JsonApiView):
         if job.status != Status.COMPLETED:
             raise ConflictError(f"The job is {job.status}; its output can be downloaded once "
                                 "it is COMPLETED.")
-        path = Path(job.output_path) if job.output_path else None
-        if path is None or not path.is_file():
-            raise Gone("The output file is no longer there (moved or deleted from Dropbox): "
-                       f"{job.output_path or 'no output recorded'}.")
-        return stream(request, path, "output file")
+        return serve_output(request, job.output_path, "output file")
 
 
 class JobPreviewView(JsonApiView):
@@ -327,7 +359,7 @@ class JobPreviewView(JsonApiView):
         if preview is None:
             raise NotFound("This job has no preview (yet): it was not submitted with review, "
                            "or its preview is still rendering.")
-        return stream(request, Path(preview.path), "preview file")
+        return serve_output(request, preview.path, "preview file")
 
 
 class JobPreviewThumbnailView(JsonApiView):

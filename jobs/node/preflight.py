@@ -46,7 +46,12 @@ from jobs.models import Job, Status
 from jobs.node.engines.base import base_env
 from jobs.node.filesync import Verdict, judge
 from jobs.node.procs import kill_tree
-from jobs.submission.paths import PathError, resolve_project_path
+from jobs.submission.paths import (
+    PathError,
+    checked_dropbox_file,
+    dropbox_file,
+    resolve_project_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +69,20 @@ _WINDOWS_PATH = re.compile(r"^([A-Za-z]:|\\\\|//)")
 def check(job: Job, now: datetime) -> Verdict:
     """One preflight look at ``job`` (VALIDATING, its project file synced)."""
     try:
-        stat = Path(job.project_path).stat()
+        # The project is stored relative to the Dropbox folder: this machine's real file.
+        stat = checked_dropbox_file(job.project_path).stat()
+    except PathError as exc:
+        return Verdict(final=True, code="outside_dropbox",
+                       problem=f"Project file refused: {exc.message}")
     except OSError as exc:
         return Verdict(problem=f"file cannot be read ({exc.strerror or exc})")
     project = job.project or {}
     if project.get("file") != {"size": stat.st_size, "mtime": stat.st_mtime}:
         try:
             project = read(job, stat, now)
+        except PathError as exc:  # became a link out of Dropbox since the line above
+            return Verdict(final=True, code="outside_dropbox",
+                           problem=f"Project file refused: {exc.message}")
         except OSError as exc:
             return Verdict(problem=f"file cannot be read ({exc.strerror or exc})")
         now = timezone.now()  # a read takes time: footage is observed after it
@@ -132,7 +144,7 @@ def _check_footage(job: Job, project: dict, now: datetime) -> Verdict:
 
 def _check_file(job: Job, entry: dict, now: datetime) -> Verdict:
     """Where ``entry``'s file is now, and whether it is synced (updates ``entry``)."""
-    found, candidates = locate(job.project_path, entry)
+    found, candidates = locate(str(dropbox_file(job.project_path)), entry)
     if found != entry.get("resolved"):
         entry.update(size=None, mtime=None, seen_at=None)  # another file: look afresh
     entry["resolved"] = found or (candidates[0] if candidates else None)
@@ -208,7 +220,8 @@ def read(job: Job, stat, now: datetime) -> dict:
     """Read the project file into ``Job.project`` form (not saved yet)."""
     template = _template(job)
     file = {"size": stat.st_size, "mtime": stat.st_mtime}
-    with Path(job.project_path).open("rb") as handle:
+    real = checked_dropbox_file(job.project_path)  # PathError: refused by the caller's check
+    with real.open("rb") as handle:
         magic = handle.read(4)
     if magic != b"RIFX":
         # JSON (the simulator's stand-in projects), an .aepx, a zip...: no child
@@ -218,7 +231,7 @@ def read(job: Job, stat, now: datetime) -> dict:
         # Keep other nodes' validators off this job while the reader runs.
         Job.objects.filter(pk=job.pk, status=Status.VALIDATING).update(
             validation_next_at=now + timedelta(seconds=settings.PROJECT_READ_TIMEOUT_SECONDS + 10))
-        raw = run_reader(job.project_path, str(template.get("composition") or ""))
+        raw = run_reader(str(real), str(template.get("composition") or ""))
     project = describe(raw, template, (job.config or {}).get("assets") or [])
     project.update(file=file, read_at=now.isoformat())
     if magic == b"RIFX":  # the timeline of a simulator job needs no "not an .aep" entry

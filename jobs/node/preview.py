@@ -19,6 +19,7 @@ from django.utils import timezone
 from jobs.models import Job, JobPreview
 from jobs.node.engines import thumbnails
 from jobs.node.publish import publish
+from jobs.submission.paths import PathError, output_file, output_relative
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ def store(job: Job, result: Path) -> JobPreview:
     target = publish(result, folder(), f"{job.pk.hex}{result.suffix.lower()}")
     jpeg, width, height = poster if poster else (None, None, None)
     made, _ = JobPreview.objects.update_or_create(job_id=job.pk, defaults={
-        "path": str(target), "size": target.stat().st_size, "jpeg": jpeg, "width": width,
+        # Relative to RENDER_OUTPUT_DIR: the web server that streams it has its own.
+        "path": output_relative(target), "size": target.stat().st_size, "jpeg": jpeg,
+        "width": width,
         "height": height, "created_at": timezone.now()})
     return made
 
@@ -43,10 +46,14 @@ def store(job: Job, result: Path) -> JobPreview:
 def remove_files(job_ids) -> int:
     """Delete the preview videos of ``job_ids`` (retention); returns how many went."""
     removed = 0
-    for path in JobPreview.objects.filter(job_id__in=list(job_ids)).values_list("path",
-                                                                                flat=True):
+    for stored in JobPreview.objects.filter(job_id__in=list(job_ids)).values_list("path",
+                                                                                  flat=True):
         try:
-            Path(path).unlink()
+            path = output_file(stored)
+        except PathError:
+            continue  # not in this machine's output folder
+        try:
+            path.unlink()
             removed += 1
         except FileNotFoundError:
             continue

@@ -27,6 +27,7 @@ from jobs.node.procs import RenderProcess
 from jobs.node.progress import LogBuffer
 from jobs.node.publish import output_folder, output_name, publish
 from jobs.submission import presets
+from jobs.submission.paths import output_relative
 from jobs.submission.presets import describe as describe_preset
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,8 @@ class Render:
         has_thumbnail = thumbnails.capture(job, result)
         target = publish(result, output_folder(job), output_name(job, result))
         self._wrap_up()
-        if not lifecycle.complete(job.pk, job.lease, output_path=str(target),
+        # Stored relative to RENDER_OUTPUT_DIR: every machine finds it in its own.
+        if not lifecycle.complete(job.pk, job.lease, output_path=output_relative(target),
                                   output_size=target.stat().st_size,
                                   has_thumbnail=has_thumbnail):
             target.unlink(missing_ok=True)

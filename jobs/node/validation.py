@@ -1,5 +1,13 @@
 """Background file checks: is the project file fully synced and safe to render?
 
+Every check resolves the job's files on this machine from their stored
+Dropbox-relative paths and refuses, at once, one whose real path leads out
+of the Dropbox folder: a symlink or junction may arrive through Dropbox
+after the submission was checked. A timeline (ffmpeg) job's sources are
+read once they are stable: the wrong kind of file, or lengths over the
+limits, fail the job here with the reason (the submission answers without
+reading any file).
+
 A check never sleeps. Each job carries its last observation of the file
 (size, modification time, when it was seen), so one thread can watch many
 files at once and any node can continue a job another node started. A due
@@ -11,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 from django.conf import settings
@@ -21,7 +28,9 @@ from jobs import lifecycle
 from jobs.models import Engine, Job, Status
 from jobs.node import preflight
 from jobs.node.filesync import Verdict, judge, landed_at
-from jobs.submission.timeline import local_sources
+from jobs.submission.nexrender_spec import asset_sources
+from jobs.submission.paths import PathError, checked_dropbox_file, checked_source_file
+from jobs.submission.timeline import local_sources, source_problems
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -32,9 +41,10 @@ def sources_stat(job: Job) -> SimpleNamespace:
     """One observation of all the local sources of a timeline (ffmpeg) job: total
     size, newest modification, latest arrival; so the same checks apply."""
     size, mtime, landed = 0, 0.0, 0.0
-    for _field, path in local_sources(job.config or {}):
+    for _field, src in local_sources(job.config or {}):
+        path = checked_source_file(src)
         try:
-            stat = Path(path).stat()
+            stat = path.stat()
         except FileNotFoundError:
             raise FileNotFoundError(f"source not found in Dropbox: {path}") from None
         size += stat.st_size
@@ -43,10 +53,21 @@ def sources_stat(job: Job) -> SimpleNamespace:
     return SimpleNamespace(st_size=size, st_mtime=mtime, st_ctime=landed, st_birthtime=landed)
 
 
+def project_stat(job: Job) -> os.stat_result:
+    """The project file's observation; its media assets must stay inside Dropbox too."""
+    for _field, src in asset_sources(job.config):
+        checked_source_file(src)
+    return checked_dropbox_file(job.project_path).stat()
+
+
 def inspect(job: Job, now: datetime) -> tuple[Verdict, os.stat_result | None]:
+    ffmpeg = job.engine == Engine.FFMPEG
     try:
-        ffmpeg = job.engine == Engine.FFMPEG
-        stat = sources_stat(job) if ffmpeg else Path(job.project_path).stat()
+        stat = sources_stat(job) if ffmpeg else project_stat(job)
+    except PathError as exc:
+        # No later check can make it safe: the job fails at once.
+        return Verdict(problem=f"{_what(job)} refused: {exc.message}", final=True,
+                       code="outside_dropbox"), None
     except FileNotFoundError as exc:
         return Verdict(problem=exc.args[0] if ffmpeg else "file not found in Dropbox"), None
     except OSError as exc:
@@ -75,6 +96,14 @@ def check(job: Job, now: datetime | None = None) -> str:
     elif verdict.problem and not preflighted:
         observed = {"validation_size": None, "validation_mtime": None,
                     "validation_seen_at": None}
+
+    if verdict.ready and job.engine == Engine.FFMPEG:
+        problems = source_problems(job.config or {}, checked_source_file)
+        if problems:
+            reasons = "; ".join(f"timeline.{where}: {why}" for where, why in problems.items())
+            lifecycle.fail_validation(job.pk, f"Timeline sources cannot be rendered: {reasons}",
+                                      code="invalid_source")
+            return "failed"
 
     if verdict.ready:
         lifecycle.mark_validated(job.pk, "Timeline sources are synced and stable"

@@ -11,6 +11,10 @@ retries: a failed delivery is logged and dropped.
 - ``SLACK_ADMIN_CHANNEL`` (``alert_admins()``): a render that failed for good,
   a render node that stopped responding, a disk nearly full, a failed update
   (raised by ``systemadmin.signals`` and ``systemadmin.events``).
+
+Every text is escaped where it is sent (``escape()``): messages carry file
+names, errors and paths from clients, and Slack reads ``<!channel>``,
+``<@U123>`` or ``<https://evil|link>`` in them as mentions and links.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ dispatcher = Dispatcher("slack")
 
 
 # --- Sending ------------------------------------------------------------------
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters as its entities (Slack's formatting guide)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def slack_enabled() -> bool:
@@ -74,6 +83,7 @@ def send_dm(slack_user_id: str, text: str) -> bool:
     """Queue a DM; returns False when Slack is off or there is nobody to tell."""
     if not slack_enabled() or not slack_user_id:
         return False
+    text = escape(text)
     return dispatcher.submit(lambda: _deliver_dm(slack_user_id, text), f"DM to {slack_user_id}")
 
 
@@ -83,8 +93,8 @@ def alert_admins(text: str) -> bool:
     if not slack_enabled() or not channel:
         log.info("admin alert (no Slack admin channel): %s", text)
         return False
-    return dispatcher.submit(lambda: _deliver_channel(channel, f":warning: {text}"),
-                             f"alert to {channel}")
+    text = f":warning: {escape(text)}"
+    return dispatcher.submit(lambda: _deliver_channel(channel, text), f"alert to {channel}")
 
 
 # --- Messages for job transitions --------------------------------------------------

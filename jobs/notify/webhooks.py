@@ -12,8 +12,9 @@ of ``"<timestamp>.<body>"``. A receiver recomputes it over the raw body and
 rejects old timestamps (replays). Without a secret the call is unsigned.
 
 Safety: only http(s); the host name is resolved once, every address must be
-public (no loopback, private, link-local, multicast, reserved, unspecified)
-unless ``WEBHOOK_ALLOW_PRIVATE=true``, and the connection goes to the checked
+public (no loopback, private, link-local, multicast, reserved, unspecified;
+no IPv6 tunnel or site-local forms; an IPv4 address inside IPv6 judged as
+itself) unless ``WEBHOOK_ALLOW_PRIVATE=true``, and the connection goes to the checked
 address (no second lookup for DNS rebinding to exploit). Redirects are not
 followed. Each call is limited by ``WEBHOOK_TIMEOUT_SECONDS`` and runs on a
 background thread, never on the worker's; failures are logged, not retried.
@@ -89,10 +90,25 @@ def verify(body: bytes, timestamp: str, signature: str, secret: str,
 # --- Where we may connect ---------------------------------------------------------
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+# IPv6 forms that reach IPv4 addresses (or a private network) whichever the IPv4 address:
+# 6to4 (RFC 3056), Teredo, local-use NAT64 (RFC 8215), IPv4-compatible (deprecated),
+# and site-local (fec0::/10, deprecated but still routed inside some networks).
+TUNNELS = [ipaddress.ip_network(net) for net in
+           ("2002::/16", "2001::/32", "64:ff9b:1::/48", "::/96", "fec0::/10")]
+
+
 def is_public(address: str) -> bool:
+    """Whether ``address`` is an ordinary public host. IPv6 forms that carry an IPv4
+    address are judged by that address (IPv4-mapped, NAT64) or refused (tunnels)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif ip.is_site_local or any(ip in net for net in TUNNELS):
+            return False
     return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
                 or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 

@@ -619,7 +619,7 @@ def plan_batch(request: BatchRequest, checks: list[RowCheck], *, client: str,
             headers += [str(key) for key in check.values if str(key) not in headers]
     batch = {"id": batch_id, "name": request.name, "user": request.user, "client": client,
              "mac_username": request.mac_username, "submitted_path": request.project_path,
-             "project_path": project.path, "path_key": project.key,
+             "project_path": project.relative, "path_key": project.key,
              "saved_at": request.saved_at, "config": request.nexrender,
              "columns": request.columns, "headers": headers,
              "output_name": request.pattern.text,
@@ -628,7 +628,8 @@ def plan_batch(request: BatchRequest, checks: list[RowCheck], *, client: str,
              "folder": batch_folder(folder_name, batch_id)}
     shared = {"user": request.user, "client": client, "mac_username": request.mac_username,
               "engine": Engine.NEXRENDER, "submitted_path": request.project_path,
-              "project_path": project.path, "path_key": project.key,
+              # Relative to the Dropbox folder: each render node has its own.
+              "project_path": project.relative, "path_key": project.key,
               "saved_at": request.saved_at, "preset": request.preset,
               "callback_url": request.callback_url, "review": request.review}
     plans = []

@@ -16,7 +16,7 @@ import math
 import re
 
 from jobs.submission.errors import FieldErrors, InvalidInput, is_int
-from jobs.submission.paths import PathError, resolve_source_path
+from jobs.submission.paths import PathError, resolve_source_file
 
 MAX_ASSETS = 200
 MAX_NAME_CHARS = 255
@@ -179,6 +179,24 @@ def _layer(errors: FieldErrors, where: str, asset: dict, cleaned: dict) -> None:
                                        required=True)
 
 
+def _property(errors: FieldErrors, where: str, value) -> str | None:
+    """A data asset's property keypath (``Source Text``, ``transform.position``).
+
+    nexrender walks the keypath and assigns the value to the last key, so a
+    keypath ending in ``expression`` (or ``expressionEnabled``) would set an
+    After Effects expression, which is code: no segment may be one.
+    """
+    name = _name(errors, where, value, required=True)
+    if name is None:
+        return None
+    for segment in name.split("."):
+        if segment.strip().casefold().startswith("expression"):
+            errors.add(where, f"'{segment.strip()}' may not be set: expressions are evaluated "
+                              "as code. Set the property's value instead.")
+            return None
+    return name
+
+
 def _value(errors: FieldErrors, where: str, value):
     if isinstance(value, float) and not math.isfinite(value):
         errors.add(where, "Must be a finite number.")
@@ -204,8 +222,7 @@ def _asset(errors: FieldErrors, where: str, asset) -> dict:
         errors.unknown_keys(where, asset, DATA_KEYS)
         cleaned = {"type": "data"}
         _layer(errors, where, asset, cleaned)
-        cleaned["property"] = _name(errors, f"{where}.property", asset.get("property"),
-                                    required=True)
+        cleaned["property"] = _property(errors, f"{where}.property", asset.get("property"))
         if "value" not in asset:
             errors.add(f"{where}.value", "This field is required.")
         else:
@@ -221,7 +238,9 @@ def _asset(errors: FieldErrors, where: str, asset) -> dict:
                                        "the Dropbox folder.")
         else:
             try:
-                cleaned["src"] = resolve_source_path(src)
+                # Stored relative to the Dropbox folder; each render node finds it in
+                # its own (jobs.node.engines.nexrender builds the file:// URI).
+                cleaned["src"] = resolve_source_file(src).relative
             except PathError as exc:
                 errors.add(f"{where}.src", exc.message)
         _layer(errors, where, asset, cleaned)
@@ -281,8 +300,7 @@ def clean_column(definition, where: str) -> dict:
         errors.unknown_keys(where, definition, DATA_KEYS - {"value"})
         cleaned = {"type": "data"}
         _layer(errors, where, definition, cleaned)
-        cleaned["property"] = _name(errors, f"{where}.property", definition.get("property"),
-                                    required=True)
+        cleaned["property"] = _property(errors, f"{where}.property", definition.get("property"))
     elif kind in MEDIA_TYPES:
         errors.unknown_keys(where, definition, MEDIA_KEYS - {"src"})
         cleaned = {"type": kind}
@@ -292,3 +310,10 @@ def clean_column(definition, where: str) -> dict:
         cleaned = {}
     errors.raise_if_any()
     return cleaned
+
+
+def asset_sources(config: dict) -> list[tuple[str, str]]:
+    """(dotted field, stored src) of every media asset of a cleaned config."""
+    return [(f"assets.{i}.src", asset["src"])
+            for i, asset in enumerate((config or {}).get("assets") or [])
+            if isinstance(asset, dict) and isinstance(asset.get("src"), str)]

@@ -1,4 +1,5 @@
-"""Turning a client's project path into a path inside the Dropbox folder, or refusing it.
+"""Turning a client's project path into a path inside the Dropbox folder, or refusing it;
+and finding a job's files again on whichever machine works on it.
 
 Clients send Windows paths or the macOS path of the artist's own Dropbox. The
 manager renders whatever file the path names, so a path must never reach
@@ -6,6 +7,16 @@ outside ``DROPBOX_PATH``: no ``..``, no other drive or network share, no
 symlink out of the folder. ``DROPBOX_PATH`` is a Windows path in production
 and a POSIX path on Linux/macOS machines and in tests; its form decides how
 a path is read, whatever the OS running the check.
+
+A job stores its files relative to the roots, "/"-separated
+(``projects/Spot 30s.aep``; the output relative to ``RENDER_OUTPUT_DIR``),
+because every render node has its own Dropbox folder
+(``C:\\Users\\<user>\\Dropbox``). Each machine finds them with
+``dropbox_file()``/``output_file()`` (lexical: no disk access), and before
+a file is read, ``contained()`` resolves symlinks and junctions and refuses a
+real path outside the root: a symlink can arrive through Dropbox long after
+the submission was checked. ``checked_dropbox_file()`` does both and is what
+validation, the engines and the web views call.
 """
 
 from __future__ import annotations
@@ -41,15 +52,18 @@ class PathError(ValueError):
 
 @dataclass(frozen=True)
 class ResolvedPath:
-    path: str  # the file inside DROPBOX_PATH, in the root's own notation
+    path: str  # the file inside DROPBOX_PATH on this machine, in the root's own notation
     key: str  # case-folded real path: two submissions of one project share it
+    relative: str = ""  # the file relative to DROPBOX_PATH, "/"-separated: what a job stores
+
+
+def _flavour(raw: str) -> tuple[PurePath, bool]:
+    windows = bool(_DRIVE.match(raw)) or raw.startswith(("\\\\", "//"))
+    return (PureWindowsPath(raw) if windows else PurePosixPath(raw)), windows
 
 
 def _root() -> tuple[PurePath, bool]:
-    raw = str(settings.DROPBOX_PATH)
-    windows = bool(_DRIVE.match(raw)) or raw.startswith(("\\\\", "//"))
-    root = PureWindowsPath(raw) if windows else PurePosixPath(raw)
-    return root, windows
+    return _flavour(str(settings.DROPBOX_PATH))
 
 
 def _check_text(raw) -> str:
@@ -106,14 +120,9 @@ def _check_windows(path: PureWindowsPath, root: PureWindowsPath) -> None:
             raise PathError(f"{part!r} is a Windows device name, not a file.")
 
 
-def _real(path: PurePath, windows: bool) -> PurePath | None:
-    """``path`` with symlinks resolved, when it belongs to this machine's filesystem."""
-    if windows != (os.name == "nt"):
-        return None
-    try:
-        return Path(path).resolve(strict=False)
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-        raise PathError(f"The path cannot be resolved: {exc.__class__.__name__}.") from None
+def _native(path: PurePath, windows: bool) -> bool:
+    """Whether ``path`` belongs to this machine's filesystem (so it can be resolved)."""
+    return windows == (os.name == "nt")
 
 
 def _resolve(raw) -> ResolvedPath:
@@ -146,18 +155,12 @@ def _resolve(raw) -> ResolvedPath:
     if len(path) > MAX_PATH_CHARS:
         raise PathError(f"The converted path is longer than {MAX_PATH_CHARS} characters.")
 
-    real = _real(candidate, windows)
-    if real is not None:
-        real_root = _real(root, windows)
-        if not _inside(real, real_root, windows) or real == real_root:
-            raise PathError("The path leads outside the Dropbox folder (through a symlink).")
-        path_for_key = real
-    else:
-        path_for_key = candidate
+    path_for_key = contained(Path(candidate)) if _native(candidate, windows) else candidate
     key = str(path_for_key).casefold()
     if len(key) > MAX_PATH_CHARS:
         raise PathError(f"The real path is longer than {MAX_PATH_CHARS} characters.")
-    return ResolvedPath(path=path, key=key)
+    relative = "/".join(candidate.parts[len(root.parts):])
+    return ResolvedPath(path=path, key=key, relative=relative)
 
 
 def resolve_project_path(raw) -> ResolvedPath:
@@ -194,3 +197,134 @@ def resolve_source_file(raw) -> ResolvedPath:
     elif isinstance(text, str) and ":" in text.split("/")[0] and not _DRIVE.match(text):
         raise PathError("Only files inside the Dropbox folder are accepted, not URLs.")
     return _resolve(text)
+
+
+# --- A job's files on this machine -------------------------------------------------------
+
+
+def _under(stored, root_text: str, what: str) -> Path:
+    """The file ``stored`` (relative to ``root_text``) names on this machine.
+
+    Lexical only. An absolute ``stored`` (rows from before paths were stored
+    relative) is accepted when it lies inside the root of this machine.
+    """
+    root, parts = _parts(stored, root_text, what)
+    return Path(str(root_text)).joinpath(*parts)
+
+
+def _parts(stored, root_text: str, what: str) -> tuple[PurePath, list[str]]:
+    if not isinstance(stored, str) or not stored.strip():
+        raise PathError("No file is recorded.")
+    root, windows = _flavour(str(root_text))
+    text = stored.strip()
+    if text.startswith("/") or _DRIVE.match(text) or text.startswith("\\"):
+        absolute = PureWindowsPath(text) if windows else PurePosixPath(text)
+        if not _inside(absolute, root, windows) or len(absolute.parts) == len(root.parts):
+            raise PathError(f"{text} is not inside {what} of this machine ({root}).")
+        parts = list(absolute.parts[len(root.parts):])
+    else:
+        parts = [p for p in re.split(r"[\\/]", text) if p not in ("", ".")]
+    if not parts or any(not p.rstrip(". ") for p in parts):
+        raise PathError(f"{text!r} is not a file inside {what}.")
+    return root, parts
+
+
+def _relative(path, root_text: str, what: str) -> str:
+    root, windows = _flavour(str(root_text))
+    absolute = (PureWindowsPath if windows else PurePosixPath)(str(path))
+    if not _inside(absolute, root, windows) or len(absolute.parts) == len(root.parts):
+        raise PathError(f"{path} is not inside {what} ({root}).")
+    return "/".join(absolute.parts[len(root.parts):])
+
+
+def dropbox_file(stored: str) -> Path:
+    """The file a job's stored path (relative to DROPBOX_PATH) names on this machine."""
+    return _under(stored, settings.DROPBOX_PATH, "the Dropbox folder")
+
+
+def output_file(stored: str) -> Path:
+    """A job's output (stored relative to RENDER_OUTPUT_DIR) on this machine."""
+    return _under(stored, settings.RENDER_OUTPUT_DIR, "the output folder")
+
+
+def dropbox_relative(path) -> str:
+    """What a job stores for ``path``, a file inside DROPBOX_PATH; PathError if outside."""
+    return _relative(path, settings.DROPBOX_PATH, "the Dropbox folder")
+
+
+def output_relative(path) -> str:
+    """What a job stores for its published output ``path`` (inside RENDER_OUTPUT_DIR)."""
+    return _relative(path, settings.RENDER_OUTPUT_DIR, "the output folder")
+
+
+def source_file(stored: str) -> Path:
+    """A stored asset or timeline source (relative; or, from older rows, an absolute
+    path or file:// URI inside this machine's Dropbox folder) on this machine."""
+    text = stored.strip() if isinstance(stored, str) else stored
+    if isinstance(text, str) and text.lower().startswith("file://"):
+        text = unquote(urlsplit(text).path)
+        if re.match(r"^/[A-Za-z]:", text):
+            text = text[1:]
+    return dropbox_file(text)
+
+
+def contained(path: Path, root=None) -> Path:
+    """``path`` with every symlink and junction resolved, if that real path still lies
+    inside ``root`` (DROPBOX_PATH unless given); PathError if it does not.
+
+    The one containment rule: the submission, every validation check and each
+    engine (right before it opens a file) call it, and read the path it returns.
+    The file need not exist yet.
+    """
+    root = Path(str(settings.DROPBOX_PATH if root is None else root))
+    try:
+        real, real_root = Path(path).resolve(strict=False), root.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise PathError(f"The path cannot be resolved: {exc.__class__.__name__}.") from None
+    windows = os.name == "nt"
+    if not _inside(real, real_root, windows) or len(real.parts) == len(real_root.parts):
+        where = "the Dropbox folder" if root == Path(str(settings.DROPBOX_PATH)) else str(root)
+        raise PathError(f"The path leads outside {where} (through a symlink or junction): "
+                        f"{path} is really {real}.")
+    return real
+
+
+def open_contained(real: Path, root=None):
+    """Open (binary) a file that ``contained()`` returned, and make sure the handle is that
+    file: a symlink swapped in between the check and the open is refused (PathError)."""
+    handle = open(real, "rb")  # noqa: SIM115  (the caller owns the handle)
+    try:
+        again = contained(real, root)
+        if not os.path.samestat(os.fstat(handle.fileno()), again.stat()):
+            raise PathError("The file changed while it was being opened (a symlink was put "
+                            "in its place); it is not read.")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def checked_dropbox_file(stored: str) -> Path:
+    """The real path of a job's file inside DROPBOX_PATH on this machine, or PathError."""
+    return contained(dropbox_file(stored))
+
+
+def checked_source_file(stored: str) -> Path:
+    """The real path of a stored asset or timeline source, or PathError."""
+    return contained(source_file(stored))
+
+
+def checked_output_file(stored: str) -> Path:
+    """The real path of a job's output inside RENDER_OUTPUT_DIR, or PathError."""
+    return contained(output_file(stored), settings.RENDER_OUTPUT_DIR)
+
+
+def local_path(stored: str, output: bool = False) -> str:
+    """How a stored path reads on this machine (for people and the API); the stored
+    text itself when it names nothing here."""
+    root_text = settings.RENDER_OUTPUT_DIR if output else settings.DROPBOX_PATH
+    try:
+        root, parts = _parts(stored, root_text, "the folder")
+    except PathError:
+        return stored or ""
+    return str(root.joinpath(*parts))

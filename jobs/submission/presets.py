@@ -47,7 +47,9 @@ MIN_BITRATE, MAX_BITRATE = 100_000, 200_000_000
 MIN_SIDE, MAX_SIDE = 16, 4096
 MAX_PIXELS = 3840 * 2160
 AUDIO_BITRATE = "192k"
-_BITRATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*(?:bps|b/s)?\s*$")
+# At most 12 digits before the point and 6 after: a longer number is no bitrate, and
+# 400 digits would make an infinite float.
+_BITRATE = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,6})?)\s*([kKmM]?)\s*(?:bps|b/s)?\s*$", re.ASCII)
 
 
 def parse_bitrate(value) -> int | None:

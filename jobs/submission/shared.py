@@ -23,8 +23,17 @@ MAX_URL_CHARS = 2000
 _NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
+NAIVE_SAVED_AT = ("Send the time with its UTC offset, e.g. 2025-01-31T14:05:00+01:00 (or Z "
+                  "for UTC): without one it is ambiguous.")
+
+
 def clean_saved_at(value) -> dt.datetime:
-    """An ISO-8601 time (a datetime, or text; without a zone: the server's zone)."""
+    """An ISO-8601 time with its UTC offset (a datetime, or text).
+
+    A time without an offset is refused: taken as UTC, a client in Europe sending
+    its local time would have every job fail the stale-file check, and one in
+    America would silently disable it.
+    """
     if isinstance(value, str):
         try:
             parsed = parse_datetime(value.strip())
@@ -37,7 +46,11 @@ def clean_saved_at(value) -> dt.datetime:
     if not isinstance(value, dt.datetime):
         raise InvalidInput(["Must be an ISO-8601 date and time, like 2025-03-01T12:00:00Z."])
     if timezone.is_naive(value):
-        value = timezone.make_aware(value)
+        raise InvalidInput([NAIVE_SAVED_AT])
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInput(["Lies outside the years 1 to 9999 in UTC."]) from None
     if value > timezone.now() + SAVED_AT_MAX_AHEAD:
         raise InvalidInput(["Lies more than a day in the future; check the client's clock."])
     return value
@@ -51,6 +64,12 @@ def find_mac_user(value):
         raise InvalidInput(["Must be a macOS account name (at most 64 characters)."])
     user = MacUsername.find_user(value)
     if user is None:
+        waiting = MacUsername.objects.filter(name__iexact=value.strip(),
+                                             status=MacUsername.Status.PENDING).exists()
+        if waiting:
+            raise InvalidInput([f"The macOS username {value.strip()!r} is claimed in a profile "
+                                "but waits for an admin's approval; submit again once it is "
+                                "approved."])
         raise InvalidInput([f"Unknown macOS username {value.strip()!r}: the artist adds it "
                             "to their profile in the dashboard first."])
     return value.strip(), user

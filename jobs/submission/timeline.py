@@ -18,15 +18,18 @@ A track ends where it ends on the timeline: an audio track after the tracks
 before it, a background after the backgrounds before it (minus crossfades).
 
 Sources are files inside the Dropbox folder (the same rules as project
-paths), or http(s) URLs on a host listed in TIMELINE_ALLOWED_HOSTS, fetched
-by the render node. What can be checked at submission is checked here,
-including the lengths of sources that are already on this machine; the
+paths; stored relative to it, like a job's project), or http(s) URLs on a
+host listed in TIMELINE_ALLOWED_HOSTS, fetched by the render node. What can
+be checked without reading files is checked at submission; once the sources
+are synced, the file checks (jobs.node.validation) read them with
+``source_problems()`` (kind, lengths, the resulting duration), and the
 render checks the rest.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -121,7 +124,7 @@ def _source(errors: FieldErrors, where: str, value, kind: str | None) -> str | N
         return None
     try:
         src = check_url(value.strip()) if is_url(value.strip()) \
-            else resolve_source_file(value).path
+            else resolve_source_file(value).relative
     except PathError as exc:
         errors.add(where, exc.message)
         return None
@@ -176,11 +179,11 @@ def _audio(errors: FieldErrors, where: str, item) -> dict:
     return cleaned
 
 
-def clean_timeline(data, *, probe: bool = True) -> dict:
+def clean_timeline(data) -> dict:
     """The client's timeline, checked; InvalidInput with dotted field paths if not.
 
-    With ``probe``, sources already on this machine are measured so that a
-    too-long result is refused now rather than at render time.
+    Nothing is read from disk here (a submission must answer at once): the
+    sources are measured by the file checks, see ``source_problems()``.
     """
     errors = FieldErrors()
     if not isinstance(data, dict):
@@ -225,8 +228,6 @@ def clean_timeline(data, *, probe: bool = True) -> dict:
     if not errors.found and cleaned["duration"] is None and not has_length(cleaned):
         errors.add("duration", "Required: no track has a length of its own (stills without "
                                "a duration only).")
-    if not errors.found and probe:
-        _check_lengths(errors, cleaned)
     errors.raise_if_any()
     return cleaned
 
@@ -312,10 +313,10 @@ def check_limits(timeline: dict, lengths: dict) -> dict[str, str]:
     return problems
 
 
-def _probe_one(path: str, kind: str) -> tuple[media.MediaInfo | None, str]:
+def _probe_one(path: Path | None, kind: str) -> tuple[media.MediaInfo | None, str]:
     """(info, "") for a usable file, (None, problem) for an unusable one, (None, "")
     when it cannot be judged yet (missing, or still arriving)."""
-    if not Path(path).is_file():
+    if path is None or not path.is_file():
         return None, ""
     try:
         info = media.probe(path, timeout=20)
@@ -328,21 +329,35 @@ def _probe_one(path: str, kind: str) -> tuple[media.MediaInfo | None, str]:
     return info, ""
 
 
-def _check_lengths(errors: FieldErrors, timeline: dict) -> None:
-    jobs = []
+def source_problems(timeline: dict, locate: Callable[[str], Path]) -> dict[str, str]:
+    """What is wrong with the sources on this machine: {dotted field: message}.
+
+    Each local source is read (``locate`` turns its stored path into the real
+    file, raising PathError when it may not be read); a source of the wrong
+    kind, or lengths over the limits, are problems; a file that cannot be
+    judged yet (missing, unreadable while syncing) is left to the render.
+    """
+    problems: dict[str, str] = {}
+    todo = []
     for key in ("backgrounds", "audio"):
-        for i, track in enumerate(timeline[key]):
-            if not is_url(track["src"]):
-                jobs.append((key, i, track["src"], track_kind(key, track)))
-    if not jobs:
-        return
-    with ThreadPoolExecutor(max_workers=min(PROBE_THREADS, len(jobs))) as pool:
-        results = list(pool.map(lambda job: _probe_one(job[2], job[3]), jobs))
+        for i, track in enumerate(timeline.get(key) or []):
+            if is_url(track["src"]):
+                continue
+            try:
+                path = locate(track["src"])
+            except PathError as exc:
+                problems[f"{key}.{i}.src"] = exc.message
+                continue
+            todo.append((key, i, path, track_kind(key, track)))
+    if not todo:
+        return problems
+    with ThreadPoolExecutor(max_workers=min(PROBE_THREADS, len(todo))) as pool:
+        results = list(pool.map(lambda job: _probe_one(job[2], job[3]), todo))
     lengths = {}
-    for (key, i, _src, kind), (info, problem) in zip(jobs, results, strict=True):
+    for (key, i, _path, kind), (info, problem) in zip(todo, results, strict=True):
         if problem:
-            errors.add(f"{key}.{i}.src", problem)
+            problems[f"{key}.{i}.src"] = problem
         elif info is not None and kind != "image":
             lengths[(key, i)] = info.duration
-    for field_name, message in check_limits(timeline, lengths).items():
-        errors.add(field_name, message)
+    problems.update(check_limits(timeline, lengths))
+    return problems

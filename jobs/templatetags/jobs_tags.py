@@ -6,6 +6,7 @@ from django import template
 from django.utils import timezone
 
 from jobs.models import ACTIVE, Status
+from jobs.submission.paths import local_path
 
 register = template.Library()
 
@@ -37,6 +38,12 @@ STATUS_HINT = {
     "SKIPPED": "The batch check refused this row; it was not queued",
     "DELETED": "Its job was deleted by retention",
 }
+
+
+@register.filter
+def output_location(job) -> str:
+    """Where this server finds the job's output (stored relative to RENDER_OUTPUT_DIR)."""
+    return local_path(job.output_path, output=True)
 
 
 @register.filter

@@ -34,6 +34,7 @@ from jobs.submission.batches import (
     plan_batch,
 )
 from jobs.submission.errors import InvalidInput
+from jobs.submission.paths import local_path
 from jobs.web.common import actor, safe_next_url
 
 MAX_CSV_BYTES = 1024 * 1024
@@ -142,7 +143,8 @@ def recent_templates(user) -> list[dict]:
         if not isinstance(composition, str) or (path, composition) in seen:
             continue
         seen.add((path, composition))
-        found.append({"project_path": path, "composition": composition})
+        # Jobs store it relative to the Dropbox folder: offered as this server has it.
+        found.append({"project_path": local_path(path), "composition": composition})
         if len(found) >= RECENT_TEMPLATES:
             break
     return found

@@ -2,13 +2,24 @@
 
 Who may download is decided by the caller (a session, a token, or a signed
 link from jobs.links).
+
+A render can be many gigabytes, so the file is never held in memory: under
+WSGI the response is a plain iterator of chunks; under ASGI (daphne) it is
+an asynchronous one whose reads run in a thread, so the event loop that also
+serves the dashboard and the websockets never waits for the disk. (Django
+turns a synchronous iterator into a list under ASGI: the whole file, before
+the first byte.) How fast chunks are read is paced by the client's socket:
+see rendermanager.backpressure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
+import os
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
@@ -47,11 +58,51 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, min(end, size - 1)
 
 
-def _chunks(path: Path, start: int, length: int):
-    with open(path, "rb") as handle:
-        handle.seek(start)
+def etag(stat) -> str:
+    """A strong validator of the file's content: its size and modification time."""
+    return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+
+def if_range_matches(header: str | None, stat) -> bool:
+    """Whether a ``Range`` may be served under ``If-Range`` (RFC 9110 13.1.5): the
+    client's copy is the current file, named by our ETag or its exact date."""
+    if not header:
+        return True
+    header = header.strip()
+    if header.startswith(('"', "W/")):
+        return header == etag(stat)
+    return parse_http_date_safe(header) == int(stat.st_mtime)
+
+
+def _chunks(handle: BinaryIO, start: int, length: int):
+    handle.seek(start)
+    while length > 0:
+        data = handle.read(min(CHUNK_BYTES, length))
+        if not data:
+            break
+        length -= len(data)
+        yield data
+
+
+class FileRangeResponse(StreamingHttpResponse):
+    """``length`` bytes of the open file ``handle`` from ``start``, one chunk in memory
+    at a time; the response closes the file.
+
+    Iterated synchronously (WSGI, the test client) it reads in the caller's
+    thread; iterated asynchronously (Django's ASGI handler uses ``__aiter__``)
+    each read runs in a worker thread.
+    """
+
+    def __init__(self, handle: BinaryIO, start: int, length: int, **kwargs):
+        self._span = (handle, start, length)
+        super().__init__(_chunks(handle, start, length), **kwargs)
+        self._resource_closers.append(handle.close)
+
+    async def __aiter__(self):
+        handle, start, length = self._span
+        await asyncio.to_thread(handle.seek, start)
         while length > 0:
-            data = handle.read(min(CHUNK_BYTES, length))
+            data = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, length))
             if not data:
                 break
             length -= len(data)
@@ -59,22 +110,34 @@ def _chunks(path: Path, start: int, length: int):
 
 
 def file_response(request, path: Path, filename: str | None = None):
-    """Stream ``path`` as an attachment, honouring a single ``Range``.
+    """Stream the file at ``path`` as an attachment (see ``handle_response``).
 
     Raises OSError when the file cannot be opened or read.
     """
-    stat = path.stat()
+    handle = open(path, "rb")  # noqa: SIM115  (the response closes it)
+    try:
+        return handle_response(request, handle, filename or path.name)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def handle_response(request, handle: BinaryIO, filename: str):
+    """Stream the open file ``handle`` as the attachment ``filename``, honouring a
+    single ``Range`` and ``If-Range``. The response closes the file.
+
+    Raises OSError when the file cannot be read.
+    """
+    stat = os.fstat(handle.fileno())
     size = stat.st_size
-    filename = filename or path.name
-    last_modified = http_date(stat.st_mtime)
 
     wanted = parse_range(request.META.get("HTTP_RANGE"), size)
-    if_range = request.META.get("HTTP_IF_RANGE")
     # A resumed download of a file that changed since must start over.
-    if wanted is not None and if_range and parse_http_date_safe(if_range) != int(stat.st_mtime):
+    if wanted is not None and not if_range_matches(request.META.get("HTTP_IF_RANGE"), stat):
         wanted = None
 
     if wanted == "unsatisfiable":
+        handle.close()
         response = HttpResponse(status=416)
         response["Content-Range"] = f"bytes */{size}"
         response["Accept-Ranges"] = "bytes"
@@ -86,10 +149,7 @@ def file_response(request, path: Path, filename: str | None = None):
         first, last = wanted
         start, length, status = first, last - first + 1, 206
 
-    # Open now so that a vanished file fails here, not halfway through the response.
-    with open(path, "rb"):
-        pass
-    response = StreamingHttpResponse(_chunks(path, start, length), status=status)
+    response = FileRangeResponse(handle, start, length, status=status)
     content_type, encoding = mimetypes.guess_type(filename)
     response["Content-Type"] = content_type or "application/octet-stream"
     if encoding:
@@ -97,7 +157,8 @@ def file_response(request, path: Path, filename: str | None = None):
         response["Content-Type"] = "application/octet-stream"
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
-    response["Last-Modified"] = last_modified
+    response["Last-Modified"] = http_date(stat.st_mtime)
+    response["ETag"] = etag(stat)
     response["Content-Disposition"] = content_disposition_header(True, filename)
     if status == 206:
         response["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"

@@ -11,12 +11,12 @@ import base64
 import contextlib
 import json
 import uuid
-from datetime import datetime, timedelta
 
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from jobs import params as params_
 from jobs.access import visible_jobs
 from jobs.models import UNFINISHED, Job, Status
 
@@ -66,14 +66,16 @@ class JobFilter:
         self.sort = params.get("sort", "newest")
         if self.sort not in SORTS:
             self.sort = "newest"
-        self.q = params.get("q", "").strip()[:200]
-        self.date_from = parse_date(params.get("from", "") or "") if _is_date(
-            params.get("from")) else None
-        self.date_to = parse_date(params.get("to", "") or "") if _is_date(
-            params.get("to")) else None
-        self.owner = None
-        if user.is_admin and params.get("user", "").isdigit():
-            self.owner = int(params["user"])
+        self.q = params_.text(params.get("q", ""), 200)
+        tz = timezone.get_current_timezone()
+        # Dates whose day has no start or end a database can store are ignored.
+        self.date_from = _date(params.get("from"))
+        self.start = params_.day_start(self.date_from, tz)
+        if self.start is None:
+            self.date_from = None
+        self.date_to = _date(params.get("to"))
+        self.end = params_.day_end(self.date_to, tz)  # None for 9999-12-31: no end
+        self.owner = params_.db_id(params.get("user", "")) if user.is_admin else None
         self.cursor = decode_cursor(params.get("after", ""), self.sort)
 
     def query(self) -> dict[str, str]:
@@ -95,14 +97,10 @@ class JobFilter:
             jobs = jobs.filter(status__in=statuses)
         if self.owner:
             jobs = jobs.filter(user_id=self.owner)
-        tz = timezone.get_current_timezone()
-        if self.date_from:
-            start = datetime.combine(self.date_from, datetime.min.time(), tzinfo=tz)
-            jobs = jobs.filter(created_at__gte=start)
-        if self.date_to:
-            end = datetime.combine(self.date_to + timedelta(days=1), datetime.min.time(),
-                                   tzinfo=tz)
-            jobs = jobs.filter(created_at__lt=end)
+        if self.start is not None:
+            jobs = jobs.filter(created_at__gte=self.start)
+        if self.end is not None:
+            jobs = jobs.filter(created_at__lt=self.end)
         if self.q:
             match = Q(project_path__icontains=self.q) | Q(name__icontains=self.q)
             with contextlib.suppress(ValueError):
@@ -115,11 +113,12 @@ class JobFilter:
         return self.queryset().filter(pk=job_id).exists()
 
 
-def _is_date(value) -> bool:
+def _date(value):
+    """A YYYY-MM-DD date, or None for anything else (including impossible dates)."""
     try:
-        return bool(value) and parse_date(value) is not None
+        return parse_date(value) if isinstance(value, str) and value else None
     except ValueError:
-        return False
+        return None
 
 
 def _key_values(job: Job, sort: str) -> list:
@@ -153,12 +152,14 @@ def decode_cursor(text: str, sort: str) -> list | None:
         parsed = []
         for (field, _), value in zip(keys, values, strict=True):
             if field == "created_at":
-                value = parse_datetime(value)
+                # Only a moment with its offset that the database can compare with.
+                value = params_.aware(parse_datetime(value))
                 if value is None:
                     return None
             elif field == "id":
                 value = uuid.UUID(value)
-            elif not isinstance(value, int) or isinstance(value, bool):
+            elif not isinstance(value, int) or isinstance(value, bool) \
+                    or abs(value) > params_.MAX_ID:
                 return None
             parsed.append(value)
         return parsed

@@ -11,7 +11,6 @@ import contextlib
 import json
 import time
 from datetime import datetime
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
@@ -28,6 +27,7 @@ from accounts.models import User
 from jobs import lifecycle
 from jobs.access import owns, visible_jobs
 from jobs.models import FINAL, UNFINISHED, Job, JobEvent, JobLog, Status
+from jobs.submission.paths import PathError, contained, dropbox_file, local_path
 from jobs.web.common import actor, get_job, safe_next_url, selected_ids
 from jobs.web.filters import SORTS, STATUS_GROUPS, JobFilter, capped_count, page_of_jobs
 from jobs.web.review import review_context
@@ -172,12 +172,20 @@ def file_info(job: Job, previous: tuple | None = None) -> dict:
     look (the page's previous poll, or the validator's last observation), or it
     was modified within the stability window.
     """
-    info = {"path": job.project_path, "state": "missing", "size": None, "modified": None}
+    info = {"path": local_path(job.project_path), "state": "missing", "size": None,
+            "modified": None}
     if not job.project_path:
         info["state"] = "none"
         return info
     try:
-        stat = Path(job.project_path).stat()
+        path = dropbox_file(job.project_path)
+    except PathError:
+        return info  # not a path of this machine's Dropbox folder: missing here
+    try:
+        stat = contained(path).stat()
+    except PathError as exc:
+        info.update(state="outside", problem=exc.message)
+        return info
     except OSError:
         if job.is_final:
             info["state"] = "gone"  # moved or cleaned up since: no alarm

@@ -38,7 +38,7 @@ def test_profile(user_client, user):
     assert response.json() == {
         "id": user.pk, "email": "alice@studio.test", "name": "Alice Artist",
         "avatar_url": "https://lh3.googleusercontent.com/a/alice", "role": "USER",
-        "mac_usernames": ["alice"], "slack_user_id": "U0ALICE",
+        "mac_usernames": ["alice"], "mac_username_claims": [], "slack_user_id": "U0ALICE",
     }
 
 

@@ -71,14 +71,14 @@ def test_each_row_becomes_a_job_of_the_batch(api_client, body, dropbox, media, u
     assert (job.status, job.user, job.client, job.engine) == (Status.PENDING, user, "bravo",
                                                               "nexrender")
     assert (job.name, job.output_name) == ("Ben-2", "Ben-2")
-    assert job.project_path == str(dropbox / "projects" / "lower-third.aep")
+    assert job.project_path == "projects/lower-third.aep"  # relative to the Dropbox folder
     assert job.config == {
         "template": {"composition": "Main", "outputExt": "mov"},
         "assets": [{"type": "data", "layerName": "Legal", "property": "Source Text",
                     "value": "© Studio"},
                    {"type": "data", "layerName": "Title", "property": "Source Text",
                     "value": "Ben"},
-                   {"type": "image", "src": (media / "ben.png").as_uri(),
+                   {"type": "image", "src": "media/ben.png",  # relative, like the project
                     "layerName": "Photo"}]}
     # A normal job, linked to its batch both ways.
     detail = api_client.get(f"/api/jobs/{job.pk}").json()
@@ -529,3 +529,22 @@ def test_layers_of_nested_compositions_count(api_client, dropbox, user):
                             "compositions nested in it."],
         "far.layerIndex": ["No layer 7 in the composition 'main' or the compositions nested "
                            "in it."]}
+
+
+def test_a_saved_at_without_an_offset_is_refused_for_a_batch_too(api_client, body):
+    response = post(api_client, {**body, "saved_at": "2025-03-01T12:00:00"})
+
+    assert response.status_code == 400
+    assert "UTC offset" in response.json()["detail"]
+    assert nothing_created()
+
+
+def test_a_column_may_not_set_an_expression(api_client, body):
+    columns = {**COLUMNS, "title": {"type": "data", "layerName": "Title",
+                                    "property": "Source Text.expression"}}
+
+    response = post(api_client, {**body, "columns": columns})
+
+    assert response.status_code == 400
+    assert "expressions are evaluated as code" in response.content.decode()
+    assert nothing_created()

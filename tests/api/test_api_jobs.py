@@ -131,13 +131,14 @@ def test_the_log_tail_keeps_the_end(user_client, jobs):
 
 def test_a_completed_job_has_its_output(user_client, jobs, settings):
     settings.PUBLIC_URL = "https://render.studio.test"
+    settings.RENDER_OUTPUT_DIR = "C:\\Users\\Render\\Dropbox\\renders"
     job = jobs["alice_old"]
-    Job.objects.filter(pk=job.pk).update(output_path="C:\\Dropbox\\renders\\p0.mp4",
-                                         output_size=1234)
+    Job.objects.filter(pk=job.pk).update(output_path="p0.mp4", output_size=1234)
 
     output = user_client.get(f"/api/jobs/{job.pk}").json()["output"]
 
-    assert output["path"] == "C:\\Dropbox\\renders\\p0.mp4"
+    # Stored relative to the output folder; the API says where this server has it.
+    assert output["path"] == "C:\\Users\\Render\\Dropbox\\renders\\p0.mp4"
     assert output["size"] == 1234
     assert output["download_url"].startswith(
         f"https://render.studio.test/api/jobs/{job.pk}/download?signature=")

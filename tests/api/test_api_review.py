@@ -3,6 +3,7 @@ approve or reject (the job's user, admins, the API client that submitted it)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,13 +18,17 @@ pytestmark = pytest.mark.django_db
 
 
 def awaiting_job(user, tmp_path, client="bravo"):
+    from django.conf import settings
+
     job = Job.objects.create(user=user, client=client, status=Status.AWAITING_REVIEW,
                              review=True, needs_preview=True, project_path="C:\\p.aep")
-    video = tmp_path / f"{job.pk.hex}.mp4"
+    # In the previews folder of RENDER_OUTPUT_DIR, recorded relative to it.
+    video = Path(settings.RENDER_OUTPUT_DIR) / "previews" / f"{job.pk.hex}.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
     poster = still(tmp_path / "poster.jpg", size="160x90").read_bytes()
-    JobPreview.objects.create(job=job, path=str(video), size=video.stat().st_size, jpeg=poster,
-                              width=160, height=90)
+    JobPreview.objects.create(job=job, path=f"previews/{video.name}", size=video.stat().st_size,
+                              jpeg=poster, width=160, height=90)
     return job
 
 

@@ -1,7 +1,6 @@
 """POST /api/jobs: what the bravo service and the AE plugin see when they submit."""
 
 import json
-from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -42,9 +41,13 @@ def test_a_submission_is_accepted_at_once(api_client, body, dropbox, user, setti
     job = Job.objects.get(pk=data["id"])
     assert job.user == user
     assert job.client == "bravo"
-    assert job.project_path == str(dropbox / "projects" / "spot.aep")
+    # Stored relative to the Dropbox folder (every render node has its own), shown in
+    # the API as this server finds it.
+    assert job.project_path == "projects/spot.aep"
     assert job.submitted_path == body["project_path"]
-    assert job.path_key == str(Path(job.project_path).resolve()).casefold()
+    project = dropbox / "projects" / "spot.aep"
+    assert job.path_key == str(project.resolve()).casefold()
+    assert api_client.get(f"/api/jobs/{job.pk}").json()["project_path"] == str(project)
     assert job.engine == settings.RENDER_ENGINE
     assert job.name == "Spot 30s"
     assert job.callback_url == "https://bravo.test/hook"
@@ -94,14 +97,16 @@ def test_the_engine_can_be_chosen(api_client, body, engine):
     assert Job.objects.get().engine == engine
 
 
-def test_media_assets_are_stored_as_file_uris(api_client, body, dropbox):
+def test_media_assets_are_stored_relative_to_dropbox(api_client, body, dropbox):
     body["nexrender"]["assets"] = [
-        {"type": "image", "src": "/Users/alice/Dropbox/brand/logo.png", "layerName": "Logo"}]
+        {"type": "image", "src": "/Users/alice/Dropbox/brand/logo.png", "layerName": "Logo"},
+        {"type": "audio", "src": (dropbox / "brand" / "jingle 1.wav").as_uri(),
+         "layerName": "Music"}]
 
     assert submit(api_client, body).status_code == 202
 
-    asset = Job.objects.get().config["assets"][0]
-    assert asset["src"] == (dropbox / "brand" / "logo.png").as_uri()
+    assets = Job.objects.get().config["assets"]
+    assert [a["src"] for a in assets] == ["brand/logo.png", "brand/jingle 1.wav"]
 
 
 # --- Refusals: 400 with the field named, nothing created -------------------------------------
@@ -187,6 +192,8 @@ def test_callback_urls_are_http(api_client, body, url):
     ("saved_at", 1700000000),
     ("saved_at", "2999-01-01T00:00:00Z"),
     ("saved_at", "0001-01-01T00:00:00+01:00"),
+    ("saved_at", "9999-12-31T23:59:59-12:00"),
+    ("saved_at", "2025-02-30T12:00:00Z"),
     ("project_path", 42),
     ("project_path", ["a"]),
     ("mac_username", None),
@@ -198,6 +205,28 @@ def test_callback_urls_are_http(api_client, body, url):
 ])
 def test_wrong_types_are_400(api_client, body, field, value):
     refused(api_client, {**body, field: value}, field)
+
+
+@pytest.mark.parametrize("saved_at", ["2025-03-01T12:00:00", "2025-03-01 12:00:00",
+                                      "2025-03-01T12:00:00.123456", "2025-03-01T12:00"])
+def test_a_saved_at_without_a_utc_offset_is_refused(api_client, body, saved_at):
+    # Taken as UTC it would be hours off for most studios: a client in Europe sending its
+    # local time would fail every check, one in America would disable it.
+    payload = refused(api_client, {**body, "saved_at": saved_at}, "saved_at")
+
+    assert "UTC offset" in payload["errors"]["saved_at"][0]
+    assert "UTC offset" in payload["detail"]
+
+
+@pytest.mark.parametrize(("saved_at", "utc"), [
+    ("2025-03-01T12:00:00Z", "2025-03-01T12:00:00+00:00"),
+    ("2025-03-01T13:00:00+01:00", "2025-03-01T12:00:00+00:00"),
+    ("2025-03-01T07:00:00-05:00", "2025-03-01T12:00:00+00:00"),
+])
+def test_a_saved_at_with_an_offset_is_taken_as_that_moment(api_client, body, saved_at, utc):
+    assert submit(api_client, {**body, "saved_at": saved_at}).status_code == 202
+
+    assert Job.objects.get().saved_at.isoformat() == utc
 
 
 @pytest.mark.parametrize("field", ["project_path", "saved_at", "mac_username", "nexrender"])

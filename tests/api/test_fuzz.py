@@ -14,6 +14,7 @@ from django.db import close_old_connections
 from django.utils.crypto import get_random_string
 from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from jobs.models import Batch, Job
@@ -27,10 +28,14 @@ FUZZ = settings(max_examples=30, deadline=None, database=None,
 # Serving the schema needs no database.
 schema = schemathesis.openapi.from_wsgi("/api/schema", application).include(
     path_regex=r"^/api/(jobs|user|batches)\b")
+# Invalid input too (wrong types, out-of-range numbers, broken formats), not only what
+# the schema allows: bad input must get a 4xx, never a 500.
+schema.config.generation.update(modes=list(GenerationMode))
 # The admin operations run for real against the test database and a throwaway
 # git repository; only executing an update is left out (its own tests run it).
 system_schema = schemathesis.openapi.from_wsgi("/api/schema", application).include(
     path_regex=r"^/api/system/").exclude(path_regex=r"update/execute")
+system_schema.config.generation.update(modes=list(GenerationMode))
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,15 @@ import psutil
 from jobs import lifecycle
 from jobs.models import Job
 from jobs.node.procs import MARKER_ENV
+from jobs.submission.paths import dropbox_relative
 from tests.helpers.common import make_project, wait_for
 
 
 def submit(farm, user, name="spot.aep", callback_url="", priority=0, **behaviour) -> Job:
     """Submit a simulator project the way the API does (PENDING, then the worker)."""
     path = make_project(farm.dropbox, name, **behaviour)
-    job = lifecycle.submit(actor="api:test", user=user, client="test", project_path=str(path),
+    job = lifecycle.submit(actor="api:test", user=user, client="test",
+                           project_path=dropbox_relative(path),
                            path_key=str(path).casefold(), name=name,
                            config={"template": {"composition": "main"}},
                            engine=farm.settings.RENDER_ENGINE, callback_url=callback_url).job

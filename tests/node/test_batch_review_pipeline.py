@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from jobs import media
 from jobs.models import Batch, Job, JobLog, Status
+from jobs.submission.paths import output_file
 from tests.helpers.common import make_project, wait_for
 from tests.helpers.media import still
 
@@ -119,7 +120,7 @@ def test_a_reviewed_batch_from_a_csv(farm, user, api_client, nexrender_cli, sett
         assert f"'{title}'" in final and "'Photo'" in final and "'Title'" in final
         log = JobLog.objects.get(job=job).text()
         assert "Render Settings: Best Settings" in log and "Draft Settings" not in log
-        output = Path(job.output_path)
+        output = output_file(job.output_path)
         assert output.name == f"{title}-{number}.avi"
         assert output.parent.parent == Path(settings.RENDER_OUTPUT_DIR)
         info = media.probe(output)
@@ -145,7 +146,8 @@ def test_a_reviewed_batch_from_a_csv(farm, user, api_client, nexrender_cli, sett
     assert [(r["row"], r["title"], r["status"]) for r in results] == [
         ("1", "Ana", "COMPLETED"), ("2", "Ben", "COMPLETED"), ("3", "Cleo", "REJECTED"),
         ("4", "Dev", "SKIPPED"), ("5", "Eve", "COMPLETED")]
-    assert results[0]["output_file"] == Job.objects.get(pk=jobs[1].pk).output_path
+    assert results[0]["output_file"] == str(output_file(Job.objects.get(pk=jobs[1].pk)
+                                                        .output_path))
     assert "Wrong photo" in results[2]["error"] and "dev.png" in results[3]["error"]
     download = requests.utils.urlparse(results[4]["download_url"])
     fetched = APIClient().get(f"{download.path}?{download.query}")

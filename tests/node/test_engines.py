@@ -224,3 +224,51 @@ def test_a_crashing_render_exits_with_its_code_part_way(dropbox, simulator, work
     assert progress.frames_done == 3
     assert progress.percent == pytest.approx(30.0)
     assert not progress.finished
+
+
+# --- No way out of Dropbox, right before a file is opened ----------------------------------
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A file outside the Dropbox folder that a symlink delivered later points at."""
+    return make_project(tmp_path / "outside", "secret.aep", frames=3)
+
+
+def test_engines_refuse_a_project_that_became_a_symlink_out_of_dropbox(
+        dropbox, simulator, workdir, outside):
+    link = dropbox / "projects" / "spot.aep"
+    link.symlink_to(outside)
+    workdir.mkdir()
+    for engine in ("aerender", "nexrender"):
+        job = make_job(link, engine=engine)
+        job.project_path = "projects/spot.aep"
+        with pytest.raises(RenderError, match="outside the Dropbox folder") as refused:
+            get_engine(engine).command(job, workdir)
+        assert refused.value.permanent
+    # Nothing of the outside file reached the render's folder.
+    assert list(workdir.iterdir()) == []
+
+
+def test_nexrender_refuses_an_asset_symlinked_out_of_dropbox(dropbox, simulator, workdir,
+                                                             outside):
+    project = make_project(dropbox)
+    (dropbox / "projects" / "logo.png").symlink_to(outside)
+    job = make_job(project, assets=[{"type": "image", "src": "projects/logo.png",
+                                     "layerName": "logo"}])
+    with pytest.raises(RenderError, match="Asset 0: .*outside the Dropbox folder"):
+        build_job(job)
+
+
+def test_the_engines_open_the_real_file_of_this_machines_dropbox(dropbox, simulator, workdir):
+    make_project(dropbox, "real.aep")
+    (dropbox / "projects" / "current.aep").symlink_to(dropbox / "projects" / "real.aep")
+    (dropbox / "projects" / "logo.png").write_bytes(b"png")
+    job = make_job(dropbox / "x.aep", assets=[{"type": "image", "src": "projects/logo.png",
+                                               "layerName": "logo"}])
+    job.project_path = "projects/current.aep"
+
+    built = build_job(job)
+
+    assert built["template"]["src"] == (dropbox / "projects" / "real.aep").as_uri()
+    assert built["assets"][0]["src"] == (dropbox / "projects" / "logo.png").as_uri()

@@ -191,10 +191,11 @@ def test_rejected_jobs_and_their_previews_go_batches_once_empty(db, settings, tm
     rejected = make_job(Status.REJECTED, finished_days=8, created_days=9)
     waiting = make_job(Status.AWAITING_REVIEW, created_days=40)
     previews = []
+    settings.RENDER_OUTPUT_DIR = str(tmp_path)
     for number, job in enumerate((rejected, waiting), start=1):
         video = tmp_path / f"{job.pk.hex}.mp4"
         video.write_bytes(b"preview")
-        JobPreview.objects.create(job=job, path=str(video), size=7)
+        JobPreview.objects.create(job=job, path=video.name, size=7)
         previews.append(video)
         BatchRow.objects.create(batch=batch, number=number, job=job)
     BatchRow.objects.create(batch=batch, number=3, errors={"photo": ["missing"]})

@@ -156,6 +156,60 @@ def test_node_down_is_reported_once_when_its_job_is_requeued(slack_settings, sla
     assert SystemEvent.objects.filter(kind="node_down", level="error").count() == 1
 
 
+def claimed(user, name: str, node_name: str = "render-01") -> tuple[Job, RenderNode]:
+    node = RenderNode.objects.create(name=node_name)
+    Job.objects.create(name=name, user=user, status=Status.QUEUED)
+    return lifecycle.claim_next(node), node
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_named_like_a_node_alert_raises_none(slack_settings, slack, user):
+    # A client's file name and AE's error text are free text: they never raise alerts.
+    job, _ = claimed(user, "Render node render-07 stopped responding.png")
+    lifecycle.render_crashed(job.pk, job.lease, "Render node render-07 stopped responding",
+                             permanent=True)
+
+    assert notifications.dispatcher.flush(10)
+    [alert] = slack.texts(ADMIN_CHANNEL)
+    assert "failed for good" in alert
+    assert not SystemEvent.objects.filter(kind="node_down").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_node_lost_on_the_last_attempt_is_reported_with_the_failure(slack_settings, slack,
+                                                                      user):
+    slack_settings.MAX_RENDER_ATTEMPTS = 1
+    job, node = claimed(user, "spot.aep", "render-05")
+    RenderNode.objects.filter(pk=node.pk).update(
+        last_heartbeat=timezone.now() - timedelta(minutes=5))
+
+    assert lifecycle.requeue_dead_nodes() == [job.pk]
+
+    assert notifications.dispatcher.flush(10)
+    down, failed = sorted(slack.texts(ADMIN_CHANNEL), key=lambda t: "failed for good" in t)
+    assert "Render node render-05 stopped responding" in down and "no attempts left" in down
+    assert "spot.aep" in failed and "failed for good" in failed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_slack_text_is_escaped_so_no_one_is_pinged(slack_settings, slack, slack_user):
+    job, _ = claimed(slack_user, "<!channel> & <@U999> <https://evil.test|logo>.aep")
+    lifecycle.render_crashed(job.pk, job.lease, "AE said <!here>", permanent=True)
+
+    assert notifications.dispatcher.flush(10)
+    texts = slack.texts(ADMIN_CHANNEL) + slack.texts("DU123")
+    assert len(texts) == 3  # the admin alert, the "started" and the "failed" DMs
+    for text in texts:
+        assert "<!" not in text and "<@" not in text and "<http" not in text
+        assert "&lt;!channel&gt; &amp; &lt;@U999&gt;" in text
+    assert sum("AE said &lt;!here&gt;" in text for text in texts) == 2
+
+
+def test_escape_is_slacks_three_entities():
+    assert notifications.escape("a & b < c > d") == "a &amp; b &lt; c &gt; d"
+    assert notifications.escape("&lt;") == "&amp;lt;"  # already-escaped text stays literal
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_node_that_stops_heartbeating_is_reported(slack_settings, slack):
     RenderNode.objects.create(name="render-02",

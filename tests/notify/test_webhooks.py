@@ -169,6 +169,11 @@ def test_cancel_and_failure_send_webhooks(loopback_ok, receiver, user):
     "127.0.0.1", "localhost", "10.1.2.3", "172.16.0.9", "192.168.1.20", "169.254.169.254",
     "100.64.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "[::1]", "[fe80::1]", "[fd00::1]",
     "[::ffff:127.0.0.1]", "[::ffff:10.0.0.1]",
+    # 6to4 of loopback and of a public address, site-local, NAT64 of private addresses,
+    # Teredo, IPv4-compatible.
+    "[2002:7f00:1::1]", "[2002:808:808::1]", "[fec0::1]", "[feff::1]", "[64:ff9b::7f00:1]",
+    "[64:ff9b::a00:1]", "[64:ff9b::a9fe:a9fe]", "[64:ff9b:1::a00:1]",
+    "[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "[::127.0.0.1]",
 ])
 def test_private_targets_are_refused_by_default(settings, host):
     settings.WEBHOOK_ALLOW_PRIVATE = False
@@ -197,6 +202,9 @@ def test_public_addresses_are_allowed():
     assert webhooks.is_public("8.8.8.8")
     assert webhooks.is_public("2606:4700:4700::1111")
     assert not webhooks.is_public("::ffff:192.168.0.1")
+    # NAT64 of a public IPv4 address is that public address (IPv6-only networks).
+    assert webhooks.is_public("64:ff9b::808:808")
+    assert webhooks.is_public("::ffff:8.8.8.8")
 
 
 def test_a_slow_receiver_times_out(settings):

@@ -90,6 +90,16 @@ def test_a_mac_username_of_another_user_is_refused(user):
     assert MacUsername.objects.count() == 1
 
 
+def test_add_user_approves_the_users_own_waiting_claim_but_not_anothers(user, other_user):
+    MacUsername.objects.filter(user=user).update(status=MacUsername.Status.PENDING)
+
+    with pytest.raises(CommandError, match="'alice' is claimed .* by alice@studio.test"):
+        run("add_user", "bob@studio.test", "--mac-username", "alice")
+    run("add_user", "alice@studio.test", "--mac-username", "alice")
+
+    assert MacUsername.find_user("alice") == user
+
+
 @pytest.mark.parametrize("args", [["not-an-email"], ["x@studio.test", "--mac-username", "a/b"]])
 def test_add_user_refuses_bad_input(args):
     with pytest.raises(CommandError):

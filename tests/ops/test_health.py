@@ -3,6 +3,7 @@ process tree, queue depth samples and recent errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -115,3 +116,24 @@ def test_recent_errors_list_failed_jobs_and_system_errors(admin_client, user):
 def test_disk_alert_threshold(settings, dropbox, percent, alert):
     settings.DISK_ALERT_PERCENT = percent
     assert all(d["alert"] is alert for d in health.disks())
+
+
+def test_public_health_says_only_ok_or_error():
+    """GET /health is for anyone (load balancers, PM2 checks): a database error's text
+    names its host and user, so it stays in the server log."""
+    from tests.ops.test_settings_env import clean_env, start
+
+    code = ("import logging; logging.disable(logging.CRITICAL)\n"
+            "from django.test import Client\n"
+            "r = Client().get('/health'); print(r.status_code, r.content.decode())")
+    # A real connection failure: nothing listens on port 9.
+    env = clean_env(DEBUG="false", SECRET_KEY="s" * 50, ALLOWED_HOSTS="testserver",
+                    DATABASE_URL="postgres://render_user:hunter2@127.0.0.1:9/render_db")
+    result = start(env, code)
+    assert result.returncode == 0, result.stderr
+
+    status, body = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert status == "503"
+    assert json.loads(body) == {"status": "error", "database": "error"}
+    for secret in ("127.0.0.1", "render_user", "render_db", "hunter2", "connection"):
+        assert secret not in body

@@ -184,6 +184,44 @@ def test_secret_key_is_required_without_debug():
     assert "SECRET_KEY" in result.stderr.strip().splitlines()[-1]
 
 
+KEY_CODE = "from django.conf import settings; print(settings.SECRET_KEY)"
+
+
+def test_debug_without_a_secret_key_makes_one_and_keeps_it(tmp_path):
+    # What `make run` writes: DEBUG=true and no SECRET_KEY.
+    env = clean_env(DEBUG="true", DATA_DIR=str(tmp_path / "data"))
+    first, again = start(env, KEY_CODE), start(env, KEY_CODE)
+    assert first.returncode == 0, first.stderr
+
+    key = first.stdout.strip().splitlines()[-1]
+    assert len(key) >= 50 and "insecure" not in key
+    assert again.stdout.strip().splitlines()[-1] == key
+    kept = tmp_path / "data" / "secret_key"
+    assert kept.read_text().strip() == key
+    if os.name != "nt":
+        assert kept.stat().st_mode & 0o777 == 0o600
+    # Another install gets another key.
+    other = start(clean_env(DEBUG="true", DATA_DIR=str(tmp_path / "other")), KEY_CODE)
+    assert other.stdout.strip().splitlines()[-1] != key
+
+
+def test_processes_starting_together_share_one_generated_key(tmp_path):
+    env = clean_env(DEBUG="true", DATA_DIR=str(tmp_path / "data"))
+    procs = [subprocess.Popen([sys.executable, "-c", "import django; django.setup()\n" + KEY_CODE],
+                              cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    keys = {proc.communicate(timeout=60)[0].strip().splitlines()[-1] for proc in procs}
+    assert len(keys) == 1
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["secret_key"]
+
+
+def test_an_explicit_secret_key_is_used_as_it_is(tmp_path):
+    env = clean_env(DEBUG="true", DATA_DIR=str(tmp_path), SECRET_KEY="k" * 60)
+    assert start(env, KEY_CODE).stdout.strip().splitlines()[-1] == "k" * 60
+    assert not (tmp_path / "secret_key").exists()
+
+
 def test_unknown_key_in_env_file_fails_naming_it(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("# demo\nDEBUG=true\nRENDER_ENGIN=aerender\n")

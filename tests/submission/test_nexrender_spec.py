@@ -71,9 +71,10 @@ def test_a_full_config_is_kept_and_normalised():
     assert assets[0]["value"] == FULL["assets"][0]["value"]
     assert assets[1] == {"type": "data", "layerIndex": 3, "property": "Transform.Position",
                          "value": [960, 540.5], "composition": "Main"}
-    assert assets[3]["src"] == "file:///C:/Users/Studio/Dropbox/brand/logo.png"
-    assert assets[4]["src"] == "file:///C:/Users/Studio/Dropbox/clips/a%20b.mov"
-    assert assets[5]["src"] == "file:///C:/Users/Studio/Dropbox/music/bed.wav"
+    # Stored relative to the Dropbox folder: each render node has its own.
+    assert assets[3]["src"] == "brand/logo.png"
+    assert assets[4]["src"] == "clips/a b.mov"
+    assert assets[5]["src"] == "music/bed.wav"
 
 
 def test_the_minimum_is_a_composition():
@@ -220,6 +221,29 @@ def test_expressions_are_refused():
 
     assert list(errors) == ["assets.0.expression"]
     assert "evaluated as code" in errors["assets.0.expression"][0]
+
+
+@pytest.mark.parametrize("keypath", ["transform.position.expression", "expression",
+                                     "Transform.Position.Expression", "Source Text.expression",
+                                     "transform. expression .x", "opacity.expressionEnabled"])
+def test_a_property_keypath_may_not_reach_an_expression(keypath):
+    # nexrender assigns the value to the keypath's last key: "....expression" would set
+    # an After Effects expression (code) through the back door.
+    asset = {"type": "data", "layerName": "Title", "property": keypath,
+             "value": "system.callSystem('calc')"}
+
+    errors = problems(with_asset(asset))
+
+    assert list(errors) == ["assets.0.property"]
+    assert "expressions are evaluated as code" in errors["assets.0.property"][0]
+
+
+@pytest.mark.parametrize("keypath", ["Source Text", "transform.position", "Effects.Expr.Value",
+                                     "Effects.My expressive glow.Amount"])
+def test_ordinary_keypaths_are_kept(keypath):
+    asset = {"type": "data", "layerName": "Title", "property": keypath, "value": 1}
+
+    assert clean_nexrender_config(with_asset(asset))["assets"][0]["property"] == keypath
 
 
 @pytest.mark.parametrize("key", ["name", "params", "useOriginal", "extension", "dest",

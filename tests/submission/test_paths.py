@@ -224,3 +224,56 @@ def test_source_refusals(windows_dropbox, raw, says):
         resolve_source_path(raw)
 
     assert says in refused.value.message
+
+
+# --- A job's files on this machine, checked where they are opened --------------------------
+
+
+def test_stored_paths_are_found_under_this_machines_roots(settings, tmp_path):
+    from jobs.submission.paths import dropbox_file, dropbox_relative, local_path, output_file
+
+    settings.DROPBOX_PATH = str(tmp_path / "Dropbox")
+    settings.RENDER_OUTPUT_DIR = str(tmp_path / "Dropbox" / "renders")
+
+    assert dropbox_file("projects/a b.aep") == tmp_path / "Dropbox" / "projects" / "a b.aep"
+    assert dropbox_file("projects\\a.aep") == tmp_path / "Dropbox" / "projects" / "a.aep"
+    assert output_file("spot_1.mov") == tmp_path / "Dropbox" / "renders" / "spot_1.mov"
+    assert dropbox_relative(tmp_path / "Dropbox" / "x" / "y.aep") == "x/y.aep"
+    # Rows from before paths were relative: absolute, inside this machine's folder.
+    assert dropbox_file(str(tmp_path / "Dropbox" / "p.aep")) == tmp_path / "Dropbox" / "p.aep"
+    for bad in ("", "../etc/passwd", "a/../../b", "/etc/passwd", "C:\\Windows\\x.aep", "..."):
+        with pytest.raises(PathError):
+            dropbox_file(bad)
+    settings.DROPBOX_PATH = WINDOWS_ROOT
+    assert local_path("projects/a.aep") == WINDOWS_ROOT + "\\projects\\a.aep"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_a_symlink_swapped_in_while_a_file_is_opened_is_refused(settings, tmp_path,
+                                                               monkeypatch):
+    from jobs.submission import paths
+    from jobs.submission.paths import contained, open_contained
+
+    settings.DROPBOX_PATH = str(tmp_path / "Dropbox")
+    inside = tmp_path / "Dropbox" / "out.mov"
+    inside.parent.mkdir()
+    inside.write_bytes(b"render")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"secret")
+    real = contained(inside)
+
+    with open_contained(real) as handle:  # nothing moved: the file itself
+        assert handle.read() == b"render"
+
+    # Swapped for a link out between the check and the open, and back right after it.
+    def racing_open(path, mode):
+        inside.rename(tmp_path / "parked")
+        inside.symlink_to(secret)
+        handle = open(path, mode)  # noqa: SIM115  (returned, as open() does)
+        inside.unlink()
+        (tmp_path / "parked").rename(inside)
+        return handle
+
+    monkeypatch.setattr(paths, "open", racing_open, raising=False)
+    with pytest.raises(PathError, match="changed while it was being opened"):
+        open_contained(real)

@@ -15,6 +15,7 @@ from jobs.models import Job, Phase, Status
 from jobs.node.engines.ffmpeg import transcode
 from jobs.node.procs import RenderProcess
 from jobs.submission.errors import InvalidInput
+from jobs.submission.paths import output_file
 from jobs.submission.presets import clean_preset, describe, encoding, output_size
 from tests.helpers import media as mh
 from tests.helpers.api import api_test_settings  # noqa: F401  (autouse)
@@ -75,6 +76,12 @@ def test_presets_are_cleaned(given, cleaned):
     ({"name": "custom", "codec": "vp9"}, "codec"),
     ({"name": "high_quality", "quality": "low"}, "quality"),
     ({"name": "custom", "bitrate": 50}, "bitrate"),
+    ({"name": "custom", "bitrate": "1" * 400}, "bitrate"),
+    ({"name": "custom", "bitrate": "1" * 400 + "M"}, "bitrate"),
+    ({"name": "custom", "bitrate": "8." + "0" * 400 + "M"}, "bitrate"),
+    ({"name": "custom", "bitrate": 10**400}, "bitrate"),
+    ({"name": "custom", "bitrate": "8e6"}, "bitrate"),
+    ({"name": "custom", "bitrate": "٨M"}, "bitrate"),  # Arabic-Indic 8
     ({"name": "custom", "height": 15}, "height"),
 ])
 def test_wrong_preset_fields_are_named(preset, field):
@@ -198,7 +205,8 @@ def test_an_ae_render_with_a_preset_is_encoded_after_rendering(farm, user):
     farm.start_worker()
     path = make_project(farm.dropbox, "promo.aep", frames=60, frame_seconds=0.005,
                         width=128, height=72)
-    job = lifecycle.submit(actor="api:test", user=user, client="test", project_path=str(path),
+    job = lifecycle.submit(actor="api:test", user=user, client="test",
+                           project_path="projects/promo.aep",
                            path_key=str(path).casefold(), name="promo",
                            config={"template": {"composition": "main"}}, engine="aerender",
                            preset=clean_preset({"name": "web", "quality": "low"})).job
@@ -214,7 +222,7 @@ def test_an_ae_render_with_a_preset_is_encoded_after_rendering(farm, user):
     assert Phase.ENCODING in phases
     assert "=== encoding with preset web (H.264 8 Mbps, 1080p, quality low) ===" \
         in job.log.text()
-    output = Path(job.output_path)
+    output = output_file(job.output_path)
     assert output.suffix == ".mp4" and output.name.startswith("promo_")
     info = media.probe(output)
     assert (info.video.codec, info.video.width, info.video.height) == ("h264", 1920, 1080)

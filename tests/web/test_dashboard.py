@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import os
@@ -173,6 +174,53 @@ def test_filter_by_date_range(browser_user, user):
     assert browser_user.get("/?from=yesterday&to=2024-13-45").status_code == 200
 
 
+def test_the_ends_of_the_calendar_are_open_ranges(browser_user, user, settings):
+    job = make_job(user, minutes_ago=1)
+    # The day after 9999-12-31 does not exist: no end.
+    assert job_ids_on(browser_user.get("/?to=9999-12-31")) == [str(job.pk)]
+    assert job_ids_on(browser_user.get("/?from=0001-01-01&to=9999-12-31")) == [str(job.pk)]
+    assert job_ids_on(browser_user.get("/?from=9999-12-31")) == []
+    assert job_ids_on(browser_user.get("/?to=0001-01-01")) == []
+    # Midnight of 0001-01-01 at UTC+14 is before the year 1 in UTC: ignored.
+    settings.TIME_ZONE = "Pacific/Kiritimati"
+    assert job_ids_on(browser_user.get("/?from=0001-01-01")) == [str(job.pk)]
+    settings.TIME_ZONE = "America/Adak"  # UTC-10: the end of 9999-12-31 is past 9999 in UTC
+    assert job_ids_on(browser_user.get("/?to=9999-12-30")) == [str(job.pk)]
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "9" * 20, "18446744073709551616", "-1", "0",
+                                   "1e3", "1\x00", "0x10"])
+def test_a_user_filter_that_names_no_possible_user_is_ignored(browser_admin, user, value):
+    job = make_job(user)
+
+    page = browser_admin.get("/", {"user": value})
+
+    assert page.status_code == 200
+    assert job_ids_on(page) == [str(job.pk)]
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\x00", "x" * 5000])
+def test_search_text_with_control_characters_or_any_length(browser_user, user, value):
+    assert browser_user.get("/", {"q": value}).status_code == 200
+
+
+@pytest.mark.parametrize("values", [
+    ["0001-01-01T00:00:00+05:00", "00000000-0000-0000-0000-000000000000"],
+    ["9999-12-31T23:59:59-05:00", "00000000-0000-0000-0000-000000000000"],
+    ["2025-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"],
+    [10**30, "2025-01-01T00:00:00+00:00", "00000000-0000-0000-0000-000000000000"],
+])
+def test_forged_cursors_mean_the_first_page(browser_user, user, values):
+    job = make_job(user)
+    cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+    sort = "priority" if len(values) == 3 else "newest"
+
+    page = browser_user.get("/", {"after": cursor, "sort": sort})
+
+    assert page.status_code == 200
+    assert job_ids_on(page) == [str(job.pk)]
+
+
 def test_admins_filter_by_user_and_users_cannot(browser_admin, browser_user, user, other_user):
     alice = make_job(user)
     bob = make_job(other_user)
@@ -308,13 +356,13 @@ def test_forms_need_the_csrf_token(user):
 # --- A job's page -----------------------------------------------------------------------------
 
 
-def test_the_detail_page_shows_the_submission(browser_user, user, tmp_path, settings):
+def test_the_detail_page_shows_the_submission(browser_user, user, dropbox, settings):
     settings.STABILITY_CHECK_SECONDS = 0  # the file was just written
-    project = tmp_path / "spot.aep"
+    project = dropbox / "spot.aep"
     project.write_bytes(b"x" * 2048)
     old = time.time() - 600
     os.utime(project, (old, old))
-    job = make_job(user, status=Status.QUEUED, project_path=str(project), client="bravo",
+    job = make_job(user, status=Status.QUEUED, project_path="spot.aep", client="bravo",
                    mac_username="alice", submitted_path="/Users/alice/Dropbox/spot.aep",
                    config={"template": {"composition": "Main", "outputExt": "mp4"}})
     lifecycle.record(job.pk, "submitted", actor="api:bravo", to_status=Status.PENDING,
@@ -327,6 +375,8 @@ def test_the_detail_page_shows_the_submission(browser_user, user, tmp_path, sett
     assert page.status_code == 200
     assert "bravo" in body and "alice" in body and "Alice Artist" in body
     assert "/Users/alice/Dropbox/spot.aep" in body
+    # Stored relative to the Dropbox folder, shown where this server finds it.
+    assert str(project) in body
     assert "2.0 KB" in body
     assert "Synced and stable" in body
     # The nexrender config, formatted, with a copy button.
@@ -340,10 +390,10 @@ def test_the_detail_page_shows_the_submission(browser_user, user, tmp_path, sett
     assert f'ws-connect="/ws/jobs/{job.pk}"' in page.content.decode()
 
 
-def test_dropbox_sync_status(browser_user, user, tmp_path, settings):
+def test_dropbox_sync_status(browser_user, user, dropbox, settings):
     settings.STABILITY_CHECK_SECONDS = 30
-    project = tmp_path / "spot.aep"
-    job = make_job(user, status=Status.VALIDATING, project_path=str(project))
+    project = dropbox / "spot.aep"
+    job = make_job(user, status=Status.VALIDATING, project_path="spot.aep")
 
     assert "Missing on this server" in text(browser_user.get(f"/jobs/{job.pk}/file"))
 
@@ -369,6 +419,19 @@ def test_dropbox_sync_status(browser_user, user, tmp_path, settings):
     gone = browser_user.get(f"/jobs/{job.pk}/file")
     assert "Not on this server any more" in text(gone)
     assert "hx-trigger" not in gone.content.decode()
+
+
+def test_a_project_that_became_a_symlink_out_of_dropbox_is_not_read(browser_user, user,
+                                                                   dropbox, tmp_path):
+    secret = tmp_path / "secret.aep"
+    secret.write_bytes(b"x" * 4096)
+    (dropbox / "spot.aep").symlink_to(secret)
+    job = make_job(user, status=Status.VALIDATING, project_path="spot.aep")
+
+    fragment = text(browser_user.get(f"/jobs/{job.pk}/file"))
+
+    assert "Leads outside the Dropbox folder" in fragment
+    assert "4.0 KB" not in fragment
 
 
 def test_the_log_loads_lazily_and_follows_a_render(browser_user, user):
@@ -403,14 +466,15 @@ def test_a_long_log_shows_its_end_and_links_the_whole(browser_user, user):
         full.content.decode()
 
 
-def test_a_completed_job_offers_its_download(browser_user, user):
-    job = make_job(user, status=Status.COMPLETED, output_path="D:\\Dropbox\\renders\\spot.mp4",
+def test_a_completed_job_offers_its_download(browser_user, user, settings):
+    settings.RENDER_OUTPUT_DIR = "D:\\Dropbox\\renders"
+    job = make_job(user, status=Status.COMPLETED, output_path="spot.mp4",
                    output_size=5_000_000, started_at=timezone.now() - dt.timedelta(minutes=2),
                    finished_at=timezone.now())
 
     page = browser_user.get(f"/jobs/{job.pk}")
 
-    assert "spot.mp4" in text(page)
+    assert "D:\\Dropbox\\renders\\spot.mp4" in text(page)
     assert "4.8 MB" in text(page)
     assert f'href="/api/jobs/{job.pk}/download"' in page.content.decode()
     assert "2 min 00 s" in text(page)

@@ -29,7 +29,7 @@ def output(dropbox):
 @pytest.fixture
 def job(user, output):
     return Job.objects.create(user=user, client="bravo", status=Status.COMPLETED,
-                              output_path=str(output), output_size=len(CONTENT))
+                              output_path="Spot 30s.mp4", output_size=len(CONTENT))
 
 
 def url(job):
@@ -76,7 +76,7 @@ def test_any_accept_header_gets_the_file(api_client, job):
 def test_non_ascii_names_are_encoded(api_client, job, output):
     renamed = output.with_name("Spot ünïcode 30s.mp4")
     output.rename(renamed)
-    Job.objects.filter(pk=job.pk).update(output_path=str(renamed))
+    Job.objects.filter(pk=job.pk).update(output_path=renamed.name)
 
     response = api_client.get(url(job))
 
@@ -177,7 +177,7 @@ def test_a_signed_link_is_good_just_before_the_hour(job):
 
 def test_a_signature_opens_only_its_own_job(job, other_user, output):
     other = Job.objects.create(user=other_user, status=Status.COMPLETED,
-                               output_path=str(output))
+                               output_path=output.name)
     signature = urlsplit(signed_download_url(job)).query
 
     response = APIClient().get(f"{url(other)}?{signature}")
@@ -236,6 +236,27 @@ def test_a_completed_job_without_output_is_410(api_client, job):
 
 
 def test_a_folder_is_not_a_download(api_client, job, dropbox):
-    Job.objects.filter(pk=job.pk).update(output_path=str(dropbox))
+    (dropbox / "renders" / "folder.mp4").mkdir()
+    Job.objects.filter(pk=job.pk).update(output_path="folder.mp4")
 
     assert api_client.get(url(job)).status_code == 410
+
+
+def test_an_output_from_before_relative_paths_still_downloads(api_client, job, output):
+    Job.objects.filter(pk=job.pk).update(output_path=str(output))
+
+    assert body(api_client.get(url(job))) == CONTENT
+
+
+def test_an_output_replaced_by_a_symlink_out_of_the_folder_is_not_served(
+        api_client, job, output, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"server secrets")
+    output.unlink()
+    output.symlink_to(secret)
+
+    response = api_client.get(url(job))
+
+    assert response.status_code == 410
+    assert "outside" in response.json()["detail"]
+    assert b"server secrets" not in response.content

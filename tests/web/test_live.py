@@ -199,6 +199,29 @@ def test_a_new_job_appears_on_top_of_a_list_it_belongs_to(user, other_user):
     run(scenario)
 
 
+def test_a_list_socket_with_impossible_filters_still_places_new_jobs(admin, user):
+    """The list socket parses the page's query string (jobs.web.filters): values that
+    would have failed in the database are ignored there too."""
+    async def scenario():
+        sockets = [socket(path, admin) for path in (
+            "/ws/jobs?user=%C2%B2", "/ws/jobs?user=" + "9" * 20, "/ws/jobs?to=9999-12-31",
+            "/ws/jobs?from=0001-01-01&to=9999-12-31&q=%00")]
+        for communicator in sockets:
+            assert (await communicator.connect())[0]
+
+        def submit():
+            return lifecycle.submit(actor="api:bravo", user=user, client="bravo",
+                                    project_path="new.aep", path_key="new.aep").job
+        job = await database_sync_to_async(submit)()
+
+        for communicator in sockets:
+            message = await receive_until(communicator, str(job.pk))
+            assert 'hx-swap-oob="afterbegin:#job-rows"' in message
+            await communicator.disconnect()
+
+    run(scenario)
+
+
 # --- A job's page ----------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import MacUsername, User
 
@@ -39,9 +40,12 @@ class Command(BaseCommand):
             user = User(username=email, email=email)
             user.set_unusable_password()
         for name in names:
-            owner = MacUsername.find_user(name)
-            if owner is not None and owner.pk != user.pk:
-                raise CommandError(f"The macOS username {name!r} belongs to {owner.email}; "
+            held = (MacUsername.objects.filter(name__iexact=name)
+                    .exclude(status=MacUsername.Status.REFUSED).select_related("user").first())
+            if held is not None and held.user_id != user.pk:
+                how = "belongs to" if held.status == MacUsername.Status.APPROVED \
+                    else "is claimed (waiting for an admin) by"
+                raise CommandError(f"The macOS username {name!r} {how} {held.user.email}; "
                                    "remove it there first.")
         if admin:
             # Admins also get the Django admin, kept for raw data fixes.
@@ -51,9 +55,15 @@ class Command(BaseCommand):
             user.set_password(password)
         user.save()
         for name in names:
-            if not user.mac_usernames.filter(name__iexact=name).exists():
+            # Given by an admin at the command line: approved, whatever was before.
+            mine = user.mac_usernames.filter(name__iexact=name).first()
+            if mine is None:
                 MacUsername.objects.create(user=user, name=name)
+            elif mine.status != MacUsername.Status.APPROVED:
+                MacUsername.objects.filter(pk=mine.pk).update(
+                    status=MacUsername.Status.APPROVED, decided_at=timezone.now())
 
-        owned = ", ".join(user.mac_usernames.values_list("name", flat=True)) or "none"
+        owned = ", ".join(user.mac_usernames.filter(status=MacUsername.Status.APPROVED)
+                          .values_list("name", flat=True)) or "none"
         verb = "Created" if created else "Updated"
         self.stdout.write(f"{verb} {user.email} (role {user.role}; macOS usernames: {owned}).")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.node.progress import AerenderProgress
+from jobs.submission.paths import PathError, checked_dropbox_file, checked_source_file
 
 # nexrender (tasks/setup.js) names these outputs result_[#####].<ext>.
 IMAGE_SEQUENCE_EXTS = ("jpeg", "jpg", "png", "tif", "tga")
@@ -112,10 +113,21 @@ def output_name(template: dict) -> str:
 
 
 def project_file(job) -> Path:
-    path = Path(job.project_path)
-    if not job.project_path or not path.is_absolute():
-        raise RenderError(f"The project path is not absolute: {job.project_path!r}")
-    return path
+    """The real path of the job's project on this machine, checked right before an
+    engine opens it: a symlink out of Dropbox fails the job for good."""
+    try:
+        return checked_dropbox_file(job.project_path)
+    except PathError as exc:
+        raise RenderError(f"The project file is refused: {exc.message}", permanent=True) \
+            from None
+
+
+def source_file(src: str, where: str) -> Path:
+    """The real path of one of the job's asset or timeline sources, checked the same way."""
+    try:
+        return checked_source_file(src)
+    except PathError as exc:
+        raise RenderError(f"{where}: {exc.message}", permanent=True) from None
 
 
 def project_suffix(path: Path) -> str:

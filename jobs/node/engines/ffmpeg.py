@@ -25,7 +25,7 @@ from django.conf import settings
 
 from jobs import lifecycle, media
 from jobs.models import Phase
-from jobs.node.engines.base import Engine, RenderCommand, RenderError, base_env
+from jobs.node.engines.base import Engine, RenderCommand, RenderError, base_env, source_file
 from jobs.node.progress import FfmpegProgress
 from jobs.submission import presets
 from jobs.submission.paths import PathError
@@ -151,7 +151,8 @@ def gather_sources(job, workdir: Path) -> list[Source]:
                 suffix = suffix if suffix.isascii() and len(suffix) <= 6 else ""
                 path = download(src, workdir / f"source-{key}-{index}{suffix}", still_wanted)
             else:
-                path = Path(src)
+                # The real file on this machine, checked right before ffmpeg reads it.
+                path = source_file(src, where)
                 if not path.is_file():
                     raise RenderError(f"{where}: the file is not in Dropbox (yet): {src}")
             try:

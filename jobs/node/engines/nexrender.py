@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -24,6 +24,7 @@ from jobs.node.engines.base import (
     collect_output,
     project_file,
     project_suffix,
+    source_file,
     template_config,
 )
 
@@ -85,12 +86,16 @@ def build_asset(index: int, asset: dict) -> dict:
         built["name"] = f"asset{index:03d}"
         return built
     src = asset.get("src")
-    if not isinstance(src, str) or urlsplit(src).scheme != "file":
-        raise RenderError(f"Asset {index}: only file:// sources are allowed")
-    built["src"] = src
+    if not isinstance(src, str) or (urlsplit(src).scheme not in ("", "file")
+                                    and not re.match(r"^[A-Za-z]:", src)):
+        raise RenderError(f"Asset {index}: only files inside the Dropbox folder are allowed")
+    # Stored relative to the Dropbox folder: nexrender copies the real file of
+    # this machine, checked now, just before it reads it.
+    real = source_file(src, f"Asset {index}")
+    built["src"] = real.as_uri()
     # core 1.63.3 cannot download an asset without a name; and a generated
     # name cannot traverse paths. AE needs the extension to import the file.
-    suffix = Path(unquote(urlsplit(src).path)).suffix
+    suffix = real.suffix
     built["name"] = f"asset{index:03d}{suffix if _SAFE_EXT.match(suffix) else ''}"
     return built
 
