@@ -246,7 +246,8 @@ def claim_next(node: RenderNode) -> Job | None:
                           node=node, lease=lease, attempts=F("attempts") + 1,
                           started_at=now, last_output_at=now, phase=Phase.SETTING_UP,
                           progress=0, frames_done=0, eta_seconds=None,
-                          render_pid=None, render_spawned_at=None, error="", error_code=""):
+                          render_pid=None, render_spawned_at=None, error="", error_code="",
+                          warnings=[]):
                 return Job.objects.select_related("user", "node").get(pk=job_id)
     return None
 
@@ -322,7 +323,7 @@ def requeue_dead_nodes(actor: str = "system") -> list:
     moved = []
     for job_id, lease, node_name in stale:
         reason = f"Render node {node_name} stopped responding"
-        if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST):
+        if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST, code=NODE_LOST):
             moved.append(job_id)
     return moved
 
