@@ -273,6 +273,8 @@ class AeOutput:
         if text.startswith("PROGRESS:"):
             self.last_ae_line = text
             text = text[9:].lstrip()
+        if not text:
+            return False  # a prefix alone (DuME prints some)
         if "):" in text:
             counters = [int(match.group(6)) for match in FRAME.finditer(text)]
             if counters:
@@ -303,7 +305,9 @@ class AeOutput:
             self.finished = True
             self.elapsed_seconds = elapsed_seconds(ELAPSED.search(text).group(1))
             return True
-        if not self.frames_done and ":" in text and (match := SETTING.match(text)):
+        # A setting worth reading ends in a timecode, a frame count or "(comp)".
+        if not self.frames_done and (text[-1].isdigit() or text[-1] == ")") \
+                and (match := SETTING.match(text)):
             return self._setting(match.group(1), match.group(2))
         return False
 
