@@ -86,11 +86,15 @@ def test_every_failing_log_fails_with_aes_cause_and_is_retried_by_cause(
         wait_status(job, Status.FAILED, Status.COMPLETED, timeout=240)
         first, _, hint = job.error.partition("\n")
         attempts = 1 if code in PERMANENT else 2
-        through_nexrender = job.log.text().count("spawning aerender process:") == attempts
+        # The attempt that decided went through nexrender to the replaying "aerender".
+        last_attempt = job.log.text().rpartition("=== attempt ")[2]
+        through_nexrender = "spawning aerender process:" in last_attempt
         if (job.status, job.error_code, job.attempts) != (Status.FAILED, code, attempts) \
                 or words not in first or not hint or "ChildProcess" in job.error \
                 or not through_nexrender:
-            wrong.append((prefix, job.status, job.error_code, job.attempts, job.error))
+            retries = list(job.events.filter(kind="retry").values_list("message", flat=True))
+            wrong.append((prefix, job.status, job.error_code, job.attempts, job.error,
+                          retries, job.log.text()))
     assert wrong == []
 
     # Warnings AE printed are kept, however the render ended.

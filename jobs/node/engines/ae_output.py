@@ -248,9 +248,7 @@ class AeOutput:
         self.warnings: list[dict] = []
         self.first_frame_at: float | None = None
         self.first_counter = 0
-        self.last_frame_at: float | None = None
         # What nexrender said about the end of the render.
-        self.no_result_file = ""
         self.empty_output = ""
         self.no_update = ""
         self.spawn_error = ""
@@ -291,9 +289,6 @@ class AeOutput:
                 return False  # nexrender repeats the output when a render fails
             last.message = one_line(f"{last.message} {text}", MESSAGE_CHARS)
             return True
-        if "Couldn't find a result file" in text:
-            self.no_result_file = text
-            return False
         if text.startswith("aerender version"):
             self.ae_version = VERSION.match(text).group(1)
             self.last_ae_line = text
@@ -317,7 +312,6 @@ class AeOutput:
         now = time.monotonic() if now is None else now
         if self.first_frame_at is None:
             self.first_frame_at, self.first_counter = now, counter
-        self.last_frame_at = now
         self.frames_done = counter
         return True
 
@@ -352,9 +346,6 @@ class AeOutput:
             return self._add_error(message)
         if match := BARE_ERROR.match(text):
             return self._add_error(match.group(1))
-        if "Couldn't find a result file" in text:
-            self.no_result_file = text
-            return False
         if "due to an unknown reason" in text:
             self.empty_output = text.removeprefix("Error:").strip()
             return False
@@ -531,8 +522,9 @@ def judge(output: AeOutput, exit_code: int, has_output: bool, template: dict) ->
         if output.last_ae_line else ""
     if not output.frames_done and not output.finished:
         said = f"; nexrender: {output.empty_output}" if output.empty_output else ""
+        version = f" {output.ae_version}" if output.ae_version else ""
         return Cause("ae_exited_silently",
-                     f"After Effects exited without rendering a frame and printed no "
+                     f"After Effects{version} exited without rendering a frame and printed no "
                      f"error{last}{said}", SILENT_HINT, False)
     total = output.frames_total
     done = f"{output.frames_done} of {total}" if total else f"{output.frames_done}"
