@@ -62,9 +62,12 @@ def replay(farm, user, prefix_or_path, exit_code=0, output=True, template=None, 
 
 def held_progress(job, counter: int):
     """The job while AE is held after printing the frame ``counter``."""
-    return wait_for(lambda: status_of(job) == Status.RENDERING and job.frames_done == counter
-                    and job, timeout=60, message=f"job never showed frame {counter}: "
-                    f"{job.status} {job.frames_done} {job.error}")
+    try:
+        return wait_for(lambda: status_of(job) == Status.RENDERING
+                        and job.frames_done == counter and job, timeout=60)
+    except AssertionError:
+        raise AssertionError(f"job never showed frame {counter}: {job.status} "
+                             f"{job.frames_done} {job.error}") from None
 
 
 def test_every_failing_log_fails_with_aes_cause_and_is_retried_by_cause(
@@ -135,10 +138,6 @@ def test_progress_while_ae_renders_matches_the_log(farm, user, nexrender_cli):
     release = farm.tmp_path / "release-13"
     tail = replay(farm, user, "13_", template={"frameStart": 0, "frameEnd": 239},
                   replay_hold={"after": "(220):", "until_file": str(release)})
-    # 90_, CONSTRUCTED (see its header): 23.976 fps and several frames per line.
-    release_90 = farm.tmp_path / "release-90"
-    constructed = replay(farm, user, "90_",
-                         replay_hold={"after": "(120):", "until_file": str(release_90)})
     farm.start_worker()
 
     job = held_progress(tail, 220)
@@ -148,6 +147,11 @@ def test_progress_while_ae_renders_matches_the_log(farm, user, nexrender_cli):
     wait_status(tail, Status.COMPLETED, Status.FAILED, timeout=60)
     assert (tail.status, tail.progress, tail.error_code) == (Status.COMPLETED, 100, "")
 
+    # 90_, CONSTRUCTED (see its header): 23.976 fps and several frames per line.
+    # (Submitted once the first is done: held jobs would wait for each other.)
+    release_90 = farm.tmp_path / "release-90"
+    constructed = replay(farm, user, "90_",
+                         replay_hold={"after": "(120):", "until_file": str(release_90)})
     job = held_progress(constructed, 120)
     assert abs(job.progress - 50.0) <= 1.5 and job.frames_total == 240
     release_90.touch()
