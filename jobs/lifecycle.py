@@ -246,8 +246,7 @@ def claim_next(node: RenderNode) -> Job | None:
                           node=node, lease=lease, attempts=F("attempts") + 1,
                           started_at=now, last_output_at=now, phase=Phase.SETTING_UP,
                           progress=0, frames_done=0, eta_seconds=None,
-                          render_pid=None, render_spawned_at=None, error="", error_code="",
-                          warnings=[]):
+                          render_pid=None, render_spawned_at=None, error="", error_code=""):
                 return Job.objects.select_related("user", "node").get(pk=job_id)
     return None
 

@@ -93,9 +93,11 @@ class Render:
         if isinstance(ran, RenderOutcome):
             return ran
         code, wall = ran
-        # What AE warned about (missing fonts, footage) stays visible however it ends.
-        Job.objects.filter(pk=job.pk).update(render_seconds=wall,
-                                             warnings=getattr(progress, "warnings", []))
+        # What AE warned about (missing fonts, footage) stays visible however it ends,
+        # beside what reading the project found before (jobs.node.preflight).
+        known = job.warnings or []
+        warnings = known + [w for w in getattr(progress, "warnings", []) if w not in known]
+        Job.objects.filter(pk=job.pk).update(render_seconds=wall, warnings=warnings)
         try:
             engine.check(job, workdir, progress, code)
         except RenderError as exc:

@@ -47,14 +47,13 @@ def test_a_claim_counts_an_attempt_and_records_the_node(user, node):
                                                                  "node:node-a")
 
 
-def test_a_total_known_before_the_render_reaches_its_progress(user, node):
+def test_what_was_read_before_the_render_survives_the_claim(user, node):
     job = queued_job(user, 1)
-    # The project was read before rendering (preflight) and had 300 frames; the
-    # previous attempt's warnings do not carry over.
-    Job.objects.filter(pk=job.pk).update(frames_total=300, warnings=[{"code": "x",
-                                                                      "message": "old"}])
+    # The project was read before rendering (preflight): 300 frames, a warning.
+    found = [{"code": "missing_footage", "message": "Footage 'a.png' is missing"}]
+    Job.objects.filter(pk=job.pk).update(frames_total=300, warnings=found)
     claimed = lifecycle.claim_next(node)
-    assert (claimed.frames_total, claimed.warnings) == (300, [])
+    assert (claimed.frames_total, claimed.warnings) == (300, found)
     claimed.config = {"template": {"composition": "main", "frameStart": 0, "frameEnd": 9}}
     assert get_engine("nexrender").progress(claimed).frames_total == 300
 

@@ -173,6 +173,20 @@ def test_a_render_that_hangs_shows_its_progress_then_stalls(farm, user, nexrende
     assert "printed nothing for 5 s" in job.error.partition("\n")[0]
 
 
+def test_warnings_from_the_project_stay_beside_aes(farm, user, nexrender_cli):
+    # Reading the project before the render (jobs.node.preflight) may have warned
+    # already; what AE prints is added, not put in its place.
+    job = submit(farm, user, "fonts.aep", missing_fonts=[["Bebas", "Regular"]])
+    read_before = {"code": "missing_footage", "message": "Footage 'logo.png' is missing "
+                   "(logo.png): rendered with placeholders (continueOnMissing)"}
+    Job.objects.filter(pk=job.pk).update(warnings=[read_before])
+    farm.start_worker()
+    wait_status(job, Status.COMPLETED, Status.FAILED, timeout=120)
+    assert job.status == Status.COMPLETED, job.error
+    assert job.warnings == [read_before, {"code": "missing_font", "message":
+                                          "Missing font: Bebas Regular (Text Layer)"}]
+
+
 def test_successful_real_logs_complete(farm, user, nexrender_cli):
     jobs = [replay(farm, user, prefix) for prefix in ("01_", "10_")]
     farm.start_worker()
