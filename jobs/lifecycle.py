@@ -322,7 +322,7 @@ def requeue_dead_nodes(actor: str = "system") -> list:
     moved = []
     for job_id, lease, node_name in stale:
         reason = f"Render node {node_name} stopped responding"
-        if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST):
+        if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST, code=NODE_LOST):
             moved.append(job_id)
     return moved
 

@@ -367,8 +367,21 @@ class JobSerializer(serializers.ModelSerializer):
                   "user", "created_at", "started_at", "finished_at", "error", "error_code",
                   "warnings", "frames_total", "preset", "output", "review", "preview", "batch"]
         read_only_fields = fields
-        extra_kwargs = {"review": {"help_text": "Submitted with review: a preview is rendered "
-                                   "first and waits for a person's approval."}}
+        extra_kwargs = {
+            "review": {"help_text": "Submitted with review: a preview is rendered first and "
+                       "waits for a person's approval."},
+            "error": {"help_text": "Why the job (or its last attempt) failed: the first line in "
+                      "After Effects' own words, then what to do about it."},
+            "error_code": {"help_text": "The cause as a stable code: missing_composition, "
+                           "missing_template, missing_footage, footage_unreadable, "
+                           "unsupported_codec, output_not_writable, output_write_failed, "
+                           "script_error, bad_arguments, ae_busy, ae_launch_failed, "
+                           "ae_exited_silently, ae_error, crashed, stalled, no_output, "
+                           "node_lost, encoding_failed, internal_error."},
+            "warnings": {"help_text": "Problems After Effects reported that did not stop the "
+                         "render, as {\"code\", \"message\"}: missing_font, missing_footage "
+                         "(with continueOnMissing), ae_warning."},
+        }
 
     @extend_schema_field(PreviewSerializer(allow_null=True))
     def get_preview(self, job):

@@ -12,6 +12,7 @@ restarted node can find and kill what its dead predecessor left running.
 from __future__ import annotations
 
 import contextlib
+import locale
 import os
 import queue
 import subprocess
@@ -37,6 +38,8 @@ QUEUE_BATCHES = 16
 # open, stop waiting for end of output after this long.
 EOF_GRACE_SECONDS = 5.0
 _EOF = None
+# What a Windows console program writes when it does not write UTF-8.
+FALLBACK_ENCODING = locale.getencoding() if sys.platform == "win32" else "cp1252"
 
 
 def kill_tree(pid: int, create_time: float | None = None, timeout: float = 2.0) -> list[int]:
@@ -257,10 +260,24 @@ class RenderProcess:
 
 
 def _split(data: bytes) -> list[str]:
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
+    try:
+        text = data.decode("utf-8")
+        lines = text.split("\n")
+    except UnicodeDecodeError:
+        # A localized After Effects on Windows prints in the ANSI code page: decode
+        # line by line, so one such line does not spoil its UTF-8 neighbours.
+        lines = [decode_line(line) for line in data.split(b"\n")]
+        text = "\n".join(lines)
     if "\r" in text:
         lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
         lines = [line[:MAX_LINE] for line in lines]
     return lines
+
+
+def decode_line(data: bytes) -> str:
+    """UTF-8 if it is; else the machine's ANSI code page (cp1252 where there is none)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode(FALLBACK_ENCODING, errors="replace")

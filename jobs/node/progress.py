@@ -1,166 +1,19 @@
-"""Render progress from aerender's own output, and a size-capped render log.
+"""ffmpeg's progress, and a size-capped render log.
 
-nexrender's "rendering progress N%" lines are not used: they move once per
-second of comp time, skip chunks and never reach 100%. aerender's lines are
-the truth: ``Duration`` x ``Frame Rate`` frames, one ``PROGRESS:`` line per
-frame. They are found anywhere in a line because nexrender --debug echoes
-them, sometimes after a prefix of its own.
+After Effects' output (aerender's and nexrender's lines) is read by
+jobs.node.engines.ae_output; ffmpeg's ``-progress`` blocks here.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import deque
 
 from jobs.models import Phase
 
-# Timecode H:MM:SS:FF, or H;MM;SS;FF / H:MM:SS;FF for drop frame.
-_TC = r"(\d{1,2})[:;](\d{2})[:;](\d{2})([:;])(\d{2,3})"
-DURATION = re.compile(r"Duration:\s+(?:" + _TC + r"|(\d+)\s*$)", re.IGNORECASE)
-FRAME_RATE = re.compile(r"Frame Rate:\s+(\d+(?:[.,]\d+)?)", re.IGNORECASE)
-FRAME = re.compile(_TC + r"\s+\((\d+)[UL]?\)", re.IGNORECASE)
-FINISHED = re.compile(r"PROGRESS:\s+Render Finished", re.IGNORECASE)
-# aerender's own errors, and those of nexrender's script running inside AE.
-ERROR = re.compile(r"aerender Error:\s*(.*)|\bError:\s+(nexrender:.*)", re.IGNORECASE)
 MAX_ERRORS = 5
 MAX_ERROR_CHARS = 2000
-
-
-def timecode_frames(hh: int, mm: int, ss: int, ff: int, fps: float, drop: bool) -> int:
-    """Frames counted by a timecode. AE timecode runs at the nominal (rounded)
-    rate; drop-frame skips 2 (4 at 60 fps) numbers a minute, except every tenth."""
-    nominal = max(1, round(fps))
-    frames = (hh * 3600 + mm * 60 + ss) * nominal + ff
-    if drop and nominal in (30, 60):
-        dropped = 2 if nominal == 30 else 4
-        minutes = hh * 60 + mm
-        frames -= dropped * (minutes - minutes // 10)
-    return frames
-
-
-class AerenderProgress:
-    """Follows one render through aerender's output lines.
-
-    ``frame_start``/``frame_end``/``frame_increment`` are the -s/-e/-i values
-    when the job sets them; a known range beats the printed Duration, and so
-    does ``frames_total`` when the project was read before the render.
-    Times are ``time.monotonic()`` seconds unless the caller passes its own.
-    """
-
-    def __init__(self, frame_start: int | None = None, frame_end: int | None = None,
-                 frame_increment: int | None = None, frames_total: int | None = None):
-        self.known_total = frames_total if frames_total and frames_total > 0 else None
-        self.frame_start = frame_start
-        self.frame_end = frame_end
-        self.frame_increment = max(1, int(frame_increment or 1))
-        self.fps: float | None = None
-        self.duration: tuple[int, int, int, int, bool] | int | None = None
-        self.frames_done = 0
-        self.finished = False
-        self.errors: list[str] = []
-        self.first_frame_at: float | None = None
-        self.last_frame_at: float | None = None
-        self._seen: set[int] = set()
-
-    # --- input ----------------------------------------------------------------
-
-    def feed(self, line: str, now: float | None = None) -> bool:
-        """Take one output line; True when the progress changed."""
-        maybe_error = "rror" in line or "RROR" in line
-        if not maybe_error and "PROGRESS" not in line:
-            return False  # the cheap test first: floods are mostly other lines
-        if maybe_error and (match := ERROR.search(line)):
-            message = (match.group(1) or match.group(2)).strip()[:MAX_ERROR_CHARS]
-            if message in self.errors:
-                return False  # nexrender repeats aerender's output when a render fails
-            self.errors = (self.errors + [message])[-MAX_ERRORS:]
-            return True
-        if (match := FRAME.search(line)) and not self.finished:
-            frame = timecode_frames(*map(int, match.group(1, 2, 3, 5)), fps=self.fps or 25,
-                                    drop=";" in match.group(0))
-            if frame in self._seen:
-                return False
-            self._seen.add(frame)
-            self.frames_done = len(self._seen)
-            now = time.monotonic() if now is None else now
-            if self.first_frame_at is None:
-                self.first_frame_at = now
-            self.last_frame_at = now
-            return True
-        if self.duration is None and (match := DURATION.search(line)):
-            if match.group(6) is not None:
-                self.duration = int(match.group(6))
-            else:
-                hh, mm, ss, sep, ff = match.group(1, 2, 3, 4, 5)
-                drop = ";" in match.group(0)
-                self.duration = (int(hh), int(mm), int(ss), int(ff), drop)
-            return True
-        if self.fps is None and (match := FRAME_RATE.search(line)):
-            fps = float(match.group(1).replace(",", "."))
-            if fps > 0:
-                self.fps = fps
-                return True
-            return False
-        if not self.finished and FINISHED.search(line):
-            self.finished = True
-            return True
-        return False
-
-    # --- results --------------------------------------------------------------
-
-    @property
-    def frames_total(self) -> int | None:
-        if self.frame_start is not None and self.frame_end is not None \
-                and self.frame_end >= self.frame_start:
-            return (self.frame_end - self.frame_start) // self.frame_increment + 1
-        if self.known_total is not None:
-            return self.known_total
-        if self.duration is None:
-            return None
-        if isinstance(self.duration, int):
-            total = self.duration
-        else:
-            if self.fps is None:
-                return None
-            hh, mm, ss, ff, drop = self.duration
-            total = timecode_frames(hh, mm, ss, ff, self.fps, drop)
-        if self.frame_increment > 1:
-            total = math.ceil(total / self.frame_increment)
-        return total or None
-
-    @property
-    def phase(self) -> str:
-        return Phase.RENDERING if self.frames_done or self.finished else Phase.SETTING_UP
-
-    @property
-    def percent(self) -> float:
-        if self.finished:
-            return 100.0
-        total = self.frames_total
-        if not total:
-            return 0.0
-        return min(100.0, 100.0 * self.frames_done / total)
-
-    def eta_seconds(self, now: float | None = None) -> int | None:
-        """Seconds left at the rate seen since the first frame; None before it is known."""
-        if self.finished:
-            return 0
-        total = self.frames_total
-        if not total or self.first_frame_at is None or self.frames_done < 2:
-            return None
-        now = time.monotonic() if now is None else now
-        elapsed = now - self.first_frame_at
-        if elapsed <= 0:
-            return None
-        rate = (self.frames_done - 1) / elapsed
-        left = max(0, total - self.frames_done)
-        return int(round(left / rate))
-
-    @property
-    def error(self) -> str:
-        return "\n".join(self.errors)
 
 
 _KEY_VALUE = re.compile(r"^([a-z0-9_]+)=(.*)$")
@@ -174,7 +27,7 @@ class FfmpegProgress:
     measured against ``duration``, the length of what is being written, which
     the caller resolved beforehand. Other lines are ffmpeg's own messages
     (it runs with ``-loglevel error``) and are kept as errors. Same interface
-    as AerenderProgress; ``phase`` is ``active_phase`` once output flows.
+    as jobs.node.engines.ae_output.AeOutput; ``phase`` is ``active_phase`` once output flows.
 
     ffmpeg prints its blocks even while stuck, so ``feed`` is True only when
     something moved, and ``heartbeats`` tells the worker's stall watchdog to

@@ -22,6 +22,7 @@ from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
 from jobs.node import preview
 from jobs.node.engines import RenderError, get_engine, thumbnails
+from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
 from jobs.node.procs import RenderProcess
 from jobs.node.progress import LogBuffer
@@ -71,7 +72,7 @@ class Render:
             log.exception("render of job %s failed unexpectedly", job.pk)
             if self.proc is not None:
                 self.proc.kill()
-            outcome = self._crashed(f"internal error: {exc}")
+            outcome = self._crashed(f"internal error: {exc}", code="internal_error")
         finally:
             self._wrap_up()
             JobEvent.objects.filter(job_id=job.pk, kind="progress").delete()
@@ -84,7 +85,7 @@ class Render:
         try:
             command = engine.command(job, workdir)
         except RenderError as exc:
-            return self._crashed(str(exc), permanent=exc.permanent)
+            return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
         progress = engine.progress(job)
         buffer.add(f"=== attempt {job.attempts} on {self.worker.node_name} at "
                    f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC ===")
@@ -92,11 +93,15 @@ class Render:
         if isinstance(ran, RenderOutcome):
             return ran
         code, wall = ran
-        Job.objects.filter(pk=job.pk).update(render_seconds=wall)
-        if code != 0:
-            errors = "; ".join(progress.errors[-3:]) or last_meaningful(buffer)
-            return self._crashed(f"the renderer exited with code {code}"
-                                 + (f": {errors}" if errors else ""))
+        # What AE warned about (missing fonts, footage) stays visible however it ends,
+        # beside what reading the project found before (jobs.node.preflight).
+        known = job.warnings or []
+        warnings = known + [w for w in getattr(progress, "warnings", []) if w not in known]
+        Job.objects.filter(pk=job.pk).update(render_seconds=wall, warnings=warnings)
+        try:
+            engine.check(job, workdir, progress, code)
+        except RenderError as exc:
+            return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
         if job.needs_preview:
             return self._preview(engine)
         result = None
@@ -165,9 +170,10 @@ class Render:
             if now - self.last_output > settings.RENDER_STALL_SECONDS:
                 proc.kill()
                 silent = "made no progress" if heartbeats else "printed nothing"
+                hint = "" if heartbeats else f"\n{STALLED_HINT}"
                 return self._crashed(
                     f"the render {silent} for {settings.RENDER_STALL_SECONDS:g} s "
-                    "and was stopped")
+                    f"and was stopped{hint}", code="stalled")
             code = proc.poll()
             if code is not None:
                 break
@@ -184,7 +190,7 @@ class Render:
         try:
             step = transcode(engine.find_output(job, workdir), workdir, preset)
         except RenderError as exc:
-            return self._crashed(str(exc), permanent=exc.permanent)
+            return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
         Job.objects.filter(pk=job.pk, lease=job.lease).update(
             phase=Phase.ENCODING, progress=0, frames_done=0, eta_seconds=None)
         lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
@@ -197,7 +203,7 @@ class Render:
         if code != 0 or not step.output.is_file() or step.output.stat().st_size == 0:
             errors = "; ".join(step.progress.errors[-3:]) or last_meaningful(buffer)
             return self._crashed(f"encoding {label} failed (exit code {code})"
-                                 + (f": {errors}" if errors else ""))
+                                 + (f": {errors}" if errors else ""), code="encoding_failed")
         return step.output
 
     def _preview(self, engine) -> RenderOutcome:
@@ -223,7 +229,7 @@ class Render:
         try:
             result = engine.find_output(job, workdir) if result is None else result
         except RenderError as exc:
-            return self._crashed(str(exc), permanent=exc.permanent)
+            return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
         if not lifecycle.still_mine(job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         has_thumbnail = thumbnails.capture(job, result)
@@ -237,11 +243,11 @@ class Render:
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing")
         return RenderOutcome(Status.COMPLETED)
 
-    def _crashed(self, reason: str, permanent: bool = False) -> RenderOutcome:
+    def _crashed(self, reason: str, permanent: bool = False, code: str = "") -> RenderOutcome:
         job = self.job
         self._wrap_up()
         status = lifecycle.render_crashed(job.pk, job.lease, reason, permanent=permanent,
-                                          actor=f"node:{self.worker.node_name}")
+                                          actor=f"node:{self.worker.node_name}", code=code)
         return RenderOutcome(status or "LOST", reason)
 
     def _lost_claim(self) -> str:

@@ -67,7 +67,7 @@ class Worker:
         leftovers = Job.objects.filter(status=Status.RENDERING, node=self.node)
         for job_id, lease in leftovers.values_list("pk", "lease"):
             lifecycle.render_crashed(job_id, lease, "The render node restarted mid-render",
-                                     actor=f"node:{self.node_name}")
+                                     actor=f"node:{self.node_name}", code=lifecycle.NODE_LOST)
 
     def request_stop(self, *_args) -> None:
         self.signalled = True

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from django import template
 from django.utils import timezone
 
 from jobs.models import ACTIVE, Status
+from jobs.node.engines.ae_output import TITLES as CAUSE_TITLES
 from jobs.submission.paths import local_path
 
 register = template.Library()
+
+ATTEMPTS_PREFIX = re.compile(r"^(?:Failed after \d+ attempt\(s\)|Attempt \d+ of \d+ failed): ")
 
 # One colour family per status; the CSS defines .status-<name>.
 STATUS_TONE = {
@@ -122,3 +127,19 @@ def preset_text(preset) -> str:
         return describe(preset)
     except (KeyError, TypeError):
         return ""
+
+
+@register.filter
+def failure(job) -> dict:
+    """A job's error as the page shows it: a title for its error_code, the cause
+    (the first line: After Effects' own words) and the hint (the lines after it)."""
+    cause, _, hint = (job.error or "").partition("\n")
+    # The attempt count is on the page already (jobs.lifecycle.render_crashed adds it).
+    cause = ATTEMPTS_PREFIX.sub("", cause)
+    return {"title": CAUSE_TITLES.get(job.error_code, ""), "cause": cause,
+            "hint": hint.strip()}
+
+
+@register.filter
+def warning_title(code: str) -> str:
+    return CAUSE_TITLES.get(code, "Warning")

@@ -88,3 +88,12 @@ def test_the_project_read_before_rendering_is_described(schema):
     assert footage["status"]["allOf"] == [{"$ref": "#/components/schemas/FootageStatusEnum"}]
     statuses = schema["components"]["schemas"]["FootageStatusEnum"]["enum"]
     assert set(statuses) == {"found", "syncing", "missing", "replaced"}
+
+
+def test_every_cause_code_is_documented(schema):
+    from jobs.node.engines.ae_output import TITLES
+
+    described = schema["components"]["schemas"]["JobDetail"]["properties"]
+    for code in TITLES:
+        field = "warnings" if code in ("missing_font", "ae_warning") else "error_code"
+        assert code in described[field]["description"], code

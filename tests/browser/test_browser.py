@@ -139,7 +139,7 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     # actions that fit a finished render (the download).
     expect(watched_page.locator("#job-status .status")).to_have_text("COMPLETED", timeout=LIVE)
     expect(watched_page.locator("#timeline")).to_contain_text("RENDERING → COMPLETED")
-    expect(watched_page.locator("#log-text")).to_contain_text("Render Finished", timeout=LIVE)
+    expect(watched_page.locator("#log-text")).to_contain_text("Total Time Elapsed", timeout=LIVE)
     expect(watched_page.locator("#job-actions a", has_text="Download")).to_be_visible(
         timeout=LIVE)
     expect(watched_page.locator("#cancel-button")).to_have_count(0)

@@ -11,14 +11,17 @@ from jobs.submission.paths import dropbox_relative
 from tests.helpers.common import make_project, wait_for
 
 
-def submit(farm, user, name="spot.aep", callback_url="", priority=0, **behaviour) -> Job:
-    """Submit a simulator project the way the API does (PENDING, then the worker)."""
+def submit(farm, user, name="spot.aep", callback_url="", priority=0, template=None,
+           engine=None, **behaviour) -> Job:
+    """Submit a simulator project the way the API does (PENDING, then the worker).
+    ``template``: more nexrender template keys than the composition."""
     path = make_project(farm.dropbox, name, **behaviour)
     job = lifecycle.submit(actor="api:test", user=user, client="test",
                            project_path=dropbox_relative(path),
                            path_key=str(path).casefold(), name=name,
-                           config={"template": {"composition": "main"}},
-                           engine=farm.settings.RENDER_ENGINE, callback_url=callback_url).job
+                           config={"template": {"composition": "main", **(template or {})}},
+                           engine=engine or farm.settings.RENDER_ENGINE,
+                           callback_url=callback_url).job
     if priority:
         Job.objects.filter(pk=job.pk).update(priority=priority)
     return job

@@ -91,12 +91,19 @@ def test_nexrender_renders_with_assets_and_reports_every_frame(
 
 def test_nexrender_failure_exits_non_zero_with_the_aerender_error(
         dropbox, simulator, nexrender_cli, workdir):
-    project = make_project(dropbox, fail="Unable to find composition \u201cMain\u201d")
+    project = make_project(dropbox, compositions=["Other"])
     job = make_job(project)
     code, lines, progress, _ = render("nexrender", job, workdir)
     assert code != 0
-    assert any("aerender Error: Unable to find composition" in line for line in lines)
-    assert progress.errors == ["Unable to find composition \u201cMain\u201d"]
+    # nexrender copies the error, prints aerender's output again and a stack trace.
+    assert any("rendering reached an error: No comp was found" in line for line in lines)
+    assert any(line.startswith("    at ") for line in lines)
+    assert progress.errors == ["No comp was found with the given name."]
+    with pytest.raises(RenderError) as failed:
+        get_engine("nexrender").check(job, workdir, progress, code)
+    assert failed.value.code == "missing_composition" and failed.value.permanent
+    assert str(failed.value).startswith("After Effects: No comp was found with the given name."
+                                        "\nThe job asks for the composition “Main”")
     with pytest.raises(RenderError, match="Couldn't find a result file"):
         get_engine("nexrender").find_output(job, workdir)
 

@@ -43,7 +43,8 @@ def test_submit_follow_and_download_through_the_api(farm, user, api_client, nexr
     assert statuses == ["PENDING", "VALIDATING", "QUEUED", "RENDERING", "COMPLETED"]
     assert body["progress"] == 100
     assert body["user"] == "alice@studio.test"
-    assert "Render Finished" in body["log_tail"]
+    assert "Total Time Elapsed:" in body["log_tail"]
+    assert (body["error_code"], body["warnings"]) == ("", [])
 
     output = body["output"]
     assert output["size"] > 0

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, RenderNode, Status
+from jobs.node.engines import get_engine
 from tests.helpers.common import at_once
 
 
@@ -44,6 +45,17 @@ def test_a_claim_counts_an_attempt_and_records_the_node(user, node):
     event = job.events.last()
     assert (event.from_status, event.to_status, event.actor) == ("QUEUED", "RENDERING",
                                                                  "node:node-a")
+
+
+def test_what_was_read_before_the_render_survives_the_claim(user, node):
+    job = queued_job(user, 1)
+    # The project was read before rendering (preflight): 300 frames, a warning.
+    found = [{"code": "missing_footage", "message": "Footage 'a.png' is missing"}]
+    Job.objects.filter(pk=job.pk).update(frames_total=300, warnings=found)
+    claimed = lifecycle.claim_next(node)
+    assert (claimed.frames_total, claimed.warnings) == (300, found)
+    claimed.config = {"template": {"composition": "main", "frameStart": 0, "frameEnd": 9}}
+    assert get_engine("nexrender").progress(claimed).frames_total == 300
 
 
 def test_transitions_are_compare_and_set(user):
@@ -96,6 +108,7 @@ def test_jobs_of_a_dead_node_are_requeued(user, node, settings):
     claimed.refresh_from_db()
     assert claimed.status == Status.QUEUED
     assert "stopped responding" in claimed.error
+    assert claimed.error_code == "node_lost"
 
 
 def comp(name):

@@ -13,7 +13,9 @@ def run(simulator, project, comp, tmp_path, *extra):
         [str(simulator), "-project", str(project), "-comp", comp,
          "-output", str(tmp_path / "out.avi"), *extra],
         capture_output=True, text=True, timeout=120)
-    frames = re.findall(r"^PROGRESS:\s+(\d+:\d\d:\d\d:\d\d) \((\d+)\)", result.stdout, re.M)
+    # Frame lines with or without "PROGRESS:" (the simulator prints the newer style).
+    frames = re.findall(r"^(?:PROGRESS:)?\s+(\d+:\d\d:\d\d:\d\d) \((\d+)\)", result.stdout,
+                        re.M)
     return result, frames
 
 

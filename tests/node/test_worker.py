@@ -66,7 +66,9 @@ def test_a_job_renders_through_nexrender_into_the_output_folder(farm, user, nexr
     assert "/" not in job.output_path and job.output_path.endswith(".avi")
     assert os.path.getsize(output / job.output_path) == job.output_size > 0
     assert (job.progress, job.frames_done, job.frames_total) == (100, 12, 12)
-    assert "Render Finished" in job.log.text()
+    log = job.log.text()
+    assert "Finished composition “main”." in log and "Total Time Elapsed:" in log
+    assert (job.error, job.error_code, job.warnings) == ("", "", [])
     # Nothing partial left for Dropbox to sync, and the temp folder is gone.
     assert [p.name for p in output.iterdir()] == [job.output_path]
     assert not any((farm.tmp_path / "render-tmp").glob(f"{job.pk.hex}*"))
@@ -124,11 +126,13 @@ def test_a_crashing_render_is_retried_then_fails_with_log_and_reason(farm, user,
     job = submit(farm, user, crash={"after_frames": 2, "exit_code": 3})
     wait_status(job, Status.FAILED)
     assert job.attempts == 3
-    assert "Failed after 3 attempt(s)" in job.error
+    assert job.error.startswith("Failed after 3 attempt(s): After Effects stopped after frame "
+                                "2 of 10 and printed no error (the renderer exited with code")
+    assert job.error_code == "crashed"
     assert job.events.filter(kind="retry").count() == 2
     log = job.log.text()
     assert log.count("=== attempt") == 3
-    assert "PROGRESS:" in log
+    assert "  0:00:00:01 (2): 0 Seconds" in log
 
 
 def test_a_stalled_render_is_killed_and_counted(farm, user, nexrender_cli):
@@ -137,6 +141,7 @@ def test_a_stalled_render_is_killed_and_counted(farm, user, nexrender_cli):
     job = submit(farm, user, frames=50, spawn_child=True, hang={"after_frames": 3})
     wait_status(job, Status.FAILED, timeout=40)
     assert "printed nothing for 2 s" in job.error
+    assert job.error_code == "stalled"
     assert job.attempts == 1
     assert not render_processes(job.pk)
 

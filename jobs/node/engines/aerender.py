@@ -12,11 +12,10 @@ from pathlib import Path
 from django.conf import settings
 
 from jobs.node.engines.base import (
-    Engine,
+    AfterEffectsEngine,
     RenderCommand,
     RenderError,
     base_env,
-    collect_output,
     output_name,
     project_file,
     project_suffix,
@@ -29,7 +28,7 @@ FLAGS = (("settingsTemplate", "-RStemplate"), ("outputModule", "-OMtemplate"),
          ("frameStart", "-s"), ("frameEnd", "-e"), ("frameIncrement", "-i"))
 
 
-class AerenderEngine(Engine):
+class AerenderEngine(AfterEffectsEngine):
     name = "aerender"
 
     def command(self, job, workdir: Path) -> RenderCommand:
@@ -57,6 +56,5 @@ class AerenderEngine(Engine):
         argv += ["-v", "ERRORS_AND_PROGRESS", "-close", "DO_NOT_SAVE_CHANGES"]
         return RenderCommand(argv=argv, env=base_env(), cwd=workdir)
 
-    def find_output(self, job, workdir: Path) -> Path:
-        workdir = Path(workdir)
-        return collect_output(workdir, template_config(job), workdir / "result.zip")
+    def output_folder(self, job, workdir: Path) -> Path:
+        return Path(workdir)

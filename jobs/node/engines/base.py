@@ -1,8 +1,9 @@
 """What every render engine provides, and the pieces AE engines share.
 
 The worker asks an engine for a command, runs it with jobs.node.procs.RenderProcess
-in a fresh work folder, feeds the output to the engine's progress tracker and
-finally asks the engine for the finished file.
+in a fresh work folder, feeds the output to the engine's progress tracker, asks
+the engine whether the finished process rendered the job (``check``) and
+finally asks it for the finished file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.node.progress import AerenderProgress
+from jobs.node.engines.ae_output import AeOutput, judge
 from jobs.submission.paths import PathError, checked_dropbox_file, checked_source_file
 
 # nexrender (tasks/setup.js) names these outputs result_[#####].<ext>.
@@ -36,12 +37,14 @@ class RenderError(Exception):
     """The render cannot run or did not produce what it should; the message says why.
 
     ``permanent``: another attempt cannot go better (a timeline over a limit, say),
-    so the job fails at once instead of being retried.
+    so the job fails at once instead of being retried. ``code``: the cause as the
+    job's ``error_code`` (jobs.node.engines.ae_output names them).
     """
 
-    def __init__(self, message: str, permanent: bool = False):
+    def __init__(self, message: str, permanent: bool = False, code: str = ""):
         super().__init__(message)
         self.permanent = permanent
+        self.code = code
 
 
 class Engine:
@@ -52,17 +55,47 @@ class Engine:
     def command(self, job, workdir: Path) -> RenderCommand:
         raise NotImplementedError
 
-    def progress(self, job) -> AerenderProgress:
-        template = template_config(job)
-        return AerenderProgress(
-            frame_start=_int_or_none(template.get("frameStart")),
-            frame_end=_int_or_none(template.get("frameEnd")),
-            frame_increment=_int_or_none(template.get("frameIncrement")),
-            frames_total=job.frames_total,  # read from the project before the render
-        )
+    def progress(self, job):
+        raise NotImplementedError
+
+    def check(self, job, workdir: Path, progress, exit_code: int) -> None:
+        """Raise RenderError if the process that ended with ``exit_code`` did not render."""
+        if exit_code != 0:
+            errors = "; ".join(progress.errors[-3:])
+            raise RenderError(f"the renderer exited with code {exit_code}"
+                              + (f": {errors}" if errors else ""), code="crashed")
 
     def find_output(self, job, workdir: Path) -> Path:
         raise NotImplementedError
+
+
+class AfterEffectsEngine(Engine):
+    """The AE engines: aerender's output read by jobs.node.engines.ae_output, the
+    job's output in ``output_folder``."""
+
+    def progress(self, job) -> AeOutput:
+        template = template_config(job)
+        return AeOutput(
+            frame_start=_int_or_none(template.get("frameStart")),
+            frame_end=_int_or_none(template.get("frameEnd")),
+            frame_increment=_int_or_none(template.get("frameIncrement")),
+            known_total=job.frames_total,
+        )
+
+    def check(self, job, workdir: Path, progress: AeOutput, exit_code: int) -> None:
+        template = template_config(job)
+        folder = self.output_folder(job, Path(workdir))
+        cause = judge(progress, exit_code, find_result(folder, template) is not None, template)
+        if cause is not None:
+            raise RenderError(cause.text(), permanent=cause.permanent, code=cause.code)
+
+    def output_folder(self, job, workdir: Path) -> Path:
+        raise NotImplementedError
+
+    def find_output(self, job, workdir: Path) -> Path:
+        workdir = Path(workdir)
+        return collect_output(self.output_folder(job, workdir), template_config(job),
+                              workdir / "result.zip")
 
 
 def template_config(job) -> dict:
@@ -146,17 +179,36 @@ def base_env() -> dict[str, str]:
     return env
 
 
+def sequence_frames(folder: Path, template: dict) -> list[Path]:
+    ext = output_ext(template).lower()
+    return sorted(
+        entry for entry in folder.iterdir() if entry.is_file()
+        and entry.name.startswith("result") and entry.name.lower().endswith(f".{ext}")
+    ) if folder.is_dir() else []
+
+
+def video_candidates(folder: Path, template: dict) -> list[Path]:
+    ext = output_ext(template)
+    # Like nexrender: AE 2022+ may write .mov whatever was asked for.
+    return [folder / f"result.{ext}"] + [folder / f"result.{other}" for other in (
+        "mov", "mp4", "avi") if other != ext.lower()]
+
+
+def find_result(folder: Path, template: dict) -> Path | None:
+    """The render's file in ``folder`` (the first frame of a sequence), if there is one."""
+    if is_image_sequence(template):
+        frames = sequence_frames(folder, template)
+        return frames[0] if frames else None
+    return next((path for path in video_candidates(folder, template) if path.is_file()), None)
+
+
 def collect_output(folder: Path, template: dict, zip_to: Path) -> Path:
     """The finished render in ``folder``: the video file, or the frames zipped."""
-    ext = output_ext(template)
     if is_image_sequence(template):
-        frames = sorted(
-            entry for entry in folder.iterdir() if entry.is_file()
-            and entry.name.startswith("result") and entry.name.lower().endswith(f".{ext.lower()}")
-        ) if folder.is_dir() else []
+        frames = sequence_frames(folder, template)
         if not frames:
             raise RenderError(f"Couldn't find a result file: {folder / output_name(template)} "
-                              "(no frames were rendered)")
+                              "(no frames were rendered)", code="no_output")
         # Stored, not deflated: rendered frames hardly compress and zipping
         # should cost no more than copying.
         with zipfile.ZipFile(zip_to, "w", compression=zipfile.ZIP_STORED,
@@ -164,18 +216,13 @@ def collect_output(folder: Path, template: dict, zip_to: Path) -> Path:
             for frame in frames:
                 archive.write(frame, arcname=frame.name)
         return zip_to
-    expected = folder / f"result.{ext}"
-    # Like nexrender: AE 2022+ may write .mov whatever was asked for.
-    candidates = [expected]
-    for other in ("mov", "mp4", "avi"):
-        if other != ext.lower():
-            candidates.append(folder / f"result.{other}")
+    candidates = video_candidates(folder, template)
     for candidate in candidates:
         if candidate.is_file():
             if candidate.stat().st_size == 0:
-                raise RenderError(f"The result file is empty: {candidate}")
+                raise RenderError(f"The result file is empty: {candidate}", code="no_output")
             return candidate
-    raise RenderError(f"Couldn't find a result file: {expected}")
+    raise RenderError(f"Couldn't find a result file: {candidates[0]}", code="no_output")
 
 
 def _int_or_none(value) -> int | None:

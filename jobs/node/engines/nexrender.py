@@ -17,11 +17,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from jobs.node.engines.base import (
-    Engine,
+    AfterEffectsEngine,
     RenderCommand,
     RenderError,
     base_env,
-    collect_output,
     project_file,
     project_suffix,
     source_file,
@@ -37,7 +36,7 @@ ASSET_KEYS = ("layerName", "layerIndex", "property", "value", "composition")
 _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 
 
-class NexrenderEngine(Engine):
+class NexrenderEngine(AfterEffectsEngine):
     name = "nexrender"
 
     def command(self, job, workdir: Path) -> RenderCommand:
@@ -49,10 +48,8 @@ class NexrenderEngine(Engine):
                 "--skip-cleanup", "--no-analytics", "--debug"]
         return RenderCommand(argv=argv, env=nexrender_env(), cwd=workdir)
 
-    def find_output(self, job, workdir: Path) -> Path:
-        workdir = Path(workdir)
-        return collect_output(workdir / job_uid(job), template_config(job),
-                              workdir / "result.zip")
+    def output_folder(self, job, workdir: Path) -> Path:
+        return Path(workdir) / job_uid(job)
 
 
 def job_uid(job) -> str:
