@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -139,6 +140,21 @@ class Env:
             raise SettingError(f"{name} must be at least {minimum}, got {number}")
         if maximum is not None and number > maximum:
             raise SettingError(f"{name} must be at most {maximum}, got {number}")
+        return number
+
+    def decimal(self, name: str, minimum: Decimal | None = None) -> Decimal | None:
+        """An exact decimal number (money), or None when empty or unset."""
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return None
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise SettingError(f"{name} must be a number such as 0.85, got {value!r}") from None
+        if not number.is_finite():
+            raise SettingError(f"{name} must be a finite number, got {value!r}")
+        if minimum is not None and number < minimum:
+            raise SettingError(f"{name} must be at least {minimum}, got {number}")
         return number
 
     def list(self, name: str, default: list[str] | None = None) -> list[str]:

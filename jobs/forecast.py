@@ -1,0 +1,147 @@
+"""The queue forecast: an estimate for every unfinished job, computed once per change.
+
+``current()`` walks the queue (jobs.estimates) over the render nodes that are
+up and keeps the result in this process until the queue changes: a JobEvent
+other than a progress tick (a submission, a transition, a priority change)
+or, because renders run longer or shorter than expected and nodes come and
+go without events, after MAX_AGE_SECONDS. A page of 50 rows or the API list
+then costs one small query (the latest event id) and dictionary look-ups.
+
+A job that is rendering is estimated afresh from its own row each time it is
+asked for, so its live rate shows at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from jobs import estimates, history
+from jobs.lifecycle import QUEUE_ORDER
+from jobs.models import FINAL, Job, JobEvent, RenderNode, Status
+
+MAX_AGE_SECONDS = 10.0
+# The walk covers this much of the queue; jobs beyond get a duration, no times.
+QUEUE_LIMIT = 5000
+# Not in the queue yet: placed as if they joined it now.
+WAITING = (Status.PENDING, Status.VALIDATING)
+
+_lock = threading.Lock()
+_cached: dict = {"version": None, "built": 0.0, "forecast": None}
+
+
+def live_nodes() -> list[str]:
+    """Names of the render nodes that are up (RenderNode.is_alive: the one rule)."""
+    nodes = RenderNode.objects.filter(stopped_at__isnull=True)
+    return sorted(node.name for node in nodes if node.is_alive())
+
+
+def build(now=None) -> estimates.Forecast:
+    now = now or timezone.now()
+    queued = history.rows(Job.objects.filter(status=Status.QUEUED)
+                          .order_by(*QUEUE_ORDER)[:QUEUE_LIMIT + 1], QUEUE_ORDER)
+    truncated = len(queued) > QUEUE_LIMIT
+    queued = queued[:QUEUE_LIMIT]
+    rendering = history.rows(Job.objects.filter(status=Status.RENDERING), QUEUE_ORDER)
+    waiting = history.rows(Job.objects.filter(status__in=WAITING)
+                           .order_by(*QUEUE_ORDER)[:QUEUE_LIMIT], QUEUE_ORDER)
+    nodes = live_nodes()
+    keys = [estimates.node_key(name) for name in nodes]
+    for row in (*queued, *rendering, *waiting):
+        keys += history.keys_of(row, row.node)
+    return estimates.forecast(queued=queued, rendering=rendering, waiting=waiting, nodes=nodes,
+                              stats=history.load_stats(keys), now=now,
+                              default_spf=settings.ESTIMATE_DEFAULT_SECONDS_PER_FRAME,
+                              truncated=truncated)
+
+
+def _version():
+    # Progress ticks do not move the queue; everything else that does writes an event.
+    return (JobEvent.objects.exclude(kind="progress").order_by("-id")
+            .values_list("id", flat=True).first())
+
+
+def current() -> estimates.Forecast:
+    """The forecast, rebuilt when the queue changed or it is MAX_AGE_SECONDS old."""
+    version = _version()
+    with _lock:
+        fresh = time.monotonic() - _cached["built"] < MAX_AGE_SECONDS
+        if _cached["forecast"] is not None and _cached["version"] == version and fresh:
+            return _cached["forecast"]
+        forecast = build()
+        _cached.update(version=version, built=time.monotonic(), forecast=forecast)
+        return forecast
+
+
+def forget() -> None:
+    """Drop the cached forecast (tests, and after changes that write no event)."""
+    with _lock:
+        _cached.update(version=None, built=0.0, forecast=None)
+
+
+# --- One job -------------------------------------------------------------------------------
+
+
+def _knowing(forecast: estimates.Forecast, row: estimates.Row) -> estimates.Forecast:
+    """``forecast``, with the history of ``row`` loaded if it lacks it."""
+    missing = [key for key in history.keys_of(row, row.node)
+               if key and key not in forecast.stats]
+    loaded = history.load_stats(missing) if missing else {}
+    return replace(forecast, stats={**forecast.stats, **loaded}) if loaded else forecast
+
+
+def estimate_for(job: Job, forecast: estimates.Forecast | None = None,
+                 now=None) -> estimates.Estimate | None:
+    """The estimate of ``job`` (None once it is final)."""
+    if job.status in FINAL:
+        return None
+    forecast = forecast or current()
+    now = now or timezone.now()
+    if job.status != Status.RENDERING:
+        found = forecast.get(job.pk)
+        if found is not None and (found.position is not None) == (job.status == Status.QUEUED):
+            return estimates.with_times_from(found, now)
+    # Rendering (its live rate changes with every progress report), or its
+    # status changed since the forecast was built.
+    row = history.make_row(history.values_of(job), QUEUE_ORDER)
+    forecast = _knowing(forecast, row)
+    if job.status == Status.RENDERING:
+        return estimates.running(row, forecast.stats, now, forecast.default_spf)
+    return forecast.place(row, now)
+
+
+def estimate_new(job: Job, forecast: estimates.Forecast | None = None,
+                 now=None) -> estimates.Estimate:
+    """The estimate of a job that is not submitted yet (an unsaved Job)."""
+    forecast = forecast or current()
+    now = now or timezone.now()
+    values = history.values_of(job)
+    values.update(id=None, created_at=now, status=Status.PENDING)
+    row = history.make_row(values, QUEUE_ORDER)
+    return _knowing(forecast, row).place(row, now)
+
+
+# --- As the API and pages show it ---------------------------------------------------------
+
+
+def cost(seconds: float) -> dict | None:
+    """Render time in money at RENDER_COST_PER_MINUTE, or None when not set."""
+    rate = settings.RENDER_COST_PER_MINUTE
+    if rate is None:
+        return None
+    amount = (Decimal(str(round(seconds, 3))) / 60 * rate).quantize(Decimal("0.01"))
+    return {"amount": float(amount), "currency": settings.RENDER_COST_CURRENCY}
+
+
+def as_dict(estimate: estimates.Estimate | None) -> dict | None:
+    if estimate is None:
+        return None
+    return {"render_seconds": round(estimate.render_seconds, 1),
+            "starts_at": estimate.starts_at, "finishes_at": estimate.finishes_at,
+            "basis": estimate.basis, "cost": cost(estimate.render_seconds),
+            "queue_position": estimate.position, "frames": estimate.frames}
