@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import lifecycle
+from jobs import forecast, lifecycle
 from jobs.access import visible_jobs
 from jobs.api import schema  # noqa: F401  (registers the X-API-Token security scheme)
 from jobs.api.errors import ConflictError, Gone
@@ -27,6 +27,7 @@ from jobs.api.parsers import JSONParser
 from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client
 from jobs.api.serializers import (
     CommentSerializer,
+    EstimateSerializer,
     JobDetailSerializer,
     JobLogSerializer,
     JobSerializer,
@@ -125,6 +126,25 @@ class JsonApiView(APIView):
     parser_classes = [JSONParser]
 
 
+def job_fields(submission: SubmitSerializer, client: str) -> dict:
+    """The Job fields of a checked submission (POST /api/jobs, POST /api/estimates)."""
+    data = submission.validated_data
+    if data["engine"] == Engine.FFMPEG:
+        # A timeline has no project file: no path to supersede, nothing to sync-check
+        # but its sources (jobs.node.validation).
+        source = {"config": data["timeline"]}
+    else:
+        source = {"submitted_path": data["project_path"],
+                  # Relative to the Dropbox folder: each machine has its own.
+                  "project_path": submission.resolved.relative,
+                  "path_key": submission.resolved.key, "saved_at": data["saved_at"],
+                  "config": data["nexrender"]}
+    return {"user": submission.job_user, "client": client,
+            "mac_username": data["mac_username"], "engine": data["engine"],
+            "name": data["name"], "callback_url": data["callback_url"],
+            "preset": data["preset"], "review": data["review"], **source}
+
+
 # --- /api/jobs --------------------------------------------------------------------------
 
 
@@ -171,34 +191,35 @@ class JobsView(JsonApiView):
     def post(self, request):
         submission = SubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
-        data = submission.validated_data
         client = request.user.name[:64]
-        if data["engine"] == Engine.FFMPEG:
-            # A timeline has no project file: no path to supersede, nothing to sync-check
-            # but its sources (jobs.node.validation).
-            source = {"config": data["timeline"]}
-        else:
-            source = {"submitted_path": data["project_path"],
-                      # Relative to the Dropbox folder: each machine has its own.
-                      "project_path": submission.resolved.relative,
-                      "path_key": submission.resolved.key, "saved_at": data["saved_at"],
-                      "config": data["nexrender"]}
-        submitted = lifecycle.submit(
-            actor=f"api:{client}",
-            user=submission.job_user,
-            client=client,
-            mac_username=data["mac_username"],
-            engine=data["engine"],
-            name=data["name"],
-            callback_url=data["callback_url"],
-            preset=data["preset"],
-            review=data["review"],
-            **source,
-        )
+        submitted = lifecycle.submit(actor=f"api:{client}", **job_fields(submission, client))
         job = submitted.job
         body = {"id": job.pk, "status": job.status, "status_url": status_url(job),
                 "superseded": submitted.superseded}
         return Response(SubmittedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- /api/estimates ----------------------------------------------------------------------
+
+
+class EstimatesView(JsonApiView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="estimates_create",
+        summary="Estimate a render before submitting it",
+        description="Takes the body of `POST /api/jobs`, checks it the same way and answers "
+                    "the estimate the job would get if it were submitted now: how long it "
+                    "renders, when it would start and finish behind the current queue, and "
+                    "what it would cost. Nothing is created or changed.",
+        request=SubmitSerializer,
+        responses={200: EstimateSerializer, **errors(400, 401, 413, 415)},
+    )
+    def post(self, request):
+        submission = SubmitSerializer(data=request.data)
+        submission.is_valid(raise_exception=True)
+        job = Job(status=Status.PENDING, **job_fields(submission, ""))
+        return Response(EstimateSerializer(forecast.as_dict(forecast.estimate_new(job))).data)
 
 
 # --- /api/jobs/<id> ---------------------------------------------------------------------
