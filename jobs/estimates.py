@@ -88,6 +88,29 @@ def add_sample(stored: list, sample: Sample, keep: int = KEEP_SAMPLES) -> list[d
     return [*(stored or [])[-(keep - 1):], sample.as_dict()] if keep > 1 else [sample.as_dict()]
 
 
+def completed(row: Row, node: str, stats: dict, *, render: float, total: float, frames: int,
+              after: float) -> list[tuple[str, Sample]]:
+    """The samples a completed render adds, by history key: ``render`` seconds of
+    render process and ``total`` seconds in all for ``frames`` frames, ``after``
+    seconds of them after its last progress report. The node's sample carries
+    the render's pace against its composition's usual pace (when that is known
+    from at least NODE_MIN_RATIOS renders before this one)."""
+    render = total if render <= 0 else min(render, total)
+    overhead = total - render
+    sample = Sample(spf=render / frames, overhead=overhead, frames=frames,
+                    after=min(max(0.0, after), overhead))
+    usual = None
+    for key in (row.project_key, row.comp_key):
+        if key and len(stats.get(key, ())) >= NODE_MIN_RATIOS:
+            usual = usual_spf(stats[key])
+            break
+    found = [(key, sample) for key in (row.project_key, row.comp_key) if key]
+    if node:
+        found.append((node_key(node), replace(sample, ratio=sample.spf / usual if usual
+                                              else None)))
+    return found
+
+
 def samples_of(stored) -> list[Sample]:
     found = (Sample.from_dict(item) for item in (stored or []))
     return [s for s in found if s is not None]
@@ -288,6 +311,8 @@ class Forecast:
     free_before: list = field(default_factory=list)
     queued: int = 0
     truncated: bool = False
+    # The history keys whose samples were looked for (``stats`` has those found).
+    looked_up: frozenset = frozenset()
 
     def get(self, job_id) -> Estimate | None:
         return self.estimates.get(job_id)

@@ -13,26 +13,35 @@ asked for, so its live rate shows at once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import replace
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from jobs import estimates, history
 from jobs.lifecycle import QUEUE_ORDER
-from jobs.models import FINAL, Job, JobEvent, RenderNode, Status
+from jobs.models import FINAL, Job, JobEvent, RenderNode, RenderStat, Status
 
 MAX_AGE_SECONDS = 10.0
+# A forecast that took longer than this to build is rebuilt on a background
+# thread while requests go on with the previous one (a long queue on a busy
+# farm), and not more often than every twice its build time; a quicker one is
+# rebuilt at once, so small farms always see it fresh.
+SYNC_BUILD_SECONDS = 0.05
 # The walk covers this much of the queue; jobs beyond get a duration, no times.
 QUEUE_LIMIT = 5000
 # Not in the queue yet: placed as if they joined it now.
 WAITING = (Status.PENDING, Status.VALIDATING)
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_cached: dict = {"version": None, "built": 0.0, "forecast": None}
+_cached: dict = {"version": None, "built": 0.0, "forecast": None, "took": 0.0,
+                 "building": False}
 
 
 def live_nodes() -> list[str]:
@@ -54,10 +63,48 @@ def build(now=None) -> estimates.Forecast:
     keys = [estimates.node_key(name) for name in nodes]
     for row in (*queued, *rendering, *waiting):
         keys += history.keys_of(row, row.node)
-    return estimates.forecast(queued=queued, rendering=rendering, waiting=waiting, nodes=nodes,
-                              stats=history.load_stats(keys), now=now,
-                              default_spf=settings.ESTIMATE_DEFAULT_SECONDS_PER_FRAME,
-                              truncated=truncated)
+    result = estimates.forecast(queued=queued, rendering=rendering, waiting=waiting,
+                                nodes=nodes, stats=_history.stats(keys), now=now,
+                                default_spf=settings.ESTIMATE_DEFAULT_SECONDS_PER_FRAME,
+                                truncated=truncated)
+    result.looked_up = frozenset(keys)
+    return result
+
+
+class HistoryCache:
+    """The render history of the keys looked up so far, kept between builds: a
+    key is read again only when its render count moved (one small query)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.samples: dict[str, list] = {}
+        self.renders: dict[str, int] = {}  # key → count when read (0: no history)
+
+    def stats(self, keys) -> dict[str, list]:
+        wanted = {key for key in keys if key}
+        with self.lock:
+            counts = dict(RenderStat.objects.values_list("key", "renders"))
+            stale = {key for key in wanted
+                     if key not in self.renders or self.renders[key] != counts.get(key, 0)}
+            loaded = history.load_stats(stale) if stale else {}
+            for key in stale:
+                self.renders[key] = counts.get(key, 0)
+                self.samples.pop(key, None)
+                if key in loaded:
+                    self.samples[key] = loaded[key]
+            # Forget keys no job asks for any more.
+            for key in set(self.renders) - wanted:
+                del self.renders[key]
+                self.samples.pop(key, None)
+            return {key: self.samples[key] for key in wanted if key in self.samples}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.samples.clear()
+            self.renders.clear()
+
+
+_history = HistoryCache()
 
 
 def _version():
@@ -70,27 +117,57 @@ def current() -> estimates.Forecast:
     """The forecast, rebuilt when the queue changed or it is MAX_AGE_SECONDS old."""
     version = _version()
     with _lock:
+        cached = _cached["forecast"]
         fresh = time.monotonic() - _cached["built"] < MAX_AGE_SECONDS
-        if _cached["forecast"] is not None and _cached["version"] == version and fresh:
-            return _cached["forecast"]
+        if cached is not None and _cached["version"] == version and fresh:
+            return cached
+        if cached is not None and _cached["took"] > SYNC_BUILD_SECONDS:
+            # At most a third of the time on forecasts, however fast the queue moves.
+            rested = time.monotonic() - _cached["built"] >= 2 * _cached["took"]
+            if rested and not _cached["building"]:
+                _cached["building"] = True
+                threading.Thread(target=_build_in_background, args=(version,),
+                                 name="queue-forecast", daemon=True).start()
+            return cached
+        return _build(version)
+
+
+def _build(version) -> estimates.Forecast:
+    began = time.monotonic()
+    forecast = build()
+    _cached.update(version=version, built=time.monotonic(), forecast=forecast,
+                   took=time.monotonic() - began)
+    return forecast
+
+
+def _build_in_background(version) -> None:
+    try:
+        began = time.monotonic()
         forecast = build()
-        _cached.update(version=version, built=time.monotonic(), forecast=forecast)
-        return forecast
+        with _lock:
+            _cached.update(version=version, built=time.monotonic(), forecast=forecast,
+                           took=time.monotonic() - began)
+    except Exception:
+        log.exception("could not build the queue forecast")
+    finally:
+        _cached["building"] = False
+        connection.close()
 
 
 def forget() -> None:
     """Drop the cached forecast (tests, and after changes that write no event)."""
     with _lock:
-        _cached.update(version=None, built=0.0, forecast=None)
+        _cached.update(version=None, built=0.0, forecast=None, took=0.0)
+    _history.clear()
 
 
 # --- One job -------------------------------------------------------------------------------
 
 
 def _knowing(forecast: estimates.Forecast, row: estimates.Row) -> estimates.Forecast:
-    """``forecast``, with the history of ``row`` loaded if it lacks it."""
+    """``forecast``, with the history of ``row`` loaded if it was not looked up."""
     missing = [key for key in history.keys_of(row, row.node)
-               if key and key not in forecast.stats]
+               if key and key not in forecast.looked_up]
     loaded = history.load_stats(missing) if missing else {}
     return replace(forecast, stats={**forecast.stats, **loaded}) if loaded else forecast
 
@@ -108,7 +185,16 @@ def estimate_for(job: Job, forecast: estimates.Forecast | None = None,
             return estimates.with_times_from(found, now)
     # Rendering (its live rate changes with every progress report), or its
     # status changed since the forecast was built.
-    row = history.make_row(history.values_of(job), QUEUE_ORDER)
+    known = forecast.rows.get(job.pk)
+    if known is not None and known.status == job.status:
+        # Its keys from the forecast (a list row defers the JSON they come from),
+        # its progress from the row in hand.
+        row = replace(known, frames=job.frames_total or known.frames,
+                      frames_done=job.frames_done, eta_seconds=job.eta_seconds,
+                      progress_at=job.last_output_at, phase=job.phase,
+                      started_at=job.started_at)
+    else:
+        row = history.make_row(history.values_of(job), QUEUE_ORDER)
     forecast = _knowing(forecast, row)
     if job.status == Status.RENDERING:
         return estimates.running(row, forecast.stats, now, forecast.default_spf)

@@ -150,10 +150,13 @@ def _dig(data, *path):
     return data
 
 
-def values_of(job: Job) -> dict:
-    """What ``rows()`` reads from the database, from a Job in memory (saved or not)."""
+def values_of(job: Job, node_name: str | None = None) -> dict:
+    """What ``rows()`` reads from the database, from a Job in memory (saved or not).
+    ``node_name``: the name of its node when known (saves a query)."""
     values = {name: getattr(job, name, None) for name in FIELDS}
-    values["node_name"] = job.node.name if job.node_id else ""
+    if node_name is None:
+        node_name = job.node.name if job.node_id else ""
+    values["node_name"] = node_name
     for name, path in JSON_VALUES.items():
         column, *keys = path.split("__")
         values[name] = _dig(getattr(job, column, None), *keys)
@@ -211,27 +214,13 @@ def record_completed(job_id) -> estimates.Sample | None:
     total = (found["finished_at"] - found["started_at"]).total_seconds()
     if not frames or total <= 0:
         return None
-    render = found["render_seconds"]
-    render = total if not render or render <= 0 else min(render, total)
     after = 0.0
     if found["last_output_at"]:
         after = (found["finished_at"] - found["last_output_at"]).total_seconds()
-    overhead = total - render
-    after = min(max(0.0, after), overhead)
-    spf = render / frames
-    stats = load_stats(keys_of(row))
-    usual = None
-    for key in (row.project_key, row.comp_key):
-        if len(stats.get(key, ())) >= estimates.NODE_MIN_RATIOS:
-            usual = estimates.usual_spf(stats[key])
-            break
-    sample = estimates.Sample(spf=spf, overhead=overhead, frames=int(frames), after=after)
+    added = estimates.completed(row, row.node, load_stats(keys_of(row)),
+                                render=found["render_seconds"] or 0.0, total=total,
+                                frames=int(frames), after=after)
     now = timezone.now()
-    for key in (row.project_key, row.comp_key):
-        if key:
-            _append(key, sample, now)
-    if row.node:
-        ratio = spf / usual if usual else None
-        _append(estimates.node_key(row.node),
-                estimates.Sample(spf, overhead, int(frames), after, ratio), now)
-    return sample
+    for key, sample in added:
+        _append(key, sample, now)
+    return added[0][1] if added else None

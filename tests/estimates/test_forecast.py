@@ -233,3 +233,41 @@ def test_estimates_need_a_token_or_a_session(body):
     from rest_framework.test import APIClient
 
     assert APIClient().post("/api/estimates", body, format="json").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_forecast_is_rebuilt_in_the_background(user, monkeypatch):
+    from tests.helpers.common import wait_for
+
+    # As if every build were slow (a very long queue): requests never wait for one.
+    monkeypatch.setattr(forecast, "SYNC_BUILD_SECONDS", 0.0)
+    RenderNode.objects.create(name="render-01")
+    first_job = queued(user, "D:\\Dropbox\\a.aep", frames_total=10)
+    first = forecast.current()  # none yet: built at once
+    assert first.get(first_job.pk).position == 1
+
+    urgent = queued(user, "D:\\Dropbox\\b.aep", frames_total=10, priority=5)
+    lifecycle.record(urgent.pk, "submitted")
+    assert forecast.current() is first  # the previous one, while a thread builds
+    newer = wait_for(lambda: forecast.current() is not first and forecast.current(),
+                     timeout=10, message="the forecast was not rebuilt")
+    assert newer.get(urgent.pk).position == 1
+    assert newer.get(first_job.pk).position == 2
+
+
+def test_history_is_read_again_only_when_a_key_gained_renders(user, node):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    rendered(user, node, render=10, frames=10)
+    job = queued(user, "D:\\Dropbox\\b.aep", frames_total=10)
+    assert forecast.current().get(job.pk).seconds_per_frame == pytest.approx(1)
+    lifecycle.record(job.pk, "note")  # the queue changed, the history did not
+    with CaptureQueriesContext(connection) as queries:
+        assert forecast.current().get(job.pk).seconds_per_frame == pytest.approx(1)
+    assert not [q for q in queries.captured_queries if '"samples"' in q["sql"]]
+    Job.objects.filter(pk=job.pk).delete()
+    rendered(user, node, render=30, frames=10)
+    rendered(user, node, render=30, frames=10)
+    waiting = queued(user, "D:\\Dropbox\\b.aep", frames_total=10)
+    assert forecast.current().get(waiting.pk).seconds_per_frame == pytest.approx(3)

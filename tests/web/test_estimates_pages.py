@@ -43,7 +43,6 @@ def test_list_rows_show_queue_place_and_times(browser_user, user):
     shown = etas(browser_user.get("/").content.decode())
 
     ahead = forecast.estimate_for(first)
-    behind = forecast.estimate_for(second)
     assert shown[str(first.pk)] == (f"#1 in queue · starts ~{hhmm(ahead.starts_at)} · "
                                     f"done ~{hhmm(ahead.finishes_at)}")
     assert shown[str(second.pk)].startswith(f"#2 in queue · starts ~{hhmm(ahead.finishes_at)}")
@@ -74,7 +73,8 @@ def test_a_waiting_job_is_placed_as_if_it_joined_the_queue_now(browser_user, use
 
 def test_etas_move_live_when_the_queue_moves(user, other_user):
     node = RenderNode.objects.create(name="render-01")
-    first, second = queued(user, 1), queued(user, 2)
+    queued(user, 1)
+    second = queued(user, 2)
     bobs = queued(other_user, 3)
 
     async def scenario():
