@@ -158,6 +158,7 @@ class Row:
     progress_at: datetime | None = None
     phase: str = ""
     owner: object = None
+    preview: bool = False  # its next render is a review preview
 
 
 @dataclass
@@ -254,13 +255,18 @@ def _basis(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def _preview(row: Row) -> str:
+    return "the review preview (the final render follows approval)" if row.preview else ""
+
+
 def expected(row: Row, stats: dict, node: str, default_spf: float) -> Estimate:
     """How long ``row`` takes on ``node`` by history alone (no times yet)."""
     rate = choose_rate(row, stats, node, default_spf)
     frames, frame_words = frames_of(row, stats)
     spf = rate.spf * rate.pace
     return Estimate(render_seconds=rate.overhead + spf * frames, starts_at=None,
-                    finishes_at=None, basis=_basis(rate.words, frame_words), level=rate.level,
+                    finishes_at=None, basis=_basis(rate.words, frame_words, _preview(row)),
+                    level=rate.level,
                     frames=frames, seconds_per_frame=spf, node=node)
 
 
@@ -291,7 +297,8 @@ def running(row: Row, stats: dict, now: datetime, default_spf: float) -> Estimat
     remaining = max(0.0, remaining)
     return Estimate(render_seconds=elapsed + remaining,
                     starts_at=started, finishes_at=now + timedelta(seconds=remaining),
-                    basis=_basis(rate.words, live, frame_words), level=rate.level,
+                    basis=_basis(rate.words, live, frame_words, _preview(row)),
+                    level=rate.level,
                     frames=frames, seconds_per_frame=spf, node=row.node)
 
 

@@ -35,8 +35,8 @@ MAX_AGE_SECONDS = 10.0
 SYNC_BUILD_SECONDS = 0.05
 # The walk covers this much of the queue; jobs beyond get a duration, no times.
 QUEUE_LIMIT = 5000
-# Not in the queue yet: placed as if they joined it now.
-WAITING = (Status.PENDING, Status.VALIDATING)
+# Not in the queue yet (file checks, a person's review): placed as if they joined it now.
+WAITING = (Status.PENDING, Status.VALIDATING, Status.AWAITING_REVIEW)
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()

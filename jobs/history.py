@@ -19,12 +19,13 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from jobs import estimates
-from jobs.models import Engine, Job, RenderStat
+from jobs.models import Engine, Job, RenderStat, Status
 
 # The Job columns a row is made of; JSON values come through KT() (the
 # database extracts them) or values_of() (the same from a Job in memory).
 FIELDS = ("id", "status", "priority", "created_at", "path_key", "engine", "frames_total",
-          "frames_done", "eta_seconds", "last_output_at", "phase", "started_at", "user_id")
+          "frames_done", "eta_seconds", "last_output_at", "phase", "started_at", "user_id",
+          "needs_preview")
 JSON_VALUES = {
     "composition": "config__template__composition",
     "frame_start": "config__template__frameStart",
@@ -49,17 +50,26 @@ def _digest(*parts: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def project_key(path_key: str, composition: str) -> str:
+# Review previews (draft settings, half size) render at their own pace: their
+# history is kept apart from the final renders'.
+PREVIEW = "\x1fpreview"
+
+
+def project_key(path_key: str, composition: str, preview: bool = False) -> str:
     """This composition of this project."""
-    return f"project:{_digest(path_key, composition.casefold())}" if path_key else ""
+    if not path_key:
+        return ""
+    return f"project:{_digest(path_key, composition.casefold() + (PREVIEW if preview else ''))}"
 
 
-def composition_key(composition: str, size: tuple[int, int] | None) -> str:
+def composition_key(composition: str, size: tuple[int, int] | None,
+                    preview: bool = False) -> str:
     """A composition name at a frame size, in any project (size unknown: "?")."""
     if not composition:
         return ""
     width, height = size or ("?", "?")
-    return f"comp:{_digest(composition.casefold(), f'{width}x{height}')}"
+    name = composition.casefold() + (PREVIEW if preview else "")
+    return f"comp:{_digest(name, f'{width}x{height}')}"
 
 
 # --- Rows --------------------------------------------------------------------------------
@@ -113,7 +123,14 @@ def _frames(values: dict) -> int | None:
 
 
 def make_row(values: dict, order=()) -> estimates.Row:
-    """An estimator row from Job values (``rows()``, ``values_of()``)."""
+    """An estimator row from Job values (``rows()``, ``values_of()``).
+
+    A review job's next render is its preview until the preview is rendered;
+    once it awaits review, the next is the final render (after approval).
+    """
+    if values.get("status") == Status.AWAITING_REVIEW:
+        values = {**values, "needs_preview": False}
+    preview = bool(values.get("needs_preview"))
     if values.get("engine") == Engine.FFMPEG:
         composition = TIMELINE
         width, height = _whole(values.get("timeline_width")), _whole(values.get(
@@ -127,8 +144,9 @@ def make_row(values: dict, order=()) -> estimates.Row:
     return estimates.Row(
         id=values.get("id"), status=values.get("status") or "",
         order=order_key(values, order) if order else (),
-        project_key=project_key(path_key, composition),
-        comp_key=composition_key(composition, size), composition=composition, size=size,
+        project_key=project_key(path_key, composition, preview),
+        comp_key=composition_key(composition, size, preview), composition=composition,
+        size=size, preview=preview,
         frames=_frames(values), node=values.get("node_name") or "",
         started_at=values.get("started_at"), frames_done=values.get("frames_done") or 0,
         eta_seconds=values.get("eta_seconds"), progress_at=values.get("last_output_at"),
@@ -201,22 +219,24 @@ def _append(key: str, sample: estimates.Sample, now: datetime) -> None:
 
 
 def record_completed(job_id) -> estimates.Sample | None:
-    """Add a just-completed render to the history of its keys (call inside the
-    transaction that completes it). Returns the sample, or None when the render
+    """Add a just-completed render (or review preview) to the history of its keys
+    (call inside the transaction that completes it). Returns the sample, or None when the render
     says nothing about speed (no frames or times)."""
     found = Job.objects.filter(pk=job_id).values(
         *FIELDS, "finished_at", "render_seconds", node_name=F("node__name"),
         **{name: KT(path) for name, path in JSON_VALUES.items()}).first()
-    if found is None or not found["started_at"] or not found["finished_at"]:
+    if found is None or not found["started_at"]:
         return None
-    row = make_row(found)
+    # Keyed as the render that just ended (a preview while needs_preview is set).
+    row = make_row({**found, "status": Status.RENDERING})
     frames = row.frames or found["frames_done"]
-    total = (found["finished_at"] - found["started_at"]).total_seconds()
+    finished = found["finished_at"] or timezone.now()  # a preview: not finished yet
+    total = (finished - found["started_at"]).total_seconds()
     if not frames or total <= 0:
         return None
     after = 0.0
     if found["last_output_at"]:
-        after = (found["finished_at"] - found["last_output_at"]).total_seconds()
+        after = (finished - found["last_output_at"]).total_seconds()
     added = estimates.completed(row, row.node, load_stats(keys_of(row)),
                                 render=found["render_seconds"] or 0.0, total=total,
                                 frames=int(frames), after=after)

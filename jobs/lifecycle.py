@@ -301,20 +301,29 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                            output_size=output_size, progress=100, phase=Phase.NONE,
                            eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
         if moved:
-            try:
-                with transaction.atomic():
-                    history.record_completed(job_id)
-            except Exception:  # estimates are worth less than the render
-                log.exception("could not add job %s to the render history", job_id)
+            _add_to_history(job_id)
     return moved
 
 
+def _add_to_history(job_id) -> None:
+    try:
+        with transaction.atomic():
+            history.record_completed(job_id)
+    except Exception:  # estimates are worth less than the render
+        log.exception("could not add job %s to the render history", job_id)
+
+
 def preview_ready(job_id, lease) -> bool:
-    """The preview is rendered and published (JobPreview): wait for a person."""
-    return transition(job_id, Status.AWAITING_REVIEW, allowed_from=Status.RENDERING,
-                      expect_lease=lease, kind="preview",
-                      message="Preview ready for review", progress=100, phase=Phase.NONE,
-                      eta_seconds=0, render_pid=None)
+    """The preview is rendered and published (JobPreview): wait for a person.
+    Its times join the history of previews (jobs.history)."""
+    with transaction.atomic():
+        moved = transition(job_id, Status.AWAITING_REVIEW, allowed_from=Status.RENDERING,
+                           expect_lease=lease, kind="preview",
+                           message="Preview ready for review", progress=100,
+                           phase=Phase.NONE, eta_seconds=0, render_pid=None)
+        if moved:
+            _add_to_history(job_id)
+    return moved
 
 
 def render_crashed(job_id, lease, reason: str, actor: str = "system",

@@ -1,6 +1,7 @@
 """The usage report: render time, renders and cost per user, API client and project.
 
-Every render that ends (completed, failed, retried, cancelled or interrupted)
+Every render that ends (completed, a review preview, failed, retried, cancelled
+or interrupted)
 adds its time to the day's row of its user, its API client and its project
 (``UsageDay``), from the lifecycle's job_transitioned signal. The report adds
 those rows up over a date range, so it still covers days whose jobs retention
@@ -70,7 +71,8 @@ def record(job_id, from_status: str, to_status: str, now=None) -> float | None:
     if job is None or job["started_at"] is None:
         return None
     now = now or timezone.now()
-    completed = to_status == Status.COMPLETED
+    # A review preview is a render that did its work too.
+    completed = to_status in (Status.COMPLETED, Status.AWAITING_REVIEW)
     end = job["finished_at"] if completed and job["finished_at"] else now
     seconds = max(0.0, (end - job["started_at"]).total_seconds())
     fields = ({"renders": 1, "seconds": seconds} if completed

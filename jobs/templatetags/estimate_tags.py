@@ -11,7 +11,8 @@ from jobs.models import FINAL, Status
 
 register = template.Library()
 
-NOT_QUEUED_YET = (Status.PENDING, Status.VALIDATING)
+NOT_QUEUED_YET = {Status.PENDING: "After checks", Status.VALIDATING: "After checks",
+                  Status.AWAITING_REVIEW: "If approved now"}
 
 
 @register.simple_tag
@@ -52,7 +53,7 @@ def eta_words(estimate, status) -> str:
     else:
         parts.append(f"≈ {duration_text(estimate.render_seconds)} to render")
     text = " · ".join(parts)
-    return f"After checks: {text}" if status in NOT_QUEUED_YET else text
+    return f"{NOT_QUEUED_YET[status]}: {text}" if status in NOT_QUEUED_YET else text
 
 
 @register.filter

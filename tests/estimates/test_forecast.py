@@ -271,3 +271,26 @@ def test_history_is_read_again_only_when_a_key_gained_renders(user, node):
     rendered(user, node, render=30, frames=10)
     waiting = queued(user, "D:\\Dropbox\\b.aep", frames_total=10)
     assert forecast.current().get(waiting.pk).seconds_per_frame == pytest.approx(3)
+
+
+def test_review_previews_have_a_history_of_their_own(admin_client, user, node):
+    # Final renders of the spot take 1 s a frame; its draft previews a fifth of that.
+    for _ in range(2):
+        rendered(user, node, render=100, frames=100, overhead=0, after=0)
+    job = queued(user, frames_total=100, review=True, needs_preview=True)
+    claim = lifecycle.claim_next(node)
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=20),
+                                         render_seconds=20)
+    assert lifecycle.preview_ready(job.pk, claim.lease)
+
+    # Waiting for approval: the next render is the final one.
+    waiting = admin_client.get(f"/api/jobs/{job.pk}").json()["estimate"]
+    assert waiting["render_seconds"] == pytest.approx(100, abs=1)
+    assert waiting["basis"] == "median of 2 renders of this composition"
+    # Another review job of the spot: its preview comes first.
+    Job.objects.filter(pk=job.pk).update(status=Status.REJECTED)
+    another = queued(user, frames_total=100, review=True, needs_preview=True)
+    preview = admin_client.get(f"/api/jobs/{another.pk}").json()["estimate"]
+    assert preview["render_seconds"] == pytest.approx(20, abs=1)
+    assert preview["basis"] == ("median of 1 render of this composition; the review preview "
+                                "(the final render follows approval)")

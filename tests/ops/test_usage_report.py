@@ -38,6 +38,8 @@ def render(user, client, path, seconds, outcome=Status.COMPLETED, node=None):
         started_at=timezone.now() - timedelta(seconds=seconds))
     if outcome == Status.COMPLETED:
         lifecycle.complete(job.pk, claim.lease, output_path="D:\\o.mp4", output_size=1)
+    elif outcome == Status.AWAITING_REVIEW:
+        assert lifecycle.preview_ready(job.pk, claim.lease)
     elif outcome == "retry":
         assert lifecycle.render_crashed(job.pk, claim.lease, "crash") == Status.QUEUED
     else:
@@ -175,3 +177,10 @@ def test_the_usage_page(browser_admin, browser_user, renders):
     assert bad.status_code == 200 and "A day as YYYY-MM-DD." in bad.content.decode()
     assert browser_user.get("/system/usage").status_code == 403
     assert 'href="/system/usage"' in browser_admin.get("/system").content.decode()
+
+
+def test_a_review_preview_is_a_render_too(admin_client, user):
+    render(user, "bravo", SPOT, 90, Status.AWAITING_REVIEW)
+    [row] = report(admin_client, group="client")["rows"]
+    assert (row["renders"], row["failed_renders"]) == (1, 0)
+    assert row["render_minutes"] == pytest.approx(1.5, abs=0.02)

@@ -71,6 +71,14 @@ def test_a_waiting_job_is_placed_as_if_it_joined_the_queue_now(browser_user, use
         "After checks: starts ~")
 
 
+def test_a_job_awaiting_review_is_placed_as_if_approved_now(browser_user, user):
+    RenderNode.objects.create(name="render-01")
+    job = Job.objects.create(user=user, status=Status.AWAITING_REVIEW, review=True,
+                             needs_preview=True, project_path="D:\\r.aep", frames_total=30)
+    assert etas(browser_user.get("/").content.decode())[str(job.pk)].startswith(
+        "If approved now: starts ~")
+
+
 def test_etas_move_live_when_the_queue_moves(user, other_user):
     node = RenderNode.objects.create(name="render-01")
     queued(user, 1)
