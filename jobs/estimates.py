@@ -326,10 +326,20 @@ class Forecast:
 
     def place(self, row: Row, now: datetime | None = None) -> Estimate:
         """A job not in the queue yet, as if it joined the queue now."""
-        index = bisect.bisect_right(self.keys, row.order) if row.order else len(self.keys)
-        free = self.free_before[index] if self.free_before else {}
-        return _place(row, dict(free), self.stats, max(now or self.now, self.now),
-                      self.default_spf, None, self.truncated and index >= len(self.keys))
+        return self.place_all([row], now)[0]
+
+    def place_all(self, rows: list[Row], now: datetime | None = None) -> list[Estimate]:
+        """Jobs joining the queue together (a batch's rows, in claim order among
+        themselves), one after another where the first of them lands."""
+        if not rows:
+            return []
+        first = rows[0].order
+        index = bisect.bisect_right(self.keys, first) if first else len(self.keys)
+        free = dict(self.free_before[index]) if self.free_before else {}
+        now = max(now or self.now, self.now)
+        beyond = self.truncated and index >= len(self.keys)
+        return [_place(row, free, self.stats, now, self.default_spf, None, beyond)
+                for row in rows]
 
 
 def _place(row: Row, free: dict, stats: dict, now: datetime, default_spf: float,

@@ -168,8 +168,10 @@ def _knowing(forecast: estimates.Forecast, row: estimates.Row) -> estimates.Fore
     """``forecast``, with the history of ``row`` loaded if it was not looked up."""
     missing = [key for key in history.keys_of(row, row.node)
                if key and key not in forecast.looked_up]
-    loaded = history.load_stats(missing) if missing else {}
-    return replace(forecast, stats={**forecast.stats, **loaded}) if loaded else forecast
+    if not missing:
+        return forecast
+    return replace(forecast, stats={**forecast.stats, **history.load_stats(missing)},
+                   looked_up=forecast.looked_up | set(missing))
 
 
 def estimate_for(job: Job, forecast: estimates.Forecast | None = None,
@@ -201,15 +203,21 @@ def estimate_for(job: Job, forecast: estimates.Forecast | None = None,
     return forecast.place(row, now)
 
 
-def estimate_new(job: Job, forecast: estimates.Forecast | None = None,
-                 now=None) -> estimates.Estimate:
-    """The estimate of a job that is not submitted yet (an unsaved Job)."""
+def estimate_new(jobs: list[Job], forecast: estimates.Forecast | None = None,
+                 now=None) -> list[estimates.Estimate]:
+    """Estimates of jobs not submitted yet (unsaved, lifecycle.new_job), submitted
+    together in this order: a job, or a batch's rows."""
     forecast = forecast or current()
     now = now or timezone.now()
-    values = history.values_of(job)
-    values.update(id=None, created_at=now, status=Status.PENDING)
-    row = history.make_row(values, QUEUE_ORDER)
-    return _knowing(forecast, row).place(row, now)
+    rows = []
+    for number, job in enumerate(jobs):
+        values = history.values_of(job)
+        # After every job already there with its priority and age, in their order.
+        values.update(id=f"~{number:09d}", created_at=now, status=Status.PENDING)
+        rows.append(history.make_row(values, QUEUE_ORDER))
+    for row in rows:
+        forecast = _knowing(forecast, row)
+    return forecast.place_all(rows, now)
 
 
 # --- As the API and pages show it ---------------------------------------------------------

@@ -156,9 +156,14 @@ def _supersede(key: str, actor: str) -> list:
     return superseded
 
 
-def _create(actor: str, fields: dict) -> Job:
+def new_job(**fields) -> Job:
+    """The job a submission creates, not saved yet (POST /api/estimates estimates it)."""
     fields.setdefault("needs_preview", bool(fields.get("review")))
-    job = Job(status=Status.PENDING, **fields)
+    return Job(status=Status.PENDING, **fields)
+
+
+def _create(actor: str, fields: dict) -> Job:
+    job = new_job(**fields)
     job.save(force_insert=True)
     record(job.pk, "submitted", actor=actor, to_status=Status.PENDING,
            message=f"Submitted by {actor}")

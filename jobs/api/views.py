@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import forecast, lifecycle
+from jobs import lifecycle
 from jobs.access import visible_jobs
 from jobs.api import schema  # noqa: F401  (registers the X-API-Token security scheme)
 from jobs.api.errors import ConflictError, Gone
@@ -27,7 +27,6 @@ from jobs.api.parsers import JSONParser
 from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client
 from jobs.api.serializers import (
     CommentSerializer,
-    EstimateSerializer,
     JobDetailSerializer,
     JobLogSerializer,
     JobSerializer,
@@ -197,29 +196,6 @@ class JobsView(JsonApiView):
         body = {"id": job.pk, "status": job.status, "status_url": status_url(job),
                 "superseded": submitted.superseded}
         return Response(SubmittedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
-
-
-# --- /api/estimates ----------------------------------------------------------------------
-
-
-class EstimatesView(JsonApiView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(
-        operation_id="estimates_create",
-        summary="Estimate a render before submitting it",
-        description="Takes the body of `POST /api/jobs`, checks it the same way and answers "
-                    "the estimate the job would get if it were submitted now: how long it "
-                    "renders, when it would start and finish behind the current queue, and "
-                    "what it would cost. Nothing is created or changed.",
-        request=SubmitSerializer,
-        responses={200: EstimateSerializer, **errors(400, 401, 413, 415)},
-    )
-    def post(self, request):
-        submission = SubmitSerializer(data=request.data)
-        submission.is_valid(raise_exception=True)
-        job = Job(status=Status.PENDING, **job_fields(submission, ""))
-        return Response(EstimateSerializer(forecast.as_dict(forecast.estimate_new(job))).data)
 
 
 # --- /api/jobs/<id> ---------------------------------------------------------------------
