@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -142,20 +142,14 @@ class Env:
             raise SettingError(f"{name} must be at most {maximum}, got {number}")
         return number
 
-    def decimal(self, name: str, minimum: Decimal | None = None) -> Decimal | None:
-        """An exact decimal number (money), or None when empty or unset."""
+    def decimal(self, name: str, minimum: float | None = None) -> Decimal | None:
+        """An exact decimal number (money: 0.85 stays 0.85), or None when empty or unset."""
         value = self.raw(name)
         if value is None or value.strip() == "":
             return None
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise SettingError(f"{name} must be a number such as 0.85, got {value!r}") from None
-        if not number.is_finite():
-            raise SettingError(f"{name} must be a finite number, got {value!r}")
-        if minimum is not None and number < minimum:
-            raise SettingError(f"{name} must be at least {minimum}, got {number}")
-        return number
+        # Checked as a float (a number, finite, in range); str() of a float is the
+        # shortest text that reads back as it, so no binary noise reaches the Decimal.
+        return Decimal(str(self.float(name, 0.0, minimum=minimum)))
 
     def list(self, name: str, default: list[str] | None = None) -> list[str]:
         value = self.raw(name)

@@ -5,7 +5,6 @@ import os
 import re
 import shlex
 import tempfile
-from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -318,7 +317,7 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 # Render-time estimates (jobs.estimates) and what render time costs (estimates, usage report).
 ESTIMATE_DEFAULT_SECONDS_PER_FRAME = env.float("ESTIMATE_DEFAULT_SECONDS_PER_FRAME", 1.0,
                                                minimum=0.001, maximum=86400)
-RENDER_COST_PER_MINUTE = env.decimal("RENDER_COST_PER_MINUTE", minimum=Decimal(0))
+RENDER_COST_PER_MINUTE = env.decimal("RENDER_COST_PER_MINUTE", minimum=0)
 RENDER_COST_CURRENCY = env.str("RENDER_COST_CURRENCY").upper()
 if RENDER_COST_CURRENCY and not re.fullmatch(r"[A-Z]{3}", RENDER_COST_CURRENCY):
     raise SettingError("RENDER_COST_CURRENCY must be a three-letter currency code such as "
