@@ -391,12 +391,9 @@ def forecast(*, queued: list[Row], rendering: list[Row], waiting: list[Row], nod
 
 
 def with_times_from(estimate: Estimate, now: datetime) -> Estimate:
-    """A copy whose times are not in the past: a forecast a few seconds old
-    says "now" for what it expected to have started by now."""
+    """A job that has not started, with times not in the past: a forecast a few
+    seconds old says "now" for what it expected to have started by now."""
     if estimate.starts_at is None or estimate.starts_at >= now:
         return estimate
-    shift = now - estimate.starts_at if estimate.position is not None else timedelta(0)
-    if not shift:
-        return estimate
-    return replace(estimate, starts_at=estimate.starts_at + shift,
-                   finishes_at=estimate.finishes_at + shift)
+    shift = now - estimate.starts_at
+    return replace(estimate, starts_at=now, finishes_at=estimate.finishes_at + shift)

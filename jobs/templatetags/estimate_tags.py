@@ -11,19 +11,26 @@ from jobs.models import FINAL, Status
 
 register = template.Library()
 
+PAGE_FORECAST = "_queue_forecast"
+
 NOT_QUEUED_YET = {Status.PENDING: "After checks", Status.VALIDATING: "After checks",
                   Status.AWAITING_REVIEW: "If approved now"}
 
 
-@register.simple_tag
-def job_estimate(job, forecast=None, given=None):
+@register.simple_tag(takes_context=True)
+def job_estimate(context, job, forecast=None, given=None):
     """``given`` if there is one, else the estimate of ``job`` from ``forecast``
-    (the page's; or the current one); None for a final job."""
+    (the page's, or the current one); None for a final job."""
     if given:
         return given
     if job is None or job.status in FINAL:
         return None
-    return queue_forecast.estimate_for(job, forecast or None)
+    if not forecast:
+        # A page that did not pass one: fetch it once for all its rows (the
+        # bottom of the context stack lives as long as the page's rendering).
+        forecast = context.get(PAGE_FORECAST) or queue_forecast.current()
+        context.dicts[0][PAGE_FORECAST] = forecast
+    return queue_forecast.estimate_for(job, forecast)
 
 
 def clock(when, now=None) -> str:
