@@ -41,7 +41,7 @@ WAITING = (Status.PENDING, Status.VALIDATING, Status.AWAITING_REVIEW)
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _cached: dict = {"version": None, "built": 0.0, "forecast": None, "took": 0.0,
-                 "building": False}
+                 "building": None}  # the background build's thread while one runs
 
 
 def live_nodes() -> list[str]:
@@ -124,10 +124,11 @@ def current() -> estimates.Forecast:
         if cached is not None and _cached["took"] > SYNC_BUILD_SECONDS:
             # At most a third of the time on forecasts, however fast the queue moves.
             rested = time.monotonic() - _cached["built"] >= 2 * _cached["took"]
-            if rested and not _cached["building"]:
-                _cached["building"] = True
-                threading.Thread(target=_build_in_background, args=(version,),
-                                 name="queue-forecast", daemon=True).start()
+            if rested and _cached["building"] is None:
+                _cached["building"] = threading.Thread(
+                    target=_build_in_background, args=(version,), name="queue-forecast",
+                    daemon=True)
+                _cached["building"].start()
             return cached
         return _build(version)
 
@@ -150,12 +151,15 @@ def _build_in_background(version) -> None:
     except Exception:
         log.exception("could not build the queue forecast")
     finally:
-        _cached["building"] = False
         connection.close()
+        _cached["building"] = None
 
 
 def forget() -> None:
-    """Drop the cached forecast (tests, and after changes that write no event)."""
+    """Drop the cached forecast, once a background build is over (tests)."""
+    building = _cached["building"]
+    if building is not None:
+        building.join(timeout=30)
     with _lock:
         _cached.update(version=None, built=0.0, forecast=None, took=0.0)
     _history.clear()
