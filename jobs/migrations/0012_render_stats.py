@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0010_review_batches'),
+        ('jobs', '0009_relative_paths'),
     ]
 
     operations = [
