@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from jobs import estimates, history
 from jobs.lifecycle import QUEUE_ORDER
-from jobs.models import FINAL, Job, JobEvent, RenderNode, RenderStat, Status
+from jobs.models import FINAL, Job, JobEvent, RenderNode, Status
 
 MAX_AGE_SECONDS = 10.0
 # A forecast that took longer than this to build is rebuilt on a background
@@ -83,7 +83,7 @@ class HistoryCache:
     def stats(self, keys) -> dict[str, list]:
         wanted = {key for key in keys if key}
         with self.lock:
-            counts = dict(RenderStat.objects.values_list("key", "renders"))
+            counts = history.render_counts(wanted)
             stale = {key for key in wanted
                      if key not in self.renders or self.renders[key] != counts.get(key, 0)}
             loaded = history.load_stats(stale) if stale else {}

@@ -198,6 +198,16 @@ def load_stats(keys) -> dict[str, list[estimates.Sample]]:
     return stats
 
 
+def render_counts(keys) -> dict[str, int]:
+    """History key → how many completed renders it has seen (keys without: absent)."""
+    wanted = sorted({key for key in keys if key})
+    counts: dict[str, int] = {}
+    for start in range(0, len(wanted), KEY_CHUNK):
+        chunk = wanted[start:start + KEY_CHUNK]
+        counts.update(RenderStat.objects.filter(key__in=chunk).values_list("key", "renders"))
+    return counts
+
+
 def keys_of(row: estimates.Row, *nodes: str) -> list[str]:
     return [row.project_key, row.comp_key, *(estimates.node_key(n) for n in nodes if n)]
 

@@ -84,6 +84,11 @@ def test_the_history_outlives_job_retention(user, node, settings):
     settings.JOB_RETENTION_DAYS = 7
     assert retention.purge().jobs == 1
     assert RenderStat.objects.count() == 3
+    # A composition nobody rendered for a year goes at last.
+    RenderStat.objects.filter(key="node:render-01").update(
+        updated_at=timezone.now() - timedelta(days=retention.HISTORY_DAYS + 1))
+    assert retention.purge().history == 1
+    assert RenderStat.objects.count() == 2
 
 
 def test_every_unfinished_job_has_an_estimate_in_the_api(admin_client, user, node):
