@@ -169,7 +169,6 @@ class Rate:
     level: str
     words: str
     pace: float = 1.0  # the node's pace against usual (1: usual or unknown)
-    frames_hint: float | None = None  # median frames of the renders it stands on
 
 
 def node_key(name: str) -> str:
@@ -208,8 +207,7 @@ def choose_rate(row: Row, stats: dict, node: str, default_spf: float) -> Rate:
         else:
             words = f"median of {_renders(len(samples))} of {what}"
         rate = Rate(spf=usual_spf(samples), overhead=median([s.overhead for s in samples]),
-                    after=median([s.after for s in samples]), level=level, words=words,
-                    frames_hint=median([s.frames for s in samples]))
+                    after=median([s.after for s in samples]), level=level, words=words)
         if level != LEVEL_NODE and node:
             rate.pace = node_pace(stats, node)
             if rate.pace != 1.0:
@@ -266,8 +264,7 @@ def expected(row: Row, stats: dict, node: str, default_spf: float) -> Estimate:
     spf = rate.spf * rate.pace
     return Estimate(render_seconds=rate.overhead + spf * frames, starts_at=None,
                     finishes_at=None, basis=_basis(rate.words, frame_words, _preview(row)),
-                    level=rate.level,
-                    frames=frames, seconds_per_frame=spf, node=node)
+                    level=rate.level, frames=frames, seconds_per_frame=spf, node=node)
 
 
 def running(row: Row, stats: dict, now: datetime, default_spf: float) -> Estimate:
@@ -298,8 +295,7 @@ def running(row: Row, stats: dict, now: datetime, default_spf: float) -> Estimat
     return Estimate(render_seconds=elapsed + remaining,
                     starts_at=started, finishes_at=now + timedelta(seconds=remaining),
                     basis=_basis(rate.words, live, frame_words, _preview(row)),
-                    level=rate.level,
-                    frames=frames, seconds_per_frame=spf, node=row.node)
+                    level=rate.level, frames=frames, seconds_per_frame=spf, node=row.node)
 
 
 @dataclass
