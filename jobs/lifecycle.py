@@ -18,6 +18,7 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
+from jobs import history
 from jobs.models import (
     FINAL,
     UNFINISHED,
@@ -40,6 +41,14 @@ SUPERSEDE_RETRIES = 20
 # from_status, to_status, kind, actor and message. Receivers (Slack, webhooks)
 # must not block: the render worker sends it.
 job_transitioned = Signal()
+# Sent after a warning was added to a job (``warn``), with job_id, code and
+# message: the admin side alerts on some codes. Same rules as above.
+job_warned = Signal()
+
+# Claim order: the queue is taken highest priority first, previews first within a
+# priority (a reviewer is waiting for them), then oldest. The one definition, used
+# by claim_next and by the queue forecast (jobs.forecast).
+QUEUE_ORDER = ("-priority", "-needs_preview", "created_at", "id")
 
 
 class Conflict(Exception):
@@ -92,6 +101,34 @@ def transition(job_id, to: str, *, allowed_from, actor: str = "system", message:
     return True
 
 
+def warn(job_id, code: str, message: str, *, actor: str = "system",
+         status: str | None = None) -> bool:
+    """Add a warning ({"code", "message"}) to a job, once per code; True if added.
+
+    A compare-and-set on the warnings as read, so two nodes noticing the same
+    thing add it once. ``status``: only while the job is in that status.
+    """
+    for _ in range(5):
+        with transaction.atomic():
+            rows = Job.objects.filter(pk=job_id)
+            if status is not None:
+                rows = rows.filter(status=status)
+            current = rows.values_list("warnings", flat=True).first()
+            if current is None:
+                return False
+            current = current if isinstance(current, list) else []
+            if any(isinstance(w, dict) and w.get("code") == code for w in current):
+                return False
+            if not rows.filter(warnings=current).update(
+                    warnings=[*current, {"code": code, "message": message}]):
+                continue  # changed in between: read again
+            record(job_id, code, actor=actor, message=message)
+            transaction.on_commit(lambda: job_warned.send(
+                sender=Job, job_id=job_id, code=code, message=message))
+        return True
+    return False
+
+
 # --- Submission ---------------------------------------------------------------
 
 
@@ -119,9 +156,14 @@ def _supersede(key: str, actor: str) -> list:
     return superseded
 
 
-def _create(actor: str, fields: dict) -> Job:
+def new_job(**fields) -> Job:
+    """The job a submission creates, not saved yet (POST /api/estimates estimates it)."""
     fields.setdefault("needs_preview", bool(fields.get("review")))
-    job = Job(status=Status.PENDING, **fields)
+    return Job(status=Status.PENDING, **fields)
+
+
+def _create(actor: str, fields: dict) -> Job:
+    job = new_job(**fields)
     job.save(force_insert=True)
     record(job.pk, "submitted", actor=actor, to_status=Status.PENDING,
            message=f"Submitted by {actor}")
@@ -231,9 +273,7 @@ def claim_next(node: RenderNode) -> Job | None:
     """
     for _ in range(10):
         with transaction.atomic():
-            # Previews first within a priority: a reviewer is waiting for them.
-            candidates = Job.objects.filter(status=Status.QUEUED).order_by(
-                "-priority", "-needs_preview", "created_at", "id")
+            candidates = Job.objects.filter(status=Status.QUEUED).order_by(*QUEUE_ORDER)
             if is_postgres():
                 candidates = candidates.select_for_update(skip_locked=True)
             job_id = candidates.values_list("pk", flat=True).first()
@@ -257,19 +297,38 @@ def still_mine(job_id, lease) -> bool:
 
 def complete(job_id, lease, *, output_path: str, output_size: int | None,
              has_thumbnail: bool = False) -> bool:
-    return transition(job_id, Status.COMPLETED, allowed_from=Status.RENDERING,
-                      expect_lease=lease,
-                      message="Render completed", output_path=output_path,
-                      output_size=output_size, progress=100, phase=Phase.NONE,
-                      eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
+    """The render is published. Its times join the render history (jobs.history)
+    in the same transaction, for the estimates of the jobs after it."""
+    with transaction.atomic():
+        moved = transition(job_id, Status.COMPLETED, allowed_from=Status.RENDERING,
+                           expect_lease=lease,
+                           message="Render completed", output_path=output_path,
+                           output_size=output_size, progress=100, phase=Phase.NONE,
+                           eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
+        if moved:
+            _add_to_history(job_id)
+    return moved
+
+
+def _add_to_history(job_id) -> None:
+    try:
+        with transaction.atomic():
+            history.record_completed(job_id)
+    except Exception:  # estimates are worth less than the render
+        log.exception("could not add job %s to the render history", job_id)
 
 
 def preview_ready(job_id, lease) -> bool:
-    """The preview is rendered and published (JobPreview): wait for a person."""
-    return transition(job_id, Status.AWAITING_REVIEW, allowed_from=Status.RENDERING,
-                      expect_lease=lease, kind="preview",
-                      message="Preview ready for review", progress=100, phase=Phase.NONE,
-                      eta_seconds=0, render_pid=None)
+    """The preview is rendered and published (JobPreview): wait for a person.
+    Its times join the history of previews (jobs.history)."""
+    with transaction.atomic():
+        moved = transition(job_id, Status.AWAITING_REVIEW, allowed_from=Status.RENDERING,
+                           expect_lease=lease, kind="preview",
+                           message="Preview ready for review", progress=100,
+                           phase=Phase.NONE, eta_seconds=0, render_pid=None)
+        if moved:
+            _add_to_history(job_id)
+    return moved
 
 
 def render_crashed(job_id, lease, reason: str, actor: str = "system",

@@ -394,3 +394,22 @@ class BatchRow(models.Model):
         if self.job_id is not None and self.job is not None:
             return self.job.status
         return SKIPPED if self.errors else DELETED
+
+
+class RenderStat(models.Model):
+    """Recent finished renders of one kind, for render-time estimates (jobs.estimates).
+
+    One row per key: a composition of a project, a composition name at a frame
+    size, or a render node. ``samples`` holds the latest completed renders,
+    oldest first, each {"spf", "overhead", "frames"} (node rows also "ratio":
+    that render's pace against its composition's usual pace). Written when a
+    render completes (jobs.forecast); not job rows, so job retention keeps them.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)
+    samples = models.JSONField(default=list)
+    renders = models.IntegerField(default=0, help_text="Completed renders ever seen")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.key} ({self.renders} renders)"

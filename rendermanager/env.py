@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -140,6 +141,15 @@ class Env:
         if maximum is not None and number > maximum:
             raise SettingError(f"{name} must be at most {maximum}, got {number}")
         return number
+
+    def decimal(self, name: str, minimum: float | None = None) -> Decimal | None:
+        """An exact decimal number (money: 0.85 stays 0.85), or None when empty or unset."""
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return None
+        # Checked as a float (a number, finite, in range); str() of a float is the
+        # shortest text that reads back as it, so no binary noise reaches the Decimal.
+        return Decimal(str(self.float(name, 0.0, minimum=minimum)))
 
     def list(self, name: str, default: list[str] | None = None) -> list[str]:
         value = self.raw(name)

@@ -314,6 +314,18 @@ PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, max
 RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
+# Render-time estimates (jobs.estimates) and what render time costs (estimates, usage report).
+ESTIMATE_DEFAULT_SECONDS_PER_FRAME = env.float("ESTIMATE_DEFAULT_SECONDS_PER_FRAME", 1.0,
+                                               minimum=0.001, maximum=86400)
+RENDER_COST_PER_MINUTE = env.decimal("RENDER_COST_PER_MINUTE", minimum=0)
+RENDER_COST_CURRENCY = env.str("RENDER_COST_CURRENCY").upper()
+if RENDER_COST_CURRENCY and not re.fullmatch(r"[A-Z]{3}", RENDER_COST_CURRENCY):
+    raise SettingError("RENDER_COST_CURRENCY must be a three-letter currency code such as "
+                       f"EUR or USD, got {RENDER_COST_CURRENCY!r}")
+if (RENDER_COST_PER_MINUTE is None) != (not RENDER_COST_CURRENCY):
+    raise SettingError("RENDER_COST_PER_MINUTE and RENDER_COST_CURRENCY go together: set both "
+                       "(e.g. 0.85 and EUR) or neither")
+
 
 def _bundled_ffmpeg() -> str:
     """The ffmpeg binary of the imageio-ffmpeg wheel (installed by `make setup`)."""

@@ -6,6 +6,7 @@ from accounts.urls import api_urlpatterns as user_api_urlpatterns
 from jobs.api import views as api_views
 from systemadmin.metrics import metrics_view
 from systemadmin.urls import api_urlpatterns as system_api_urlpatterns
+from systemadmin.urls import report_api_urlpatterns
 
 urlpatterns = [
     path("health", api_views.liveness, name="health"),
@@ -14,6 +15,7 @@ urlpatterns = [
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/user/", include(user_api_urlpatterns)),
     path("api/system/", include(system_api_urlpatterns)),
+    path("api/reports/", include(report_api_urlpatterns)),
     path("api/", include("jobs.api.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

@@ -4,6 +4,7 @@ GET  /api/system/health             machine, disks, queue counts, render nodes
 GET  /api/system/queue-history      queue depth samples of the last 24 hours
 GET  /api/system/errors             failed jobs and system warnings/errors
 GET  /api/system/events             admin actions and alerts
+GET  /api/reports/usage             render minutes, renders and cost per user, client, project
 GET  /api/system/update/check       git fetch; the new commits
 POST /api/system/update/execute     start the update (409 while rendering)
 GET  /api/system/update/status      the latest (or ?id=) run, log from ?offset=
@@ -14,7 +15,14 @@ POST /api/system/restart-engine     {"node": optional} restart render workers
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -23,7 +31,8 @@ from rest_framework.views import APIView
 
 from jobs.api.errors import ConflictError
 from jobs.api.permissions import IsAdminSession
-from systemadmin import health, services, updates
+from jobs.api.views import AnyAccept
+from systemadmin import health, services, updates, usage
 from systemadmin.models import SystemEvent, UpdateRun
 
 
@@ -149,3 +158,57 @@ class RestartEngineView(AdminView):
         except services.UnknownNode as exc:
             raise NotFound(str(exc)) from None
         return Response(result.as_dict())
+
+
+USAGE_LINE = {
+    "renders": serializers.IntegerField(help_text="Renders that completed."),
+    "render_minutes": serializers.FloatField(help_text="Their render time, claim to publish."),
+    "cost": serializers.FloatField(allow_null=True, help_text="render_minutes × "
+                                   "RENDER_COST_PER_MINUTE; null when not set."),
+    "failed_renders": serializers.IntegerField(help_text="Render attempts that ended "
+                                               "otherwise: failed, retried, cancelled."),
+    "failed_minutes": serializers.FloatField(),
+}
+USAGE = inline_serializer("UsageReport", {
+    "group": serializers.ChoiceField(choices=list(usage.GROUPS)),
+    "from": serializers.DateField(), "to": serializers.DateField(),
+    "currency": serializers.CharField(allow_null=True),
+    "rows": inline_serializer("UsageRow", {
+        "key": serializers.CharField(help_text="User id, client name or a digest of the "
+                                     "project path."),
+        "label": serializers.CharField(), **USAGE_LINE}, many=True),
+    "total": inline_serializer("UsageTotal", USAGE_LINE),
+})
+
+
+@extend_schema(
+    tags=["reports"], summary="Usage: render minutes, renders and cost per user, API client "
+    "or project", responses={200: USAGE, (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR),
+                             400: ANY, 403: ANY},
+    parameters=[OpenApiParameter("group", str, enum=list(usage.GROUPS),
+                                 description="Default: user."),
+                OpenApiParameter("from", OpenApiTypes.DATE, description="First day (local "
+                                 "time); default: the first of this month."),
+                OpenApiParameter("to", OpenApiTypes.DATE, description="Last day, included; "
+                                 "default: today."),
+                OpenApiParameter("format", str, enum=["json", "csv"],
+                                 description="csv: a download for spreadsheets.")])
+class UsageReportView(AdminView):
+    # ?format=csv is ours, not DRF's renderer switch.
+    content_negotiation_class = AnyAccept
+
+    def get(self, request):
+        wanted = usage.asked(request.query_params)
+        form = (request.query_params.get("format") or "json").lower()
+        if form not in ("json", "csv"):
+            wanted.errors["format"] = "json or csv."
+        if wanted.errors:
+            raise ValidationError(wanted.errors)
+        report = usage.report(wanted.group, wanted.date_from, wanted.date_to)
+        if form == "csv":
+            response = HttpResponse(report.csv(), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = (
+                f'attachment; filename="usage-by-{wanted.group}-{wanted.date_from}-'
+                f'{wanted.date_to}.csv"')
+            return response
+        return Response(report.as_dict())

@@ -93,3 +93,38 @@ class Counter(models.Model):
 
     def __str__(self):
         return f"{self.name}={self.value:g}"
+
+
+class UsageDay(models.Model):
+    """Render time of one day for one user, API client or project: the usage report.
+
+    Added to when a render ends (systemadmin.usage), one row per (day, group,
+    key). These are aggregates, not job rows: job retention never deletes
+    them, so the report reaches back past JOB_RETENTION_DAYS.
+    """
+
+    class Group(models.TextChoices):
+        USER = "user"
+        CLIENT = "client"
+        PROJECT = "project"
+
+    day = models.DateField()
+    group = models.CharField(max_length=8, choices=Group.choices)
+    # The user's id, the client's name or a digest of the project's path_key.
+    key = models.CharField(max_length=64)
+    # What the report shows: an email address, a client name, a project path.
+    label = models.CharField(max_length=1024, blank=True)
+    renders = models.IntegerField(default=0, help_text="Renders that completed")
+    seconds = models.FloatField(default=0, help_text="Render time of completed renders")
+    failed_renders = models.IntegerField(
+        default=0, help_text="Render attempts that ended otherwise (failed, retried, "
+        "cancelled or interrupted)")
+    failed_seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["day", "group", "key"]
+        constraints = [models.UniqueConstraint(fields=["day", "group", "key"],
+                                               name="one_usage_row_per_day_and_key")]
+
+    def __str__(self):
+        return f"{self.day} {self.group} {self.label or self.key}: {self.renders} renders"

@@ -11,8 +11,9 @@ from django.urls import reverse
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, Status
+from jobs.node import overruns
 from jobs.notify import slack
-from systemadmin import events
+from systemadmin import events, usage
 from systemadmin.models import SystemEvent
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,27 @@ def on_transition(sender, job_id, from_status, to_status, kind, actor, message, 
         _alert(job_id, from_status, to_status, kind, message)
     except Exception:  # never let bookkeeping reach the worker
         log.exception("admin bookkeeping for job %s failed", job_id)
+    try:
+        usage.record(job_id, from_status, to_status)
+    except Exception:
+        log.exception("usage report: could not count the render of job %s", job_id)
+
+
+def on_warning(sender, job_id, code, message, **_):
+    """A render that runs past twice its estimate: one admin-channel message."""
+    if code != overruns.CODE:
+        return
+    try:
+        job = Job.objects.filter(pk=job_id).select_related("node").first()
+        if job is None:
+            return
+        where = f" on {job.node.name}" if job.node_id else ""
+        events.alert("render_overrun",
+                     f"Render {job.display_name} ({job_id}){where}: {message} "
+                     f"{slack.job_link(job)}".strip(),
+                     key=f"render-overrun:{job_id}:{job.attempts}", level="warning")
+    except Exception:
+        log.exception("admin alert for the warning on job %s failed", job_id)
 
 
 def _count(job_id, from_status, to_status, kind) -> None:

@@ -22,6 +22,7 @@ urlpatterns = [
          name="claim-approve"),
     path("system/claims/<str:claim_id>/refuse", views.claim_decision, {"decision": "refuse"},
          name="claim-refuse"),
+    path("system/usage", views.usage_report, name="usage"),
 ]
 
 # The JSON API, mounted at /api/system/ (no trailing slashes, like the rest of the API).
@@ -36,4 +37,9 @@ api_urlpatterns = [
     path("emergency-stop", api.EmergencyStopView.as_view(), name="system-emergency-stop"),
     path("clear-queue", api.ClearQueueView.as_view(), name="system-clear-queue"),
     path("restart-engine", api.RestartEngineView.as_view(), name="system-restart-engine"),
+]
+
+# Reports, mounted at /api/reports/.
+report_api_urlpatterns = [
+    path("usage", api.UsageReportView.as_view(), name="api-usage-report"),
 ]

@@ -26,13 +26,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import claims
 from accounts.models import MacUsername
 from jobs.models import UNFINISHED, Job, RenderNode, Status
 from jobs.params import db_id
-from systemadmin import chart, events, health, services, updates
+from systemadmin import chart, events, health, services, updates, usage
 from systemadmin.models import QueueSample, SystemEvent, UpdateRun
 
 ERRORS_SHOWN = 15
@@ -455,3 +456,20 @@ def claim_decision(request, claim_id, decision):
                    question=question, action=reverse(url, args=[claim.pk]),
                    button="Approve" if approve else "Refuse", details=details,
                    danger=not approve)
+
+
+# --- The usage report ------------------------------------------------------------------------
+
+
+@admin_required
+@require_GET
+def usage_report(request):
+    """Render minutes, renders and cost per user, API client or project over some days."""
+    wanted = usage.asked(request.GET)
+    query = wanted.query()
+    return render(request, "systemadmin/usage.html", {
+        "asked": wanted, "report": usage.report(wanted.group, wanted.date_from, wanted.date_to),
+        "groups": list(usage.GROUPS.items()),
+        "csv_url": reverse("api-usage-report") + "?" + urlencode({**query, "format": "csv"}),
+        "group_label": usage.GROUPS[wanted.group],
+    })

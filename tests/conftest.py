@@ -36,6 +36,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def fresh_queue_forecast(monkeypatch):
+    # The queue forecast is cached in the process by the latest event id, and ids
+    # repeat across rolled-back tests. On a busy machine a build may be slow enough
+    # to go to a background thread: tests see it rebuilt at once (the background
+    # rebuild has a test of its own), and no build outlives its test.
+    from jobs import forecast
+
+    monkeypatch.setattr(forecast, "SYNC_BUILD_SECONDS", 3600.0)
+    forecast.forget()
+    yield
+    forecast.forget()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The personas have passwords; the default hasher spends ~0.3 s on each.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

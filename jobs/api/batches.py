@@ -192,6 +192,20 @@ class BatchRequestSerializer(serializers.Serializer):
 # --- Views ----------------------------------------------------------------------------
 
 
+def checked_batch(request):
+    """The body of a batch request, checked (400 if it cannot be), and each row's check."""
+    api = is_api_client(request)
+    try:
+        batch_request = clean_batch(request.data, session_user=None if api else request.user,
+                                    read_layers=composition_layers)
+    except InvalidInput as exc:
+        raise ValidationError(exc.errors) from None
+    if batch_request.preset and is_image_sequence(batch_request.nexrender["template"]):
+        raise ValidationError({"preset": ["A preset encodes a video; this template "
+                                          "renders an image sequence."]})
+    return batch_request, check_rows(batch_request)
+
+
 def _dry_run_body(batch_request, checks) -> dict:
     rows = []
     for check in checks:
@@ -272,15 +286,7 @@ class BatchesView(JsonApiView):
     )
     def post(self, request):
         api = is_api_client(request)
-        try:
-            batch_request = clean_batch(request.data, session_user=None if api else request.user,
-                                        read_layers=composition_layers)
-        except InvalidInput as exc:
-            raise ValidationError(exc.errors) from None
-        if batch_request.preset and is_image_sequence(batch_request.nexrender["template"]):
-            raise ValidationError({"preset": ["A preset encodes a video; this template "
-                                              "renders an image sequence."]})
-        checks = check_rows(batch_request)
+        batch_request, checks = checked_batch(request)
         if batch_request.dry_run:
             return Response(_dry_run_body(batch_request, checks))
         bad = [check for check in checks if check.errors]

@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs import forecast
 from jobs.links import (
     signed_download_url,
     signed_preview_thumbnail_url,
@@ -353,19 +354,49 @@ def preview_body(job) -> dict | None:
             "thumbnail_url": signed_preview_thumbnail_url(job, preview)}
 
 
+class CostSerializer(serializers.Serializer):
+    amount = serializers.FloatField(help_text="Estimated minutes × RENDER_COST_PER_MINUTE.")
+    currency = serializers.CharField(help_text="RENDER_COST_CURRENCY, e.g. EUR.")
+
+
+class EstimateSerializer(serializers.Serializer):
+    """When a render will be done, and what it stands on (jobs.estimates)."""
+
+    render_seconds = serializers.FloatField(
+        help_text="How long the render takes in all, from the claim until it is "
+        "published: seconds per frame from earlier renders (this composition of this "
+        "project; the same composition name and frame size; the render node's recent "
+        "renders; a configured default) times the frames, plus setup and publishing. "
+        "While it renders, blended with the live rate.")
+    starts_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a render node takes it, walking the queue in claim "
+        "order over the nodes that are up. A job not in the queue yet (pending, validating, "
+        "or not submitted) as if it joined the queue now. Null when no node is up.")
+    finishes_at = serializers.DateTimeField(allow_null=True)
+    basis = serializers.CharField(help_text="What the estimate stands on, in words, e.g. "
+                                  "'median of 5 renders of this composition'.")
+    cost = CostSerializer(allow_null=True, help_text="Null unless the server sets "
+                          "RENDER_COST_PER_MINUTE and RENDER_COST_CURRENCY.")
+    queue_position = serializers.IntegerField(allow_null=True,
+                                              help_text="1: next to render. Queued jobs only.")
+    frames = serializers.IntegerField(help_text="The frames the estimate counts.")
+
+
 class JobSerializer(serializers.ModelSerializer):
     user = serializers.SerializerMethodField()
     project_path = serializers.SerializerMethodField()
     output = serializers.SerializerMethodField()
     preview = serializers.SerializerMethodField()
     batch = serializers.SerializerMethodField()
+    estimate = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
         fields = ["id", "name", "status", "engine", "client", "progress", "phase",
                   "eta_seconds", "priority", "attempts", "project_path", "mac_username",
                   "user", "created_at", "started_at", "finished_at", "error", "error_code",
-                  "warnings", "frames_total", "preset", "output", "review", "preview", "batch"]
+                  "warnings", "frames_total", "preset", "output", "review", "preview", "batch",
+                  "estimate"]
         read_only_fields = fields
         extra_kwargs = {
             "review": {"help_text": "Submitted with review: a preview is rendered first and "
@@ -413,6 +444,16 @@ class JobSerializer(serializers.ModelSerializer):
         return {"path": local_path(job.output_path, output=True), "size": job.output_size,
                 "download_url": signed_download_url(job),
                 "thumbnail_url": signed_thumbnail_url(job)}
+
+    @extend_schema_field(EstimateSerializer(allow_null=True))
+    def get_estimate(self, job):
+        if job.is_final:
+            return None
+        # One forecast for a whole page of jobs.
+        if "forecast" not in self.context:
+            self.context["forecast"] = forecast.current()
+        estimate = forecast.estimate_for(job, self.context["forecast"])
+        return EstimateSerializer(forecast.as_dict(estimate)).data
 
 
 FOOTAGE_STATUSES = ["found", "syncing", "missing", "replaced"]

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from jobs.api import batches, views
+from jobs.api import batches, estimates, views
 
 # Job ids are matched as plain strings and parsed in the view, so a malformed
 # id gets the API's JSON 404 rather than Django's HTML one.
 urlpatterns = [
     path("jobs", views.JobsView.as_view(), name="api-jobs"),
+    path("estimates", estimates.EstimatesView.as_view(), name="api-estimates"),
     path("jobs/<str:job_id>", views.JobView.as_view(), name="api-job"),
     path("jobs/<str:job_id>/priority", views.JobPriorityView.as_view(), name="api-job-priority"),
     path("jobs/<str:job_id>/logs", views.JobLogsView.as_view(), name="api-job-logs"),

@@ -125,6 +125,25 @@ class JsonApiView(APIView):
     parser_classes = [JSONParser]
 
 
+def job_fields(submission: SubmitSerializer, client: str) -> dict:
+    """The Job fields of a checked submission (POST /api/jobs, POST /api/estimates)."""
+    data = submission.validated_data
+    if data["engine"] == Engine.FFMPEG:
+        # A timeline has no project file: no path to supersede, nothing to sync-check
+        # but its sources (jobs.node.validation).
+        source = {"config": data["timeline"]}
+    else:
+        source = {"submitted_path": data["project_path"],
+                  # Relative to the Dropbox folder: each machine has its own.
+                  "project_path": submission.resolved.relative,
+                  "path_key": submission.resolved.key, "saved_at": data["saved_at"],
+                  "config": data["nexrender"]}
+    return {"user": submission.job_user, "client": client,
+            "mac_username": data["mac_username"], "engine": data["engine"],
+            "name": data["name"], "callback_url": data["callback_url"],
+            "preset": data["preset"], "review": data["review"], **source}
+
+
 # --- /api/jobs --------------------------------------------------------------------------
 
 
@@ -171,30 +190,8 @@ class JobsView(JsonApiView):
     def post(self, request):
         submission = SubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
-        data = submission.validated_data
         client = request.user.name[:64]
-        if data["engine"] == Engine.FFMPEG:
-            # A timeline has no project file: no path to supersede, nothing to sync-check
-            # but its sources (jobs.node.validation).
-            source = {"config": data["timeline"]}
-        else:
-            source = {"submitted_path": data["project_path"],
-                      # Relative to the Dropbox folder: each machine has its own.
-                      "project_path": submission.resolved.relative,
-                      "path_key": submission.resolved.key, "saved_at": data["saved_at"],
-                      "config": data["nexrender"]}
-        submitted = lifecycle.submit(
-            actor=f"api:{client}",
-            user=submission.job_user,
-            client=client,
-            mac_username=data["mac_username"],
-            engine=data["engine"],
-            name=data["name"],
-            callback_url=data["callback_url"],
-            preset=data["preset"],
-            review=data["review"],
-            **source,
-        )
+        submitted = lifecycle.submit(actor=f"api:{client}", **job_fields(submission, client))
         job = submitted.job
         body = {"id": job.pk, "status": job.status, "status_url": status_url(job),
                 "superseded": submitted.superseded}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from django.db import connection
 
-from jobs.node import retention
+from jobs.node import overruns, retention
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ TICK_SECONDS = 1.0
 # (name, every N seconds, function), in the order they run.
 CHORES: list[tuple[str, float, Callable[[], object]]] = [
     ("retention", retention.PURGE_EVERY_SECONDS, retention.purge),
+    ("overrun check", overruns.CHECK_SECONDS, overruns.check),
 ]
 
 

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs.models import FINAL, Batch, Job, JobEvent, JobLog, Status
+from jobs.models import FINAL, Batch, Job, JobEvent, JobLog, RenderStat, Status
 from jobs.node import preview
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ BATCH = 500
 TEMP_NAME = re.compile(r"^([0-9a-f]{32})-\d+$")
 # A folder younger than this is never touched: its render may be starting up.
 TEMP_GRACE_SECONDS = 600
+
+# The render history behind estimates (RenderStat) outlives the jobs; a key no
+# render has added to for this long (a composition nobody renders any more) goes.
+HISTORY_DAYS = 365
 
 _lock = threading.Lock()
 _last_purge: float | None = None
@@ -48,6 +52,7 @@ class PurgeResult:
     events: int = 0
     previews: int = 0
     batches: int = 0
+    history: int = 0
     temp_dirs: list[str] = field(default_factory=list)
 
 
@@ -141,8 +146,17 @@ def remove_temp_dirs(root: Path | None = None) -> list[str]:
     return removed
 
 
+def purge_history(now=None) -> int:
+    """Delete render history keys untouched for HISTORY_DAYS (or the job retention, if
+    longer); returns how many went."""
+    days = max(HISTORY_DAYS, settings.JOB_RETENTION_DAYS)
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    return RenderStat.objects.filter(updated_at__lt=cutoff).delete()[0]
+
+
 def purge(days: int | None = None, now=None) -> PurgeResult:
     result = purge_jobs(days, now)
+    result.history = purge_history(now)
     result.temp_dirs = remove_temp_dirs()
     if result.jobs or result.temp_dirs:
         log.info("retention: deleted %d job(s), %d log(s), %d event(s), %d temp folder(s)",

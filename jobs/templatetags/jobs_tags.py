@@ -7,6 +7,7 @@ import re
 from django import template
 from django.utils import timezone
 
+from jobs.estimates import duration_text as _seconds_text
 from jobs.models import ACTIVE, Status
 from jobs.node.engines.ae_output import TITLES as CAUSE_TITLES
 from jobs.submission.paths import local_path
@@ -64,17 +65,6 @@ def status_hint(status: str) -> str:
 @register.filter
 def is_active(status: str) -> bool:
     return status in ACTIVE
-
-
-def _seconds_text(total: float) -> str:
-    total = int(round(total))
-    if total < 60:
-        return f"{total} s"
-    minutes, seconds = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 @register.filter

@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 from django.urls import path
 
-from jobs.web.filters import JobFilter
+from jobs.web.filters import JobFilter, page_of_jobs
 from jobs.web.live import ADMINS, batch_group, bridge, job_group, user_group
 
 # Close codes in the application range, so the browser can tell why.
@@ -47,6 +47,9 @@ class JobsSocket(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the page never talks back
 
+    async def job_estimates(self, event):
+        pass
+
     def may_see(self, owner_id) -> bool:
         # Group membership already guarantees this; checked again because a
         # leaked row is the one mistake this socket must never make.
@@ -59,7 +62,26 @@ class JobListSocket(JobsSocket):
     async def groups_for_user(self):
         params = QueryDict(self.scope.get("query_string", b"").decode("latin-1"))
         self.filters = JobFilter(params, self.user)
+        self.shown: set[str] | None = None  # the rows on the page, read when first needed
         return [ADMINS] if self.user.is_admin else [user_group(self.user.pk)]
+
+    async def job_estimates(self, event):
+        """Queue ETAs that changed: those of the rows on this page."""
+        rows = event.get("rows") or {}
+        if not rows:
+            return
+        if self.shown is None:
+            self.shown = await self.rows_on_page()
+        owners = event.get("owners") or {}
+        html = "".join(html for job_id, html in rows.items()
+                       if job_id in self.shown and self.may_see(owners.get(job_id)))
+        if html:
+            await self.send(text_data=html)
+
+    @database_sync_to_async
+    def rows_on_page(self) -> set[str]:
+        rows, _ = page_of_jobs(self.filters)
+        return {str(job.pk) for job in rows}
 
     async def job_row(self, event):
         if not self.may_see(event.get("owner_id")):
@@ -70,6 +92,8 @@ class JobListSocket(JobsSocket):
                 return
             html = (f'<tbody hx-swap-oob="afterbegin:#job-rows">{html}</tbody>'
                     '<div id="jobs-empty" hx-swap-oob="delete"></div>')
+            if self.shown is not None:
+                self.shown.add(event["job_id"])
         await self.send(text_data=html)
 
     async def job_detail(self, event):
@@ -103,6 +127,10 @@ class JobDetailSocket(JobsSocket):
         if event.get("job_id") != self.job_id:
             return
         await self.send(text_data=event["html"])
+
+    async def job_estimates(self, event):
+        if event.get("job_id") == self.job_id and event.get("html"):
+            await self.send(text_data=event["html"])
 
 
 class BatchSocket(JobsSocket):

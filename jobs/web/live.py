@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from types import SimpleNamespace
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -38,9 +39,11 @@ from django.db import connections
 from django.db.models import Max, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
+from jobs import estimates, forecast
 from jobs.lifecycle import NOTIFY_CHANNEL
-from jobs.models import Batch, BatchRow, Job, JobEvent
+from jobs.models import Batch, BatchRow, Job, JobEvent, Status
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,8 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
             .defer("config", "preview__jpeg").in_bulk(list(by_job)))
     out: list[tuple[str, dict]] = []
     batch_rows: OrderedDict = OrderedDict()
+    # One queue forecast for the whole batch (jobs.forecast caches it).
+    queue = forecast.current() if any(not j.is_final for j in jobs.values()) else None
     for job_id, job_events in by_job.items():
         job = jobs.get(job_id)
         if job is None:
@@ -116,15 +121,17 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
         new = any(e.kind == "submitted" for e in job_events)
         base = {"type": "job.row", "job_id": str(job.pk), "owner_id": job.user_id, "new": new}
         if job.user_id and _has_listeners(layer, user_group(job.user_id)):
-            html = render_to_string("jobs/_row.html", {"job": job, "is_admin": False})
+            html = render_to_string("jobs/_row.html", {"job": job, "is_admin": False,
+                                                       "forecast": queue})
             out.append((user_group(job.user_id), {**base, "html": html}))
         if _has_listeners(layer, ADMINS):
-            html = render_to_string("jobs/_row.html", {"job": job, "is_admin": True})
+            html = render_to_string("jobs/_row.html", {"job": job, "is_admin": True,
+                                                       "forecast": queue})
             out.append((ADMINS, {**base, "html": html}))
         if _has_listeners(layer, job_group(job.pk)):
             history = [e for e in job_events if e.kind != "progress"]
             html = render_to_string("jobs/_live_detail.html", {
-                "job": job, "events": history,
+                "job": job, "events": history, "forecast": queue,
                 "download_url": reverse("api-job-download", args=[job.pk]),
             })
             out.append((job_group(job.pk), {"type": "job.detail", "job_id": str(job.pk),
@@ -140,6 +147,66 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
         out.append((batch_group(batch_id), {"type": "batch.rows", "batch_id": str(batch_id),
                                             "html": html}))
     return out
+
+
+class EstimatePush:
+    """Queue ETAs on open pages. When the queue moves (a job is submitted,
+    claimed, finished, reprioritized) every waiting job's place and times
+    change, though only some of those jobs have events: after such a batch,
+    and every REFRESH_SECONDS as renders run long or short, the ETAs whose
+    words changed since the last push go out (rendering jobs update with
+    their own progress)."""
+
+    REFRESH_SECONDS = 15.0
+
+    def __init__(self):
+        self.sent: dict[str, str] = {}
+        self.last = 0.0
+
+    def due(self, events) -> bool:
+        moved = any(event.kind != "progress" for event in events)
+        return moved or time.monotonic() - self.last >= self.REFRESH_SECONDS
+
+    def messages(self, layer) -> list[tuple[str, dict]]:
+        self.last = time.monotonic()
+        groups = getattr(layer, "groups", None)
+        if groups is not None and not any(groups.values()):
+            self.sent.clear()
+            return []  # nobody is watching: not even the forecast is needed
+        queue = forecast.current()
+        now = timezone.now()
+        out: list[tuple[str, dict]] = []
+        rows, owners, seen = {}, {}, set()
+        for job_id, estimate in queue.estimates.items():
+            row = queue.rows.get(job_id)
+            if row is None or row.status == Status.RENDERING:
+                continue
+            key = str(job_id)
+            seen.add(key)
+            context = {"job": SimpleNamespace(pk=job_id, status=row.status), "oob": True,
+                       "estimate": estimates.with_times_from(estimate, now)}
+            html = render_to_string("jobs/_estimate.html", context)
+            if self.sent.get(key) == html:
+                continue
+            self.sent[key] = html
+            rows[key], owners[key] = html, row.owner
+            if _has_listeners(layer, job_group(job_id)):
+                detail = render_to_string("jobs/_estimate.html", {**context, "large": True})
+                out.append((job_group(job_id), {"type": "job.estimates", "job_id": key,
+                                                "html": detail}))
+        for gone in set(self.sent) - seen:
+            del self.sent[gone]
+        if rows and _has_listeners(layer, ADMINS):
+            out.append((ADMINS, {"type": "job.estimates", "rows": rows, "owners": owners}))
+        by_owner: dict = {}
+        for key, owner in owners.items():
+            if owner is not None:
+                by_owner.setdefault(owner, {})[key] = rows[key]
+        for owner, mine in by_owner.items():
+            if _has_listeners(layer, user_group(owner)):
+                out.append((user_group(owner), {"type": "job.estimates", "rows": mine,
+                                                "owners": {k: owner for k in mine}}))
+        return out
 
 
 def _latest_event_id() -> int:
@@ -171,6 +238,7 @@ class Bridge:
         self.outbox: Outbox | None = None
         self.listening = False
         self.delivered = 0
+        self.estimates = EstimatePush()
         self._lock = threading.Lock()
 
     async def start(self) -> None:
@@ -252,9 +320,10 @@ class Bridge:
 
     def _read_and_render(self, layer) -> tuple[list[tuple[str, dict]], bool]:
         events = self.outbox.read()
-        if not events:
-            return [], False
-        return render_messages(events, layer), len(events) >= BATCH
+        messages = render_messages(events, layer) if events else []
+        if self.estimates.due(events):
+            messages += self.estimates.messages(layer)
+        return messages, len(events) >= BATCH
 
 
 bridge = Bridge()

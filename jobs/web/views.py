@@ -24,7 +24,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import User
-from jobs import lifecycle
+from jobs import forecast, lifecycle
 from jobs.access import owns, visible_jobs
 from jobs.models import FINAL, UNFINISHED, Job, JobEvent, JobLog, Status
 from jobs.submission.paths import PathError, contained, dropbox_file, local_path
@@ -76,6 +76,8 @@ def job_list(request):
         "list_url": request.get_full_path(),
         "needs_mac_username": not request.user.mac_usernames.exists(),
         "is_admin": request.user.is_admin,
+        # Queue ETAs: computed once per change of the queue, not per row.
+        "forecast": forecast.current() if any(not job.is_final for job in rows) else None,
     }
     if not filters.cursor:
         context["count"], context["count_capped"] = capped_count(filters.queryset())
@@ -223,6 +225,7 @@ def job_detail(request, job_id):
         "file": file_info(job),
         "ws_url": f"/ws/jobs/{job.pk}",
         "has_log": JobLog.objects.filter(job=job).exists(),
+        "forecast": forecast.current() if not job.is_final else None,
     })
     return render(request, "jobs/detail.html", context)
 

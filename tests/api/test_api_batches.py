@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 
 import pytest
 from rest_framework.test import APIClient
 
 from jobs import lifecycle
-from jobs.models import Batch, BatchRow, Job, JobEvent, Status
+from jobs.models import Batch, BatchRow, Job, JobEvent, RenderNode, Status
 from tests.helpers.api import api_test_settings  # noqa: F401  (autouse)
 from tests.helpers.common import at_once, make_project
 
@@ -548,3 +549,71 @@ def test_a_column_may_not_set_an_expression(api_client, body):
     assert response.status_code == 400
     assert "expressions are evaluated as code" in response.content.decode()
     assert nothing_created()
+
+
+# --- Estimating a batch (POST /api/estimates with a batch body) ----------------------------
+
+
+def estimate(client, data):
+    return client.post("/api/estimates", data, format="json")
+
+
+def test_a_batch_is_estimated_row_by_row_one_after_another(api_client, body):
+    RenderNode.objects.create(name="render-01")
+    body["nexrender"]["template"].update(frameStart=0, frameEnd=49)
+
+    response = estimate(api_client, body)
+
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert nothing_created()
+    assert [(row["row"], row["output_name"], row["errors"]) for row in data["rows"]] == [
+        (1, "Ana-1", {}), (2, "Ben-2", {}), (3, "Cleo-3", {}), (4, "Dev-4", {}),
+        (5, "Eve-5", {})]
+    rows = [row["estimate"] for row in data["rows"]]
+    assert all(row["render_seconds"] == 50 and row["frames"] == 50 for row in rows)
+    # One node: each row starts when the one before it is done.
+    for before, after in zip(rows, rows[1:], strict=False):
+        assert after["starts_at"] == before["finishes_at"]
+    total = data["total"]
+    assert (total["renders"], total["render_seconds"]) == (5, 250)
+    assert total["starts_at"] == rows[0]["starts_at"]
+    assert total["finishes_at"] == rows[-1]["finishes_at"]
+    span = datetime.fromisoformat(total["finishes_at"]) - datetime.fromisoformat(
+        total["starts_at"])
+    assert span.total_seconds() == pytest.approx(250, abs=0.01)
+    assert total["cost"] is None
+
+
+def test_bad_rows_have_errors_and_no_estimate(api_client, body):
+    body["rows"][1]["photo"] = "/Users/alice/Dropbox/media/missing.png"
+    data = estimate(api_client, body).json()
+    second = data["rows"][1]
+    assert second["estimate"] is None and "photo" in second["errors"]
+    assert data["total"]["renders"] == 4
+    assert nothing_created()
+
+
+def test_a_review_batch_is_estimated_by_its_previews(api_client, body):
+    body["review"] = True
+    row = estimate(api_client, body).json()["rows"][0]["estimate"]
+    assert "; the review preview (the final render follows approval)" in row["basis"]
+
+
+def test_a_bad_batch_body_is_a_400_like_the_batch_endpoint(api_client, body):
+    body["columns"] = {"title": {"type": "data"}}
+    response = estimate(api_client, body)
+    assert response.status_code == 400
+    assert response.json() == api_client.post("/api/batches", body, format="json").json()
+    assert nothing_created()
+
+
+def test_a_batch_lands_behind_the_queue(api_client, body, user):
+    node = RenderNode.objects.create(name="render-01")
+    ahead = Job.objects.create(user=user, status=Status.QUEUED, frames_total=30,
+                               project_path="D:\\Dropbox\\x.aep", path_key="d:\\x.aep")
+    lifecycle.claim_next(node)  # rendering now: 30 s by the default rate
+    data = estimate(api_client, body).json()
+    first = datetime.fromisoformat(data["rows"][0]["estimate"]["starts_at"])
+    started = Job.objects.get(pk=ahead.pk).started_at
+    assert (first - started).total_seconds() == pytest.approx(30, abs=1)

@@ -110,7 +110,7 @@ def test_the_detail_has_every_documented_field(api_client, jobs):
                          "mac_username", "user", "created_at", "started_at", "finished_at",
                          "error", "error_code", "warnings", "frames_total", "project",
                          "preset", "output", "review", "preview", "batch", "decisions",
-                         "log_tail"}
+                         "estimate", "log_tail"}
     assert (data["review"], data["preview"], data["batch"], data["decisions"]) == (
         False, None, None, [])
     assert data["status"] == "RENDERING"

@@ -91,11 +91,17 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     watched = submit(server, api_token, farm.dropbox, "spot.aep", frames=60,
                      frame_seconds=0.08)
     expect(row_status(jobs_page, watched)).to_have_text("QUEUED", timeout=LIVE)
+    # Its place in the queue and its times, from the queue forecast.
+    expect(jobs_page.locator(f"#eta-{watched}")).to_contain_text("#1 in queue · starts ~",
+                                                                  timeout=LIVE)
+    later = submit(server, api_token, farm.dropbox, "later.aep", frames=5, frame_seconds=0.02)
+    expect(jobs_page.locator(f"#eta-{later}")).to_contain_text("#2 in queue", timeout=LIVE)
     jobs_page.screenshot(path=str(SCREENSHOTS / "job-list.png"), full_page=True)
     # Its own page stays open too, and will follow it to the end without a reload.
     watched_page = context.new_page()
     watched_page.goto(f"{server}/jobs/{watched}")
     expect(watched_page.locator("#job-status .status")).to_have_text("QUEUED")
+    expect(watched_page.locator("#job-estimate")).to_contain_text("#1 in queue")
     expect(watched_page.locator("#live")).to_have_text("Live", timeout=LIVE)
     watched_page.evaluate("window.__sameDocument = true")
 
@@ -119,6 +125,10 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     # --- Back on the list, never reloaded: QUEUED → RENDERING, a moving bar → COMPLETED.
     expect(row_status(jobs_page, blocker)).to_have_text("CANCELLED", timeout=LIVE)
     expect(row_status(jobs_page, watched)).to_have_text("RENDERING", timeout=LIVE)
+    expect(jobs_page.locator(f"#eta-{watched}")).to_contain_text("done ~", timeout=LIVE)
+    # The job behind it moved up, though nothing happened to it: the queue ETAs are
+    # pushed when the queue moves.
+    expect(jobs_page.locator(f"#eta-{later}")).to_contain_text("#1 in queue", timeout=LIVE)
     bar = jobs_page.locator(f"#job-{watched} [role=progressbar]")
     seen: list[int] = []
     deadline = time.monotonic() + LIVE / 1000

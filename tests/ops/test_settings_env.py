@@ -160,6 +160,13 @@ def test_a_clean_start_succeeds():
     ("VALIDATION_INTERVAL_SECONDS", "nan"),
     ("ALLOW_PASSWORD_LOGIN", "sometimes"),
     ("DATABASE_URL", "mysql://db/x"),
+    ("ESTIMATE_DEFAULT_SECONDS_PER_FRAME", "0"),
+    ("RENDER_COST_PER_MINUTE", "cheap"),
+    ("RENDER_COST_PER_MINUTE", "-0.5"),
+    # A rate without a currency (or the other way round) says nothing.
+    ("RENDER_COST_PER_MINUTE", "0.85"),
+    ("RENDER_COST_CURRENCY", "EUR"),
+    ("RENDER_COST_CURRENCY", "euros"),
 ])
 def test_malformed_value_fails_at_start_naming_the_setting(name, value):
     env = clean_env(DEBUG="true")
