@@ -122,7 +122,7 @@ def restart_engine(admin, node: str | None = None) -> ActionResult:
         if not nodes.exists():
             raise UnknownNode(f"No running render node is called {node!r}.")
     else:
-        nodes = [n for n in nodes if n.is_alive()]
+        nodes = list(nodes.alive())
     names = []
     job_ids = []
     for each in nodes:

@@ -43,7 +43,8 @@ CHECK_SESSION_KEY = "systemadmin_update_check"
 # Polling intervals of the live sections, in seconds.
 # Node states in the colours of the job statuses.
 NODE_TONES = {"rendering": "rendering", "idle": "completed", "down": "failed",
-              "stopped": "cancelled"}
+              "stopped": "cancelled", "draining": "rendering", "stopping": "validating",
+              "parked": "queued"}
 # SystemEvents that are admin actions rather than alerts.
 ACTION_KINDS = ("emergency_stop", "clear_queue", "restart_engine", "update_check",
                 "update_started", "update")
@@ -335,7 +336,7 @@ def restart_engine(request):
                            action=action, button="", error=unknown, status=404)
         targets = [target]
     else:
-        targets = [n for n in nodes if n.is_alive()]
+        targets = list(nodes.alive())
     rendering = list(Job.objects.filter(status=Status.RENDERING, node__in=targets)
                      .select_related("node"))
     if targets:
