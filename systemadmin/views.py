@@ -47,7 +47,7 @@ NODE_TONES = {"rendering": "rendering", "idle": "completed", "down": "failed",
               "parked": "queued"}
 # SystemEvents that are admin actions rather than alerts.
 ACTION_KINDS = ("emergency_stop", "clear_queue", "restart_engine", "update_check",
-                "update_started", "update")
+                "update_started", "update", "node_drain", "node_stop", "node_resume")
 REFRESH = {"health": 3, "nodes": 3, "queue": 10, "errors": 10}
 
 
@@ -405,12 +405,15 @@ def update_execute(request):
     check = request.session.get(CHECK_SESSION_KEY) or {}
     commits = check.get("commits", [])
     question = (f"Update now from {settings.UPDATE_REMOTE}/{settings.UPDATE_BRANCH}? "
-                "It pulls (fast-forward only), installs, migrates, collects static files "
+                "It pauses claims on every render node, waits until no render runs, then "
+                "pulls (fast-forward only), installs, migrates, collects static files "
                 "and restarts the services.")
     error = ""
     if rendering:
-        error = (f"{plural(rendering, 'render')} running: the update will be refused until "
-                 "the farm is idle.")
+        error = (f"{plural(rendering, 'render')} running: the update waits for "
+                 f"{'it' if rendering == 1 else 'them'} to finish (at most "
+                 f"{settings.UPDATE_DRAIN_TIMEOUT_SECONDS / 60:g} min); no new render starts "
+                 "meanwhile.")
     details = [f"{c.get('short', '')} {c.get('subject', '')}" for c in commits[:JOBS_LISTED]]
     return confirm(request, title="Update now", question=question, error=error,
                    action=reverse("systemadmin:update-execute"), button="Update now",

@@ -392,11 +392,10 @@ def test_update_check_failure_is_a_message(browser_admin, monkeypatch):
     assert "could not resolve host" in text_of(browser_admin.get("/system/errors"))
 
 
-def test_update_is_refused_while_rendering(browser_admin, farm_state):
+def test_the_update_dialog_says_it_waits_for_the_renders(browser_admin, farm_state):
     text = text_of(browser_admin.get("/system/update/execute"))
-    assert "1 render running: the update will be refused" in text
-    response = browser_admin.post("/system/update/execute", follow=True)
-    assert messages_of(response)[0].startswith("Update refused: 1 render(s) running")
+    assert "pauses claims on every render node, waits until no render runs" in text
+    assert "1 render running: the update waits for it to finish (at most 60 min)" in text
     assert not UpdateRun.objects.exists()
 
 
