@@ -324,6 +324,17 @@ def test_unknown_or_malformed_nodes_are_refused_without_a_500(browser_admin, far
     assert not SystemEvent.objects.filter(kind="restart_engine").exists()
 
 
+def test_drained_and_stopping_nodes_show_their_state(browser_admin, farm_state):
+    RenderNode.objects.filter(name="node-a").update(command="drain")
+    RenderNode.objects.filter(name="node-b").update(command="parked")
+    html = browser_admin.get("/system/nodes").content.decode()
+    assert 'data-state="draining"' in html and "drain requested" in html
+    assert 'data-state="parked"' in html and "not claiming jobs" in html
+    assert "manage.py node_command node-b resume" in html
+    RenderNode.objects.filter(name="node-a").update(command="stop")
+    assert 'data-state="stopping"' in browser_admin.get("/system/nodes").content.decode()
+
+
 def test_a_stopped_node_cannot_be_restarted(browser_admin, farm_state):
     RenderNode.objects.filter(name="node-b").update(stopped_at=timezone.now())
     assert browser_admin.get("/system/restart-engine?node=node-b").status_code == 404
