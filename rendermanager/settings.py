@@ -314,6 +314,7 @@ WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 0.5, minimum=0.01, maximu
 PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, maximum=60)
 RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
 PUBLISH_RETRY_SECONDS = env.float("PUBLISH_RETRY_SECONDS", 60, minimum=0, maximum=3600)
+WORKER_MEMORY_LIMIT_MB = env.int("WORKER_MEMORY_LIMIT_MB", 1536, minimum=0)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
 # Render-time estimates (jobs.estimates) and what render time costs (estimates, usage report).

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 
+import psutil
 from django.conf import settings
 from django.db import Error, close_old_connections, connection
 from django.db.models.functions import Now
@@ -190,10 +191,26 @@ class Worker:
             return False
         if self.stop_requested.is_set() or self.restart_requested:
             return False
+        if self.over_memory():
+            return False
         job = lifecycle.claim_next(self.node)
         if job is None:
             return False
         self.render(job)
+        return True
+
+    def over_memory(self) -> bool:
+        """Past WORKER_MEMORY_LIMIT_MB, stop between two renders (PM2 or systemd
+        start a fresh process) rather than be killed mid-render by PM2's limit."""
+        limit = settings.WORKER_MEMORY_LIMIT_MB
+        if not limit:
+            return False
+        used = psutil.Process().memory_info().rss / 2**20
+        if used <= limit:
+            return False
+        log.warning("render node %s uses %.0f MB (WORKER_MEMORY_LIMIT_MB=%d): exiting between "
+                    "renders to be started afresh", self.node_name, used, limit)
+        self.stop_requested.set()
         return True
 
     def _validate_forever(self) -> None:

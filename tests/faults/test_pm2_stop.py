@@ -109,3 +109,15 @@ def lifecycle_cancel(job) -> None:
     from jobs import lifecycle
 
     lifecycle.cancel(job.pk, actor="test")
+
+
+def test_a_worker_over_its_memory_limit_exits_between_renders(farm, queued_jobs):
+    # PM2's max_memory_restart kills mid-render; the worker's own, lower limit
+    # makes it exit where nothing is lost, for PM2 or systemd to start it afresh.
+    [job] = queued_jobs(1, frames=5)
+    worker = farm.start_worker("node-a", WORKER_MEMORY_LIMIT_MB=1)
+    assert worker.wait(timeout=60) == 0
+    assert "WORKER_MEMORY_LIMIT_MB=1" in farm.worker_log(worker)
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Status.QUEUED, 0)
+    assert RenderNode.objects.get(name=farm.node("node-a")).stopped_at is not None
