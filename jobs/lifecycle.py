@@ -422,10 +422,11 @@ def requeue_dead_nodes(actor: str = "system") -> list:
         reason = f"Render node {node_name} stopped responding"
         if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST, code=NODE_LOST):
             moved.append(job_id)
-    Job.objects.filter(status=Status.RENDERING, node__isnull=True,
-                       node_lost_at__isnull=True).update(node_lost_at=Now())
-    lost = Job.objects.filter(status=Status.RENDERING, node__isnull=True,
-                              node_lost_at__lt=heartbeat_cutoff()).values_list("pk", "lease")
+    nodeless = Job.objects.filter(status=Status.RENDERING, node__isnull=True)
+    if not nodeless.exists():  # the usual case: read, never write (SQLite's write lock)
+        return moved
+    nodeless.filter(node_lost_at__isnull=True).update(node_lost_at=Now())
+    lost = nodeless.filter(node_lost_at__lt=heartbeat_cutoff()).values_list("pk", "lease")
     for job_id, lease in lost:
         reason = "Its render node was removed from the database and did not come back"
         if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST, code=NODE_LOST):
