@@ -374,6 +374,7 @@ def _run_steps(run: UpdateRun, pause: _Pause) -> None:
             pause.start()
             why = _drain(output)
             if why:
+                pause.release()  # before the run reads as failed
                 return _fail(run, output, name, why)
             continue
         if name == "npm" and argv and not _packages_changed(started):
