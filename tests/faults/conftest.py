@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job, Status
-from tests.helpers.common import make_project
+from tests.helpers.common import make_project, wait_for
 
 
 @pytest.fixture
@@ -31,3 +31,10 @@ def queued_jobs(farm, user):
 
 def report(title: str, **figures) -> None:
     print(f"\n[{title}] " + ", ".join(f"{key}={value}" for key, value in figures.items()))
+
+
+def wait_mid_render(job: Job, frames: int = 3) -> None:
+    """Until ``job`` renders and has done more than ``frames`` frames."""
+    wait_for(lambda: Job.objects.filter(pk=job.pk, status=Status.RENDERING,
+                                        frames_done__gt=frames).exists(),
+             timeout=60, message=f"the render of {job.name} never got going")

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from jobs.models import Job, RenderNode, Status
-from tests.faults.conftest import report
+from tests.faults.conftest import report, wait_mid_render
 from tests.helpers.common import wait_for
 from tests.helpers.farm import RenderWatcher, wait_status
 
@@ -28,8 +28,7 @@ def test_a_long_sqlite_lock_costs_a_pause_not_the_job(farm, queued_jobs):
     farm.configure(WORKER_POLL_SECONDS=2)
     [job] = queued_jobs(1, frames=100, frame_seconds=0.05)  # ~5 s, all inside the lock
     farm.start_worker("node-a")
-    wait_for(lambda: Job.objects.filter(pk=job.pk, frames_done__gt=2).exists(), timeout=60,
-             message="the render never started")
+    wait_mid_render(job, 2)
     locker = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None,
                              timeout=30)
     try:
@@ -57,8 +56,7 @@ def test_a_node_whose_row_was_deleted_registers_again_and_keeps_its_render(farm,
     name = farm.node("node-a")
     with RenderWatcher(farm) as watcher:
         farm.start_worker("node-a")
-        wait_for(lambda: Job.objects.filter(pk=first.pk, frames_done__gt=3).exists(),
-                 timeout=60, message="the render never started")
+        wait_mid_render(first)
         old = RenderNode.objects.get(name=name)
         old.delete()  # what the Django admin does: the job's node is set to NULL
         deleted = time.monotonic()

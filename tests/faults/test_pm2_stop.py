@@ -13,7 +13,7 @@ import time
 import pytest
 
 from jobs.models import Job, RenderNode, Status
-from tests.faults.conftest import report
+from tests.faults.conftest import report, wait_mid_render
 from tests.helpers.common import REPO, wait_for
 from tests.helpers.farm import RenderWatcher, render_processes, wait_status
 
@@ -31,18 +31,22 @@ def kill_like_pm2(worker) -> None:
     worker.wait(timeout=10)
 
 
+def command_mid_render(farm, job, action: str):
+    """Start node-a, and once it renders ``job``, run ``node_command node-a ACTION --wait``."""
+    worker = farm.start_worker("node-a")
+    wait_mid_render(job)
+    asked = time.monotonic()
+    done = node_command(farm, farm.node("node-a"), action, "--wait", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Safe to restart or stop" in done.stdout
+    return worker, done, time.monotonic() - asked
+
+
 def test_stop_then_kill_puts_the_render_back_without_using_an_attempt(farm, queued_jobs):
     first, second = queued_jobs(2, frames=400, frame_seconds=0.02)
     node = farm.node("node-a")
     with RenderWatcher(farm) as watcher:
-        worker = farm.start_worker("node-a")
-        wait_for(lambda: Job.objects.filter(pk=first.pk, frames_done__gt=3).exists(),
-                 timeout=60, message="the render never started")
-        asked = time.monotonic()
-        done = node_command(farm, node, "stop", "--wait", "--timeout", "30")
-        waited = time.monotonic() - asked
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "Safe to restart or stop" in done.stdout
+        worker, _done, waited = command_mid_render(farm, first, "stop")
         # Back in the queue at once, the node parked: it claims nothing.
         first.refresh_from_db()
         assert (first.status, first.attempts) == (Status.QUEUED, 0)
@@ -69,13 +73,8 @@ def test_stop_then_kill_puts_the_render_back_without_using_an_attempt(farm, queu
 
 def test_drain_then_kill_finishes_the_render_and_starts_no_other(farm, queued_jobs):
     first, second = queued_jobs(2, frames=80, frame_seconds=0.05)
-    node = farm.node("node-a")
     with RenderWatcher(farm) as watcher:
-        worker = farm.start_worker("node-a")
-        wait_for(lambda: Job.objects.filter(pk=first.pk, frames_done__gt=3).exists(),
-                 timeout=60, message="the render never started")
-        done = node_command(farm, node, "drain", "--wait", "--timeout", "60")
-        assert done.returncode == 0, done.stdout + done.stderr
+        worker, done, _waited = command_mid_render(farm, first, "drain")
         # The render in progress finished; the next job never started.
         first.refresh_from_db()
         second.refresh_from_db()
