@@ -48,6 +48,7 @@ LOG_FLUSH_SECONDS = 2.0
 # the render stops: soon another node may think this one dead and take the job.
 LOST_CONTACT_SHARE = 0.8
 PUBLISH_FAILED = "publish_failed"
+PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Render:
         self.last_log_flush = now
         self.last_check = now
         self.progress_dirty = False
+        self.progress_events = 0
         # What the stored log row holds already (LogBuffer.total_bytes, head_bytes).
         self.log_written = (-1, -1)
         self.log_exists = False
@@ -362,8 +364,14 @@ class Render:
             progress=round(progress.percent, 2), phase=progress.phase,
             frames_done=progress.frames_done, frames_total=progress.frames_total,
             eta_seconds=eta, last_output_at=Now())
-        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
-                         message=f"{progress.percent:.0f}%")
+        event = lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
+                                 message=f"{progress.percent:.0f}%")
+        self.progress_events += 1
+        if self.progress_events % PRUNE_PROGRESS_EVERY == 0:
+            # Progress events only wake the live bridge, which shows the job's
+            # current state: the read ones can go, so that the outbox does not
+            # grow with the length of the render.
+            JobEvent.objects.filter(job_id=job.pk, kind="progress", id__lt=event.pk).delete()
         return True
 
     def _wrap_up(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs.models import Job, JobLog, RenderNode, Status
+from jobs.models import Job, JobEvent, JobLog, RenderNode, Status
 from jobs.node.render import Render
 
 
@@ -68,3 +68,15 @@ def test_a_render_without_a_log_row_yet_creates_it_only_while_the_claim_is_its_o
     render.buffer.append("stale")
     render._flush_log()
     assert not JobLog.objects.filter(job=render.job).exists()
+
+
+def test_progress_events_do_not_pile_up_over_a_long_render(render):
+    progress = SimpleNamespace(percent=0.0, phase="rendering", frames_done=0,
+                               frames_total=100_000, eta_seconds=lambda now: 60)
+    for frame in range(1, 301):  # five minutes of progress writes at the default pace
+        progress.percent, progress.frames_done = frame / 1000, frame
+        render._write_progress(progress)
+        assert JobEvent.objects.filter(job=render.job, kind="progress").count() <= 60
+    job = Job.objects.get(pk=render.job.pk)
+    assert job.frames_done == 300
+    assert JobEvent.objects.filter(job=job, kind="progress").last().message == "0%"
