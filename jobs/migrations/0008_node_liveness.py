@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0005_job_error_code_warnings_project'),
+        ('jobs', '0009_relative_paths'),
     ]
 
     operations = [
