@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from jobs.models import Job, JobEvent, RenderNode, Status
+from jobs.submission.paths import output_file
 from tests.faults.conftest import report
 from tests.helpers.common import REPO, requires, wait_for
 from tests.helpers.farm import RenderWatcher
@@ -85,6 +86,6 @@ def test_a_database_restart_under_two_rendering_nodes_costs_a_pause_only(farm, q
     assert watcher.worst == 1
     assert len(watcher.rendered) == len(jobs)
     for job in finished.values():
-        assert os.path.getsize(job.output_path) == job.output_size > 0
+        assert output_file(job.output_path).stat().st_size == job.output_size > 0
     # A short pause: both nodes were heartbeating again within seconds.
     assert all(back < 10 for _, back in restarts), restarts

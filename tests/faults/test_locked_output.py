@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from jobs.models import Job, Phase, Status
+from jobs.submission.paths import output_file
 from tests.faults.conftest import report
 from tests.helpers.common import wait_for
 from tests.helpers.farm import wait_status
@@ -39,8 +40,8 @@ def test_a_briefly_held_output_is_published_after_retries(farm, queued_jobs):
     release.join()
     report("held output released", status=job.status, attempts=job.attempts)
     assert (job.status, job.attempts) == (Status.COMPLETED, 1)
-    assert os.path.isfile(job.output_path)
-    assert os.listdir(farm.dropbox / "renders") == [os.path.basename(job.output_path)]
+    assert output_file(job.output_path).is_file()
+    assert os.listdir(farm.dropbox / "renders") == [job.output_path]
 
 
 def test_an_output_held_too_long_fails_the_attempt_as_a_publish_failure(farm, queued_jobs):

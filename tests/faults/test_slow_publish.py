@@ -11,6 +11,7 @@ import time
 import pytest
 
 from jobs.models import Job, JobEvent, Phase, Status
+from jobs.submission.paths import output_file
 from tests.faults.conftest import report
 from tests.helpers.common import wait_for
 from tests.helpers.farm import RenderWatcher, wait_status
@@ -44,8 +45,8 @@ def test_a_publish_longer_than_the_node_timeout_completes_once(farm, queued_jobs
     assert watcher.worst == 1
     assert job.node.name == farm.node("slow")
     # The output it published stays, with nothing partial beside it.
-    assert os.path.getsize(job.output_path) == job.output_size > 0
-    assert sorted(os.listdir(farm.dropbox / "renders")) == [os.path.basename(job.output_path)]
+    assert output_file(job.output_path).stat().st_size == job.output_size > 0
+    assert sorted(os.listdir(farm.dropbox / "renders")) == [job.output_path]
 
 
 def test_a_stop_during_a_slow_publish_requeues_at_once(farm, queued_jobs):
