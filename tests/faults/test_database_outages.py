@@ -45,7 +45,7 @@ def test_a_long_sqlite_lock_costs_a_pause_not_the_job(farm, queued_jobs):
            completed_after_release_seconds=round(after, 2), attempts=job.attempts)
     assert job.status == Status.COMPLETED, job.error
     assert job.attempts == 1
-    assert job.frames_done == 100 and "Render Finished" in job.log.text()
+    assert job.frames_done == 100 and "Finished composition" in job.log.text()
     assert after < 5
 
 
