@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0009_relative_paths'),
+        ('jobs', '0012_render_stats'),
     ]
 
     operations = [
