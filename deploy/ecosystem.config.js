@@ -83,9 +83,15 @@ module.exports = {
       out_file: path.join(logs, "ae-render-manager-worker-out.log"),
       error_file: path.join(logs, "ae-render-manager-worker-error.log"),
       // On Linux/macOS the worker gets SIGINT, kills its render and requeues
-      // the job without using an attempt; give it time to do so. (On Windows
-      // PM2 ends the process outright; the render guard then kills the render
-      // tree and the restarted worker requeues the job.)
+      // the job without using an attempt; give it time to do so. On Windows
+      // PM2 ends the process outright (the render guard then kills the render
+      // tree, and the job counts a crashed attempt), so stop the node through
+      // the database before any scripted restart:
+      //   python manage.py node_command %COMPUTERNAME% stop --wait
+      //   pm2 restart ae-render-manager-worker
+      // The worker leaves by itself between renders above WORKER_MEMORY_LIMIT_MB
+      // (1.5 GB), before max_memory_restart (2 GB) would kill it mid-render;
+      // self-updates drain the whole farm before they restart it.
       kill_timeout: 20000,
     },
   ],

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -24,11 +26,14 @@ from jobs.models import (
     UNFINISHED,
     Batch,
     BatchRow,
+    ClaimPause,
     Job,
     JobEvent,
     Phase,
     RenderNode,
     Status,
+    alive_q,
+    heartbeat_cutoff,
     supersede_key,
 )
 
@@ -266,11 +271,36 @@ def fail_validation(job_id, reason: str, code: str = "") -> bool:
 # --- Rendering ------------------------------------------------------------------
 
 
+def claims_paused() -> bool:
+    return ClaimPause.objects.filter(until__gt=Now()).exists()
+
+
+def pause_claims(reason: str, seconds: float, actor: str = "system") -> int:
+    """No node claims a job until ``seconds`` from now (database clock) or until
+    resume_claims(); renders already running carry on. Returns the pause's id."""
+    pause = ClaimPause.objects.create(reason=reason[:200], actor=actor[:200],
+                                      until=Now() + timedelta(seconds=seconds))
+    return pause.pk
+
+
+def extend_pause(pause_id, seconds: float) -> bool:
+    """Keep a pause for ``seconds`` more from now; False if it is gone."""
+    return bool(ClaimPause.objects.filter(pk=pause_id).update(
+        until=Now() + timedelta(seconds=seconds)))
+
+
+def resume_claims(pause_id) -> None:
+    ClaimPause.objects.filter(pk=pause_id).delete()
+
+
 def claim_next(node: RenderNode) -> Job | None:
-    """Take the highest-priority, oldest queued job for ``node``, or None.
+    """Take the highest-priority, oldest queued job for ``node``, or None (also
+    while claims are paused farm-wide).
 
     ``frames_total`` is kept: validation read it from the project (jobs.node.preflight).
     """
+    if claims_paused():
+        return None
     for _ in range(10):
         with transaction.atomic():
             candidates = Job.objects.filter(status=Status.QUEUED).order_by(*QUEUE_ORDER)
@@ -286,7 +316,11 @@ def claim_next(node: RenderNode) -> Job | None:
                           node=node, lease=lease, attempts=F("attempts") + 1,
                           started_at=now, last_output_at=now, phase=Phase.SETTING_UP,
                           progress=0, frames_done=0, eta_seconds=None,
-                          render_pid=None, render_spawned_at=None, error="", error_code=""):
+                          render_pid=None, render_spawned_at=None, error="", error_code="",
+                          node_lost_at=None):
+                # Read inside the transaction: only a lost answer to the commit
+                # itself can leave a claim the node does not know of (it then
+                # releases it, see release_orphans).
                 return Job.objects.select_related("user", "node").get(pk=job_id)
     return None
 
@@ -374,16 +408,41 @@ NODE_LOST = "node_lost"
 
 
 def requeue_dead_nodes(actor: str = "system") -> list:
-    """Jobs held by nodes that stopped heartbeating count as crashed attempts."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=settings.NODE_TIMEOUT_SECONDS)
-    stale = Job.objects.filter(status=Status.RENDERING, node__last_heartbeat__lt=cutoff)
-    stale = stale.values_list("pk", "lease", "node__name")
+    """Jobs whose render node died count as crashed attempts (JobEvent kind ``node_lost``).
+
+    A node is dead by the one liveness rule (models.heartbeat_cutoff: the
+    database's clock). A job whose node row was deleted belongs to no node:
+    it is marked when first seen so, and requeued once it stayed so for the
+    node timeout; a live worker re-registers and takes it back before that.
+    """
     moved = []
-    for job_id, lease, node_name in stale:
+    dead = (Job.objects.filter(status=Status.RENDERING, node__isnull=False)
+            .exclude(alive_q("node__")).values_list("pk", "lease", "node__name"))
+    for job_id, lease, node_name in dead:
         reason = f"Render node {node_name} stopped responding"
         if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST, code=NODE_LOST):
             moved.append(job_id)
+    nodeless = Job.objects.filter(status=Status.RENDERING, node__isnull=True)
+    if not nodeless.exists():  # the usual case: read, never write (SQLite's write lock)
+        return moved
+    nodeless.filter(node_lost_at__isnull=True).update(node_lost_at=Now())
+    lost = nodeless.filter(node_lost_at__lt=heartbeat_cutoff()).values_list("pk", "lease")
+    for job_id, lease in lost:
+        reason = "Its render node was removed from the database and did not come back"
+        if render_crashed(job_id, lease, reason, actor=actor, kind=NODE_LOST, code=NODE_LOST):
+            moved.append(job_id)
     return moved
+
+
+def release_orphans(node: RenderNode, reason: str, actor: str = "system") -> list:
+    """Jobs RENDERING under ``node`` that it is not rendering count as crashed
+    attempts, their node lost (call only from the thread that claims, between renders)."""
+    released = []
+    orphans = Job.objects.filter(status=Status.RENDERING, node=node)
+    for job_id, lease in orphans.values_list("pk", "lease"):
+        if render_crashed(job_id, lease, reason, actor=actor, code=NODE_LOST) is not None:
+            released.append(job_id)
+    return released
 
 
 # --- User actions -------------------------------------------------------------------

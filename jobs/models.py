@@ -1,9 +1,21 @@
 import hashlib
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    Value,
+    When,
+)
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -58,23 +70,96 @@ class Phase(models.TextChoices):
     PUBLISHING = "publishing"
 
 
+class NodeCommand:
+    """What an admin asks of a render node through ``RenderNode.command``.
+
+    PM2 on Windows ends a process outright, so a node is told through the
+    database before it is killed: ``drain`` finishes the current render,
+    ``stop`` puts it back in the queue without using an attempt; either way
+    the node then stops claiming and writes ``parked`` once it renders
+    nothing, so the process can be killed at no cost. ``restart`` requeues
+    the render and restarts the worker in-process. An empty command (also
+    what a freshly started worker writes) means work normally.
+    """
+
+    RESTART = "restart"
+    DRAIN = "drain"
+    STOP = "stop"
+    PARKED = "parked"
+    PARKING = (DRAIN, STOP)
+
+
+def heartbeat_cutoff():
+    """The one liveness rule: a node is alive while its last heartbeat is younger
+    than NODE_TIMEOUT_SECONDS, both read on the DATABASE's clock (heartbeats
+    are written with ``Now()``), so node clocks never enter the comparison."""
+    return Now() - timedelta(seconds=settings.NODE_TIMEOUT_SECONDS)
+
+
+def alive_q(prefix: str = "") -> Q:
+    """Q for live nodes (``prefix``: the lookup path from another model, e.g. "node__")."""
+    return Q(**{f"{prefix}stopped_at__isnull": True,
+                f"{prefix}last_heartbeat__gte": heartbeat_cutoff()})
+
+
+class RenderNodeQuerySet(models.QuerySet):
+    def alive(self):
+        return self.filter(alive_q())
+
+    def silent(self):
+        """Nodes that stopped, or stopped heartbeating."""
+        return self.exclude(alive_q())
+
+    def with_liveness(self):
+        """Each node with ``heartbeat_age`` (a timedelta on the database's clock)
+        and ``alive`` (the rule above), for pages and alerts."""
+        return self.annotate(
+            heartbeat_age=ExpressionWrapper(Now() - F("last_heartbeat"),
+                                            output_field=DurationField()),
+            alive=Case(When(alive_q(), then=Value(True)), default=Value(False),
+                       output_field=BooleanField()))
+
+
 class RenderNode(models.Model):
     name = models.CharField(max_length=100, unique=True)
     hostname = models.CharField(max_length=255, blank=True)
     pid = models.IntegerField(null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
+    # Written with the database's clock (Now()), never the node's: see heartbeat_cutoff().
     last_heartbeat = models.DateTimeField(default=timezone.now)
     stopped_at = models.DateTimeField(null=True, blank=True)
-    # Commands from the admin panel ("restart") reach the worker through here.
+    # Admin commands reach the worker through here (NodeCommand).
     command = models.CharField(max_length=32, blank=True)
+
+    objects = RenderNodeQuerySet.as_manager()
 
     def __str__(self):
         return self.name
 
-    def is_alive(self, now=None) -> bool:
-        now = now or timezone.now()
-        age = (now - self.last_heartbeat).total_seconds()
-        return self.stopped_at is None and age < settings.NODE_TIMEOUT_SECONDS
+    def is_alive(self) -> bool:
+        """The liveness rule (heartbeat_cutoff) for this node, on the database's clock."""
+        known = getattr(self, "alive", None)
+        if known is not None:
+            return bool(known)
+        return RenderNode.objects.alive().filter(pk=self.pk).exists()
+
+    @property
+    def parked(self) -> bool:
+        return self.command == NodeCommand.PARKED
+
+
+class ClaimPause(models.Model):
+    """While an unexpired pause exists no node claims a job (the self-update
+    pauses the farm). It lapses by itself at ``until`` (database clock), so a
+    process that died while holding it cannot stop the farm for good."""
+
+    reason = models.CharField(max_length=200)
+    actor = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField()
+
+    def __str__(self):
+        return f"claims paused: {self.reason}"
 
 
 class Job(models.Model):
@@ -128,6 +213,10 @@ class Job(models.Model):
     attempts = models.IntegerField(default=0)
     node = models.ForeignKey(RenderNode, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="jobs")
+    # When a RENDERING job was first seen without a node (its RenderNode row was
+    # deleted), on the database's clock. A live worker re-registers and takes it
+    # back; otherwise it is requeued NODE_TIMEOUT_SECONDS later.
+    node_lost_at = models.DateTimeField(null=True, blank=True)
     # Identifies one claim; a worker whose lease no longer matches must stop.
     lease = models.UUIDField(null=True, blank=True)
     render_pid = models.IntegerField(null=True, blank=True)

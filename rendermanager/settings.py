@@ -267,6 +267,7 @@ UPDATE_COLLECTSTATIC_COMMAND = _command("UPDATE_COLLECTSTATIC_COMMAND", env.str(
     "UPDATE_COLLECTSTATIC_COMMAND", "{python} manage.py collectstatic --noinput"))
 UPDATE_RESTART_COMMAND = _command("UPDATE_RESTART_COMMAND", env.str("UPDATE_RESTART_COMMAND", ""))
 UPDATE_STEP_TIMEOUT_SECONDS = env.float("UPDATE_STEP_TIMEOUT_SECONDS", 900, minimum=1)
+UPDATE_DRAIN_TIMEOUT_SECONDS = env.float("UPDATE_DRAIN_TIMEOUT_SECONDS", 3600, minimum=1)
 # Behind the HTTPS reverse proxy (deploy/nginx.conf): trust its X-Forwarded-Proto
 # so Django knows the request came over HTTPS (secure cookies, CSRF checks).
 BEHIND_HTTPS_PROXY = env.bool("BEHIND_HTTPS_PROXY", False)
@@ -312,6 +313,8 @@ JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", 7, minimum=1)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 0.5, minimum=0.01, maximum=60)
 PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, maximum=60)
 RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
+PUBLISH_RETRY_SECONDS = env.float("PUBLISH_RETRY_SECONDS", 60, minimum=0, maximum=3600)
+WORKER_MEMORY_LIMIT_MB = env.int("WORKER_MEMORY_LIMIT_MB", 1536, minimum=0)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
 # Render-time estimates (jobs.estimates) and what render time costs (estimates, usage report).

@@ -6,7 +6,7 @@ GET  /api/system/errors             failed jobs and system warnings/errors
 GET  /api/system/events             admin actions and alerts
 GET  /api/reports/usage             render minutes, renders and cost per user, client, project
 GET  /api/system/update/check       git fetch; the new commits
-POST /api/system/update/execute     start the update (409 while rendering)
+POST /api/system/update/execute     start the update: drain the farm, then update (409 if one runs)
 GET  /api/system/update/status      the latest (or ?id=) run, log from ?offset=
 POST /api/system/emergency-stop     cancel every active job, kill the renders
 POST /api/system/clear-queue        cancel every job not rendering yet
@@ -104,7 +104,7 @@ class UpdateCheckView(AdminView):
 
 
 @extend_schema(tags=["system"], request=None, responses={202: ANY, 409: ANY},
-               summary="Update now (refused while a render runs)")
+               summary="Update now (claims paused, waits for the renders in progress)")
 class UpdateExecuteView(AdminView):
     def post(self, request):
         try:

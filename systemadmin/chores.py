@@ -53,14 +53,13 @@ def check_disks(now=None) -> list[str]:
     return alerted
 
 
-def check_nodes(now=None) -> list[str]:
-    """Alert about nodes that stopped heartbeating without shutting down."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.NODE_TIMEOUT_SECONDS)
-    dead = RenderNode.objects.filter(stopped_at__isnull=True, last_heartbeat__lt=cutoff)
+def check_nodes() -> list[str]:
+    """Alert about nodes that stopped heartbeating without shutting down (the
+    liveness rule of jobs.models, on the database's clock)."""
+    dead = RenderNode.objects.with_liveness().filter(stopped_at__isnull=True, alive=False)
     alerted = []
     for node in dead:
-        silent = (now - node.last_heartbeat).total_seconds()
+        silent = node.heartbeat_age.total_seconds()
         if events.node_down(node.name, f"No heartbeat for {silent:.0f} s."):
             alerted.append(node.name)
     return alerted

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from jobs.models import ACTIVE, Job, RenderNode, Status
+from jobs.models import ACTIVE, Job, NodeCommand, RenderNode, Status
 from systemadmin.models import QueueSample, SystemEvent
 
 HISTORY_HOURS = 24
@@ -101,23 +101,38 @@ def process_tree(pid: int, spawned_at=None) -> list[dict]:
     return tree
 
 
-def nodes(now=None) -> list[dict]:
-    now = now or timezone.now()
+def node_state(node: RenderNode, alive: bool, rendering: bool) -> str:
+    """stopped, down, rendering, idle; or, under an admin's drain or stop command
+    (NodeCommand), draining, stopping, and parked once it renders nothing."""
+    if node.stopped_at:
+        return "stopped"
+    if not alive:
+        return "down"
+    if node.command == NodeCommand.PARKED:
+        return "parked"
+    if node.command == NodeCommand.DRAIN:
+        return "draining" if rendering else "parked"
+    if node.command == NodeCommand.STOP:
+        return "stopping"
+    return "rendering" if rendering else "idle"
+
+
+def nodes() -> list[dict]:
     here = socket.gethostname()
     _forget_dead()
     rendering = {job.node_id: job for job in
                  Job.objects.filter(status=Status.RENDERING, node__isnull=False)
                  .select_related("user")}
     found = []
-    for node in RenderNode.objects.order_by("name"):
-        alive = node.is_alive(now)
+    for node in RenderNode.objects.with_liveness().order_by("name"):
+        alive = node.is_alive()
         job = rendering.get(node.pk)
-        state = "stopped" if node.stopped_at else ("down" if not alive else
-                                                   ("rendering" if job else "idle"))
         entry = {
-            "name": node.name, "hostname": node.hostname, "pid": node.pid, "state": state,
+            "name": node.name, "hostname": node.hostname, "pid": node.pid,
+            "state": node_state(node, alive, job is not None),
             "alive": alive, "last_heartbeat": node.last_heartbeat.isoformat(),
-            "heartbeat_age_seconds": round((now - node.last_heartbeat).total_seconds(), 1),
+            # On the database's clock, like the liveness rule (not this server's).
+            "heartbeat_age_seconds": round(node.heartbeat_age.total_seconds(), 1),
             "started_at": node.started_at.isoformat(), "command": node.command,
             "job": None, "processes": [],
         }

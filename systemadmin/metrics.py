@@ -8,7 +8,6 @@ import hmac
 from django.conf import settings
 from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from jobs.models import Job, RenderNode, Status
@@ -70,14 +69,13 @@ def exposition() -> str:
                      f"{_number(counters.get('render_seconds_sum', 0))}")
     out.lines.append(f"rendermanager_render_seconds_count "
                      f"{_number(counters.get('render_seconds_count', 0))}")
-    now = timezone.now()
-    nodes = list(RenderNode.objects.order_by("name"))
+    nodes = list(RenderNode.objects.with_liveness().order_by("name"))
     out.metric("rendermanager_node_last_heartbeat_seconds", "gauge",
                "Unix time of each render node's last heartbeat.",
                [({"node": n.name}, round(n.last_heartbeat.timestamp(), 3)) for n in nodes])
     out.metric("rendermanager_node_up", "gauge",
                "1 if the render node heartbeats within NODE_TIMEOUT_SECONDS.",
-               [({"node": n.name}, int(n.is_alive(now))) for n in nodes])
+               [({"node": n.name}, int(n.is_alive())) for n in nodes])
     busy = set(Job.objects.filter(status=Status.RENDERING).values_list("node__name", flat=True))
     out.metric("rendermanager_node_rendering", "gauge", "1 while the node renders a job.",
                [({"node": n.name}, int(n.name in busy)) for n in nodes])

@@ -6,14 +6,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 
 import psutil
 
 from jobs import lifecycle
-from jobs.models import UNFINISHED, Job, RenderNode, Status
+from jobs.models import UNFINISHED, Job, NodeCommand, RenderNode, Status
 from jobs.node.procs import find_marked
-from systemadmin import events
+from systemadmin import events, health
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def restart_engine(admin, node: str | None = None) -> ActionResult:
         if not nodes.exists():
             raise UnknownNode(f"No running render node is called {node!r}.")
     else:
-        nodes = [n for n in nodes if n.is_alive()]
+        nodes = list(nodes.alive())
     names = []
     job_ids = []
     for each in nodes:
@@ -141,3 +142,84 @@ def restart_engine(admin, node: str | None = None) -> ActionResult:
     events.record("restart_engine", message, actor=actor, level="warning")
     log.warning(message)
     return ActionResult("restart_engine", actor, job_ids, nodes=names, message=message)
+
+
+# --- Drain, stop, resume (before PM2 kills a node) ------------------------------------
+
+NODE_ACTIONS = {
+    "drain": "finishes its render, then claims nothing",
+    "stop": "puts its render back in the queue (no attempt used), then claims nothing",
+    "resume": "claims jobs again",
+}
+# Where a node is safe to kill: it renders nothing and will not claim.
+SETTLED = {"parked", "stopped", "down"}
+
+
+def command_nodes(actor, action: str, names: list[str] | None = None) -> ActionResult:
+    """Send ``drain``, ``stop`` or ``resume`` to the named nodes, or to every live one.
+
+    The node acts through its heartbeat thread within WORKER_POLL_SECONDS and
+    writes ``parked`` once it renders nothing (NodeCommand); wait_settled()
+    waits for that. A restarted node works normally again.
+    """
+    if action not in NODE_ACTIONS:
+        raise ValueError(f"unknown node action {action!r}")
+    who_, name = who(actor)
+    nodes = RenderNode.objects.filter(stopped_at__isnull=True)
+    if names:
+        found = set(nodes.filter(name__in=names).values_list("name", flat=True))
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise UnknownNode(f"No running render node is called {missing[0]!r}.")
+        nodes = nodes.filter(name__in=names)
+    else:
+        nodes = nodes.alive()
+    targets = list(nodes.order_by("name"))
+    job_ids = []
+    for node in targets:
+        if action == "resume":
+            RenderNode.objects.filter(pk=node.pk, command__in=[*NodeCommand.PARKING,
+                                                               NodeCommand.PARKED]) \
+                .update(command="")
+            continue
+        # A parked node renders nothing: drain or stop leaves it parked.
+        RenderNode.objects.filter(pk=node.pk).exclude(command=NodeCommand.PARKED) \
+            .update(command=action)
+        for job_id in Job.objects.filter(status=Status.RENDERING, node=node) \
+                .values_list("pk", flat=True):
+            lifecycle.record(job_id, f"{action}_requested", actor=who_,
+                             message=f"{action.capitalize()} of {node.name} requested by "
+                             f"{name}: the node {NODE_ACTIONS[action]}")
+            job_ids.append(job_id)
+    names_done = [node.name for node in targets]
+    message = (f"Node {action} requested by {name} on {', '.join(names_done)}" if names_done
+               else f"Node {action} requested by {name}, but no render node is running")
+    events.record(f"node_{action}", message, actor=who_, level="warning")
+    log.warning(message)
+    return ActionResult(f"node_{action}", who_, job_ids, nodes=names_done, message=message)
+
+
+def node_states(names: list[str]) -> dict[str, str]:
+    rendering = set(Job.objects.filter(status=Status.RENDERING, node__name__in=names)
+                    .values_list("node__name", flat=True))
+    return {node.name: health.node_state(node, node.is_alive(), node.name in rendering)
+            for node in RenderNode.objects.with_liveness().filter(name__in=names)}
+
+
+def wait_settled(names: list[str], timeout: float, poll: float = 0.5,
+                 on_change=None) -> dict[str, str]:
+    """Wait until every named node is parked (or stopped, or down); returns the
+    last states seen. ``on_change(states)`` is called whenever they change."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while True:
+        states = node_states(names)
+        for name in names:
+            states.setdefault(name, "stopped")  # its row is gone
+        if states != seen and on_change is not None:
+            on_change(states)
+        seen = states
+        if all(state in SETTLED for state in states.values()) or \
+                time.monotonic() >= deadline:
+            return states
+        time.sleep(poll)

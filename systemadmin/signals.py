@@ -58,7 +58,9 @@ def on_warning(sender, job_id, code, message, **_):
 def _count(job_id, from_status, to_status, kind) -> None:
     if to_status == Status.RENDERING:
         events.increment("renders_started")
-    if from_status == Status.RENDERING and kind == "retry":
+    # A retry, also when the node died (lifecycle.requeue_dead_nodes: "node_lost").
+    if from_status == Status.RENDERING and to_status == Status.QUEUED \
+            and kind in ("retry", lifecycle.NODE_LOST):
         events.increment("render_attempts_failed")
     name = FINISHED_COUNTERS.get(to_status)
     if name is None:

@@ -2,15 +2,24 @@
 (pull fast-forward only, install, migrate, collect static, restart).
 
 Every command is an argv list run without a shell, in UPDATE_REPO_DIR (the
-install). Execute refuses while a render runs, runs on a background thread
-of the web process and stores its progress and log in an ``UpdateRun`` row
-that the admin panel polls. A failing step stops the run, is recorded as a
-system error and is reported to the Slack admin channel.
+install). Execute runs on a background thread of the web process and stores
+its progress and log in an ``UpdateRun`` row that the admin panel polls. A
+failing step stops the run, is recorded as a system error and is reported to
+the Slack admin channel.
+
+The first step drains the farm: claims are paused on every node
+(lifecycle.pause_claims) and the update waits until no render runs, at most
+UPDATE_DRAIN_TIMEOUT_SECONDS (then it fails, having changed nothing). The
+renders in progress finish normally, so the restart that PM2 does outright on
+Windows finds no render to kill and no attempt is lost. The pause is a lease
+the update keeps renewing: if this process dies, the farm resumes by itself.
 
 The restart step is last: the run is marked succeeded first, because the
 restart command (e.g. ``pm2 restart ...``) may well restart this very
-process. If the restart command itself exits with an error within
-RESTART_WAIT_SECONDS the run is turned into a failure.
+process. The pause is kept over the restart and lapses
+RESUME_AFTER_RESTART_SECONDS later (or is lifted at once if this process
+survives the command). If the restart command itself exits with an error
+within RESTART_WAIT_SECONDS the run is turned into a failure.
 """
 
 from __future__ import annotations
@@ -29,9 +38,10 @@ from pathlib import Path
 
 import psutil
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import Error, connection, transaction
 from django.utils import timezone
 
+from jobs import lifecycle
 from jobs.models import Job, Status
 from systemadmin import events
 from systemadmin.models import UpdateRun
@@ -42,6 +52,11 @@ GIT_TIMEOUT_SECONDS = 120
 LOG_LIMIT = 200_000
 LOG_FLUSH_SECONDS = 0.5
 RESTART_WAIT_SECONDS = 10
+# The claim pause is renewed while the update runs and lapses this long after
+# its process stopped renewing it.
+PAUSE_LEASE_SECONDS = 60
+RESUME_AFTER_RESTART_SECONDS = 60
+DRAIN_POLL_SECONDS = 0.5
 PACKAGE_FILES = ("package.json", "package-lock.json")
 
 _lock = threading.Lock()
@@ -53,7 +68,7 @@ class UpdateError(Exception):
 
 
 class Refused(Exception):
-    """Execute is not possible now (a render runs, an update runs)."""
+    """Execute is not possible now (an update runs)."""
 
 
 # --- Running commands -----------------------------------------------------------
@@ -200,6 +215,7 @@ def _abandon_stale_runs() -> None:
 
 def steps() -> list[tuple[str, list[str]]]:
     return [
+        ("drain", []),
         ("pull", ["{git}", "pull", "--ff-only", "--no-rebase", "--no-tags",
                   settings.UPDATE_REMOTE, settings.UPDATE_BRANCH]),
         ("install", list(settings.UPDATE_INSTALL_COMMAND)),
@@ -211,17 +227,14 @@ def steps() -> list[tuple[str, list[str]]]:
 
 
 def execute(admin, wait: bool = False) -> UpdateRun:
-    """Start an update; Refused if a render or another update is running."""
+    """Start an update (it first waits for the renders in progress); Refused if
+    another update is running."""
     global _thread
     actor = getattr(admin, "email", "") or str(admin)
     with _lock:
         _abandon_stale_runs()
         if UpdateRun.objects.filter(state=UpdateRun.State.RUNNING).exists():
             raise Refused("An update is already running.")
-        busy = rendering_count()
-        if busy:
-            raise Refused(f"{busy} render(s) running: wait until the farm is idle "
-                          "(or stop the renders) before updating.")
         with transaction.atomic():
             run = UpdateRun.objects.create(actor=actor, steps_total=len(steps()),
                                            hostname=socket.gethostname(), pid=os.getpid())
@@ -268,7 +281,86 @@ def _run_safely(run_id: int) -> None:
         connection.close()
 
 
+class _Pause:
+    """The farm-wide claim pause of one update, renewed on a thread while it runs."""
+
+    def __init__(self, actor: str):
+        self.actor = actor
+        self.id = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.id = lifecycle.pause_claims(f"update started by {self.actor}",
+                                         PAUSE_LEASE_SECONDS, actor=self.actor)
+        self._thread = threading.Thread(target=self._renew, name="update-pause", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        try:
+            while not self._stop.wait(PAUSE_LEASE_SECONDS / 4):
+                try:
+                    lifecycle.extend_pause(self.id, PAUSE_LEASE_SECONDS)
+                except Error:
+                    log.warning("could not renew the claim pause; retrying")
+                    connection.close()
+        finally:
+            connection.close()
+
+    def _stop_renewing(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def hand_over(self, seconds: float):
+        """Stop renewing: the pause lapses ``seconds`` from now unless lifted
+        (lifecycle.resume_claims with the id returned)."""
+        held, self.id = self.id, None
+        if held is not None:
+            self._stop_renewing()
+            lifecycle.extend_pause(held, seconds)
+        return held
+
+    def release(self) -> None:
+        if self.id is not None:
+            self._stop_renewing()
+            lifecycle.resume_claims(self.id)
+            self.id = None
+
+
+def _drain(output: _Log) -> str:
+    """Wait until no render runs (claims are paused); "" or why not."""
+    limit = settings.UPDATE_DRAIN_TIMEOUT_SECONDS
+    deadline = time.monotonic() + limit
+    shown = None
+    while True:
+        busy = list(Job.objects.filter(status=Status.RENDERING).order_by("started_at")
+                    .values_list("pk", "name", "node__name"))
+        if not busy:
+            output.add("no render running: claims stay paused until the update is done")
+            return ""
+        if time.monotonic() >= deadline:
+            return (f"{len(busy)} render(s) still running after {limit:g} s "
+                    "(UPDATE_DRAIN_TIMEOUT_SECONDS); nothing was changed")
+        ids = [job_id for job_id, _name, _node in busy]
+        if ids != shown:
+            shown = ids
+            output.add(f"waiting for {len(busy)} render(s) to finish (new claims are paused): "
+                       + ", ".join(f"{name or job_id} on {node or '?'}"
+                                   for job_id, name, node in busy[:10]))
+            output.flush()
+        time.sleep(DRAIN_POLL_SECONDS)
+
+
 def _run(run: UpdateRun) -> None:
+    pause = _Pause(run.actor)
+    try:
+        _run_steps(run, pause)
+    finally:
+        pause.release()  # unless handed over to the restart
+
+
+def _run_steps(run: UpdateRun, pause: _Pause) -> None:
     output = _Log(run)
     started = git("rev-parse", "HEAD").strip()
     output.flush(from_commit=started)
@@ -277,11 +369,14 @@ def _run(run: UpdateRun) -> None:
                f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC; now at {started[:10]}")
     for number, (name, argv) in enumerate(steps()):
         output.flush(step=name, steps_done=number)
-        if name == "pull":
-            busy = rendering_count()
-            if busy:
-                return _fail(run, output, name, f"{busy} render(s) started meanwhile; "
-                             "nothing was changed")
+        if name == "drain":
+            output.add("== drain: pausing claims on every render node")
+            pause.start()
+            why = _drain(output)
+            if why:
+                pause.release()  # before the run reads as failed
+                return _fail(run, output, name, why)
+            continue
         if name == "npm" and argv and not _packages_changed(started):
             output.add("== npm: package.json and package-lock.json unchanged, skipped")
             continue
@@ -290,7 +385,12 @@ def _run(run: UpdateRun) -> None:
             continue
         argv = [settings.UPDATE_GIT if a == "{git}" else a for a in argv]
         if name == "restart":
-            return _restart(run, output, argv, number)
+            # Keep the farm paused through the restart (it may end this process);
+            # the pause lapses by itself if nobody lifts it.
+            held = pause.hand_over(RESUME_AFTER_RESTART_SECONDS)
+            if _restart(run, output, argv, number) and held is not None:
+                lifecycle.resume_claims(held)
+            return None
         code = _run_step(output, name, expand(argv))
         if code != 0:
             return _fail(run, output, name, f"step {name} failed" +
@@ -363,7 +463,8 @@ class _Watchdog:
             kill_all(descendants)
 
 
-def _restart(run: UpdateRun, output: _Log, argv: list[str], number: int) -> None:
+def _restart(run: UpdateRun, output: _Log, argv: list[str], number: int) -> bool:
+    """Run the restart command; True if it finished (and this process survived it)."""
     argv = expand(argv)
     output.add(f"== restart: {' '.join(argv)}")
     _succeed(run, output, note="the services restart now")
@@ -379,14 +480,15 @@ def _restart(run: UpdateRun, output: _Log, argv: list[str], number: int) -> None
                                 stderr=subprocess.STDOUT, **extra)
     except OSError as exc:
         _fail(run, output, "restart", f"cannot start the restart command: {exc}")
-        return
+        return True
     try:
         out, _ = proc.communicate(timeout=RESTART_WAIT_SECONDS)
     except subprocess.TimeoutExpired:
         output.add(f"restart command still running after {RESTART_WAIT_SECONDS} s; "
-                   "leaving it to finish")
+                   f"leaving it to finish (claims resume within "
+                   f"{RESUME_AFTER_RESTART_SECONDS} s)")
         output.flush()
-        return
+        return False
     text = out.decode("utf-8", errors="replace").strip()
     if text:
         output.add(text)
@@ -394,6 +496,7 @@ def _restart(run: UpdateRun, output: _Log, argv: list[str], number: int) -> None
         _fail(run, output, "restart", f"step restart failed (exit code {proc.returncode})")
     else:
         output.flush()
+    return True
 
 
 def _succeed(run: UpdateRun, output: _Log, note: str = "") -> None:

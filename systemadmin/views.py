@@ -43,10 +43,11 @@ CHECK_SESSION_KEY = "systemadmin_update_check"
 # Polling intervals of the live sections, in seconds.
 # Node states in the colours of the job statuses.
 NODE_TONES = {"rendering": "rendering", "idle": "completed", "down": "failed",
-              "stopped": "cancelled"}
+              "stopped": "cancelled", "draining": "rendering", "stopping": "validating",
+              "parked": "queued"}
 # SystemEvents that are admin actions rather than alerts.
 ACTION_KINDS = ("emergency_stop", "clear_queue", "restart_engine", "update_check",
-                "update_started", "update")
+                "update_started", "update", "node_drain", "node_stop", "node_resume")
 REFRESH = {"health": 3, "nodes": 3, "queue": 10, "errors": 10}
 
 
@@ -335,7 +336,7 @@ def restart_engine(request):
                            action=action, button="", error=unknown, status=404)
         targets = [target]
     else:
-        targets = [n for n in nodes if n.is_alive()]
+        targets = list(nodes.alive())
     rendering = list(Job.objects.filter(status=Status.RENDERING, node__in=targets)
                      .select_related("node"))
     if targets:
@@ -404,12 +405,15 @@ def update_execute(request):
     check = request.session.get(CHECK_SESSION_KEY) or {}
     commits = check.get("commits", [])
     question = (f"Update now from {settings.UPDATE_REMOTE}/{settings.UPDATE_BRANCH}? "
-                "It pulls (fast-forward only), installs, migrates, collects static files "
+                "It pauses claims on every render node, waits until no render runs, then "
+                "pulls (fast-forward only), installs, migrates, collects static files "
                 "and restarts the services.")
     error = ""
     if rendering:
-        error = (f"{plural(rendering, 'render')} running: the update will be refused until "
-                 "the farm is idle.")
+        error = (f"{plural(rendering, 'render')} running: the update waits for "
+                 f"{'it' if rendering == 1 else 'them'} to finish (at most "
+                 f"{settings.UPDATE_DRAIN_TIMEOUT_SECONDS / 60:g} min); no new render starts "
+                 "meanwhile.")
     details = [f"{c.get('short', '')} {c.get('subject', '')}" for c in commits[:JOBS_LISTED]]
     return confirm(request, title="Update now", question=question, error=error,
                    action=reverse("systemadmin:update-execute"), button="Update now",

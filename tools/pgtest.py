@@ -4,12 +4,15 @@
     python tools/pgtest.py start DIR     # init (once) and start; prints DATABASE_URL last
     python tools/pgtest.py stop DIR      # stop it (no-op when not running)
     python tools/pgtest.py url DIR       # print the URL of the running server
+    python tools/pgtest.py restart DIR   # `pg_ctl restart -m fast`: every connection drops
     python tools/pgtest.py destroy DIR   # stop it and delete the cluster
     python tools/pgtest.py run [--optional] DIR -- CMD ARGS...
         # start, run CMD with DATABASE_URL set, stop again (even when CMD fails,
         # and unless the server was already running before); exits with CMD's code.
         # --optional: without server binaries, say how to get them and exit 0
         # instead of failing -- except under CI=true, where nothing may be skipped.
+        # CMD also gets PGTEST_DIR (DIR, absolute): fault tests restart the server
+        # under running render nodes with `pgtest.py restart $PGTEST_DIR`.
 
 The cluster listens on 127.0.0.1 only, on a free port, with its socket directory
 inside DIR, trust authentication and durability switched off (fsync,
@@ -264,6 +267,14 @@ class Cluster:
                             "-w", "-t", "60", "stop"]))
         return True
 
+    def restart(self, bindir: Path) -> None:
+        """A fast restart: clients are disconnected, the server comes back on the same
+        port and socket (pg_ctl reuses the options of the previous start)."""
+        if not self.running(bindir):
+            raise Failure(f"no server running for {self.folder}: run `start` first")
+        run(as_server_user([str(bindir / "pg_ctl"), "-D", str(self.data), "-l",
+                            str(self.logfile), "-m", "fast", "-w", "-t", "60", "restart"]))
+
     def create_database(self, bindir: Path) -> None:
         psql = [str(bindir / "psql"), "-h", str(self.sockets), "-p", str(self.port),
                 "-U", SUPERUSER, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-tAc"]
@@ -349,7 +360,7 @@ def run_command(folder: Path, argv: list[str], optional: bool = False) -> int:
             return 0
         raise
     try:
-        env = dict(os.environ, DATABASE_URL=cluster.url())
+        env = dict(os.environ, DATABASE_URL=cluster.url(), PGTEST_DIR=str(cluster.folder))
         log(f"DATABASE_URL={cluster.url()}")
         return subprocess.call(argv, env=env)
     except KeyboardInterrupt:
@@ -361,12 +372,12 @@ def run_command(folder: Path, argv: list[str], optional: bool = False) -> int:
 
 
 def main(argv: list[str]) -> int:
-    usage = ("usage: pgtest.py start DIR | stop DIR | url DIR | destroy DIR | "
+    usage = ("usage: pgtest.py start DIR | stop DIR | url DIR | restart DIR | destroy DIR | "
              "run [--optional] DIR -- COMMAND...")
     optional = "--optional" in argv[1:2]
     if optional:
         argv = [argv[0], *argv[2:]]
-    if len(argv) < 2 or argv[0] not in {"start", "stop", "url", "destroy", "run"}:
+    if len(argv) < 2 or argv[0] not in {"start", "stop", "url", "restart", "destroy", "run"}:
         print(usage, file=sys.stderr)
         return 2
     command, folder = argv[0], Path(argv[1])
@@ -378,6 +389,10 @@ def main(argv: list[str]) -> int:
             stop(folder)
         elif command == "destroy":
             destroy(folder)
+        elif command == "restart":
+            began = time.monotonic()
+            Cluster(folder).restart(find_bin())
+            log(f"PostgreSQL restarted in {time.monotonic() - began:.2f}s")
         elif command == "url":
             cluster = Cluster(folder)
             if not (cluster.port and cluster.running(find_bin())):

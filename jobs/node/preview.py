@@ -33,7 +33,9 @@ def folder() -> Path:
 def store(job: Job, result: Path) -> JobPreview:
     """Publish the encoded preview ``result`` of ``job`` and record it."""
     poster = thumbnails.grab(job, result)
-    target = publish(result, folder(), f"{job.pk.hex}{result.suffix.lower()}")
+    if result.exists():  # not yet published (a retry after a database error finds it moved)
+        publish(result, folder(), f"{job.pk.hex}{result.suffix.lower()}", tag=job.lease.hex[:12])
+    target = folder() / f"{job.pk.hex}{result.suffix.lower()}"
     jpeg, width, height = poster if poster else (None, None, None)
     made, _ = JobPreview.objects.update_or_create(job_id=job.pk, defaults={
         # Relative to RENDER_OUTPUT_DIR: the web server that streams it has its own.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import locale
+import logging
 import os
 import queue
 import subprocess
@@ -27,6 +28,8 @@ import psutil
 from jobs.node.guard import MARKER_ENV, kill_all
 
 __all__ = ["MARKER_ENV", "RenderProcess", "find_marked", "kill_marked", "kill_tree"]
+
+log = logging.getLogger(__name__)
 
 GUARD = Path(__file__).resolve().parent / "guard.py"
 MAX_LINE = 64 * 1024
@@ -246,11 +249,24 @@ class RenderProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=timeout)
 
-    def close(self) -> None:
-        """Kill the render if it still runs, and stop reading its output."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Kill the render if it still runs, stop reading its output and end the
+        reader thread (it would otherwise wait forever to hand over the rest of a
+        flood nobody reads)."""
         if self._popen.poll() is None:
             self.kill()
         self._closed = True
+        with contextlib.suppress(queue.Empty):
+            while True:  # unread output: free it now
+                self._queue.get_nowait()
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            log.warning("the output reader of render %s did not end (something still holds "
+                        "its pipe open)", self.pid)
+
+    @property
+    def reader_alive(self) -> bool:
+        return self._reader.is_alive()
 
     def __enter__(self) -> RenderProcess:
         return self

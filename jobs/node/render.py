@@ -2,8 +2,15 @@
 
 The worker loop (jobs.node.worker) claims a job and hands it to ``Render``,
 which asks the engine for a command, runs it under the watchdogs (cancel or
-takeover, shutdown, stall), transcodes to the job's preset if it has one, and
-publishes the output. Every outcome ends in one lifecycle transition.
+takeover, shutdown or a stop command, stall, lost contact with the database),
+transcodes to the job's preset if it has one, and publishes the output. Every
+outcome ends in one lifecycle transition.
+
+The database may be away for a while (a PostgreSQL restart, a long SQLite
+lock): writes that only report progress or the log are skipped until it is
+back, and the final transition waits for it (jobs.node.outage). Every write
+is guarded by the claim's lease, so a render that lost its job writes nothing.
+Long steps outside the watchdog loop stop at checkpoints (jobs.node.interrupt).
 """
 
 from __future__ import annotations
@@ -15,18 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import Error
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
-from jobs.node import preview
+from jobs.node import outage, preview
 from jobs.node.engines import RenderError, get_engine, thumbnails
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
+from jobs.node.interrupt import Interrupted, watching
 from jobs.node.procs import RenderProcess
 from jobs.node.progress import LogBuffer
-from jobs.node.publish import output_folder, output_name, publish
+from jobs.node.publish import PublishError, output_folder, output_name, publish
 from jobs.submission import presets
 from jobs.submission.paths import output_relative
 from jobs.submission.presets import describe as describe_preset
@@ -35,6 +44,11 @@ log = logging.getLogger(__name__)
 
 READ_SLICE = 0.1  # how long one read of render output may block
 LOG_FLUSH_SECONDS = 2.0
+# Without a heartbeat the database took for this share of NODE_TIMEOUT_SECONDS,
+# the render stops: soon another node may think this one dead and take the job.
+LOST_CONTACT_SHARE = 0.8
+PUBLISH_FAILED = "publish_failed"
+PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
 
 
 @dataclass
@@ -60,22 +74,46 @@ class Render:
         self.last_log_flush = now
         self.last_check = now
         self.progress_dirty = False
+        self.progress_events = 0
+        # What the stored log row holds already (LogBuffer.total_bytes, head_bytes).
+        self.log_written = (-1, -1)
+        self.log_exists = False
 
     def run(self) -> RenderOutcome:
         job = self.job
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._seed_log()
+        self._persist("reading the earlier attempts' log", self._seed_log)
         try:
-            outcome = self._render()
+            with watching(self.stop_check):
+                outcome = self._render()
+        except Interrupted as stop:
+            if self.proc is not None:
+                self.proc.kill()
+            outcome = self._interrupted(stop)
+        except (outage.GaveUp, KeyboardInterrupt):
+            if self.proc is not None:
+                self.proc.kill()
+            raise
+        except Error as exc:
+            # A database call this render could not do without: the database's
+            # fault, not the job's, so the attempt is not counted.
+            log.warning("job %s: database error mid-render: %s", job.pk, exc)
+            outage.reset()
+            if self.proc is not None:
+                self.proc.kill()
+            outcome = self._interrupted(Interrupted("a database error", requeue=True))
         except Exception as exc:  # never let one job take the node down
             log.exception("render of job %s failed unexpectedly", job.pk)
             if self.proc is not None:
                 self.proc.kill()
             outcome = self._crashed(f"internal error: {exc}", code="internal_error")
         finally:
-            self._wrap_up()
-            JobEvent.objects.filter(job_id=job.pk, kind="progress").delete()
+            if self.proc is not None:
+                self.proc.close()  # ends its reader thread, even after a flood
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            outage.best_effort("removing progress events", JobEvent.objects.filter(
+                job_id=job.pk, kind="progress").delete)
         log.info("job %s: %s %s", job.pk, outcome.status, outcome.reason)
         return outcome
 
@@ -97,7 +135,7 @@ class Render:
         # beside what reading the project found before (jobs.node.preflight).
         known = job.warnings or []
         warnings = known + [w for w in getattr(progress, "warnings", []) if w not in known]
-        Job.objects.filter(pk=job.pk).update(render_seconds=wall, warnings=warnings)
+        self._update("the render time and warnings", render_seconds=wall, warnings=warnings)
         try:
             engine.check(job, workdir, progress, code)
         except RenderError as exc:
@@ -116,15 +154,18 @@ class Render:
         """Run one command of a render under the watchdogs.
 
         Returns (exit code, wall seconds) when the process ended by itself, or the
-        outcome when it was stopped: cancel or takeover, shutdown, stall.
+        outcome of a stall; raises Interrupted when the render must stop (cancel
+        or takeover, shutdown or a stop command, lost contact with the database).
         """
         job, buffer = self.job, self.buffer
         marker = f"{self.worker.node_name}/{job.pk}/{job.lease}"
         spawned = time.monotonic()
         self.last_output = spawned
+        if self.proc is not None:
+            self.proc.close()
         self.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
-        Job.objects.filter(pk=job.pk, lease=job.lease).update(
-            render_pid=proc.pid, render_spawned_at=timezone.now())
+        self._update("the render's process id", render_pid=proc.pid,
+                     render_spawned_at=timezone.now())
         # Parsers may keep their own chatter (ffmpeg's progress blocks) out of the log.
         keep = getattr(progress, "keep_in_log", None)
         # A program that reports even while stuck (ffmpeg prints its progress block
@@ -147,26 +188,18 @@ class Render:
                         buffer.append(line)
             if self.progress_dirty and \
                     now - self.last_progress_write >= settings.PROGRESS_WRITE_SECONDS:
-                self._write_progress(progress)
                 self.last_progress_write = now
-                self.progress_dirty = False
+                if outage.best_effort("a progress write", self._write_progress,
+                                      progress) is not None:
+                    self.progress_dirty = False
             if now - self.last_log_flush >= LOG_FLUSH_SECONDS:
-                self._flush_log()
                 self.last_log_flush = now
+                outage.best_effort("a log write", self._flush_log)
 
-            if self.worker.stop_requested.is_set() or self.worker.restart_requested:
+            stop = self.stop_check()
+            if stop is not None:
                 proc.kill()
-                why = "restart" if self.worker.restart_requested else "shutdown"
-                lifecycle.requeue_interrupted(
-                    job.pk, job.lease, f"The render node stopped ({why}); back in the queue",
-                    actor=f"node:{self.worker.node_name}")
-                return RenderOutcome(Status.QUEUED, why)
-            if now - self.last_check >= settings.WORKER_POLL_SECONDS:
-                self.last_check = now
-                lost = self._lost_claim()
-                if lost:
-                    proc.kill()
-                    return RenderOutcome(Status.CANCELLED, lost)
+                raise stop
             if now - self.last_output > settings.RENDER_STALL_SECONDS:
                 proc.kill()
                 silent = "made no progress" if heartbeats else "printed nothing"
@@ -179,7 +212,7 @@ class Render:
                 break
 
         wall = time.monotonic() - spawned
-        self._write_progress(progress)
+        outage.best_effort("a progress write", self._write_progress, progress)
         self.progress_dirty = False
         return code, wall
 
@@ -191,10 +224,10 @@ class Render:
             step = transcode(engine.find_output(job, workdir), workdir, preset)
         except RenderError as exc:
             return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
-        Job.objects.filter(pk=job.pk, lease=job.lease).update(
-            phase=Phase.ENCODING, progress=0, frames_done=0, eta_seconds=None)
-        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
-                         message=f"Encoding: {label}")
+        self._update("the phase", phase=Phase.ENCODING, progress=0, frames_done=0,
+                     eta_seconds=None)
+        outage.best_effort("a progress event", lifecycle.record, job.pk, "progress",
+                           to_status=Status.RENDERING, message=f"Encoding: {label}")
         buffer.add(f"=== encoding {label} ===")
         ran = self._run(step.command, step.progress)
         if isinstance(ran, RenderOutcome):
@@ -212,58 +245,95 @@ class Render:
         result = self._encode(engine, presets.PREVIEW, "the preview (small H.264)")
         if isinstance(result, RenderOutcome):
             return result
-        Job.objects.filter(pk=job.pk, lease=job.lease).update(phase=Phase.PUBLISHING)
-        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING)
-        if not lifecycle.still_mine(job.pk, job.lease):
+        self._update("the phase", phase=Phase.PUBLISHING)
+        outage.best_effort("a progress event", lifecycle.record, job.pk, "progress",
+                           to_status=Status.RENDERING)
+        if not self._persist("checking the claim", lifecycle.still_mine, job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing the preview")
-        preview.store(job, result)
+        try:
+            self._persist("storing the preview", preview.store, job, result)
+        except PublishError as exc:
+            return self._crashed(str(exc), code=PUBLISH_FAILED)
         self._wrap_up()
-        if not lifecycle.preview_ready(job.pk, job.lease):
+        ready = self._persist("marking the preview ready", lifecycle.preview_ready,
+                              job.pk, job.lease)
+        if not ready and not self._persist("checking the job", Job.objects.filter(
+                pk=job.pk, lease=job.lease, status=Status.AWAITING_REVIEW).exists):
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing the preview")
         return RenderOutcome(Status.AWAITING_REVIEW)
 
     def _publish(self, engine, result: Path | None = None) -> RenderOutcome:
-        job, workdir = self.job, self.workdir
-        Job.objects.filter(pk=job.pk, lease=job.lease).update(phase=Phase.PUBLISHING)
-        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING)
+        job = self.job
+        self._update("the phase", phase=Phase.PUBLISHING)
+        outage.best_effort("a progress event", lifecycle.record, job.pk, "progress",
+                           to_status=Status.RENDERING)
         try:
-            result = engine.find_output(job, workdir) if result is None else result
+            result = engine.find_output(job, self.workdir) if result is None else result
         except RenderError as exc:
             return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
-        if not lifecycle.still_mine(job.pk, job.lease):
+        if not self._persist("checking the claim", lifecycle.still_mine, job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
-        has_thumbnail = thumbnails.capture(job, result)
-        target = publish(result, output_folder(job), output_name(job, result))
+        has_thumbnail = self._persist("storing the thumbnail", thumbnails.capture, job, result)
+        try:
+            published = publish(result, output_folder(job), output_name(job, result),
+                                tag=job.lease.hex[:12])
+        except PublishError as exc:
+            return self._crashed(str(exc), code=PUBLISH_FAILED)
         self._wrap_up()
         # Stored relative to RENDER_OUTPUT_DIR: every machine finds it in its own.
-        if not lifecycle.complete(job.pk, job.lease, output_path=output_relative(target),
-                                  output_size=target.stat().st_size,
-                                  has_thumbnail=has_thumbnail):
-            target.unlink(missing_ok=True)
+        done = self._persist("completing the job", lifecycle.complete, job.pk, job.lease,
+                             output_path=output_relative(published.path),
+                             output_size=published.size, has_thumbnail=has_thumbnail)
+        if not done:
+            # A retried commit may have happened the first time round.
+            done = self._persist("checking the job", Job.objects.filter(
+                pk=job.pk, lease=job.lease, status=Status.COMPLETED).exists)
+        if not done:
+            published.withdraw()  # only while it still is the file this render wrote
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing")
         return RenderOutcome(Status.COMPLETED)
 
     def _crashed(self, reason: str, permanent: bool = False, code: str = "") -> RenderOutcome:
         job = self.job
         self._wrap_up()
-        status = lifecycle.render_crashed(job.pk, job.lease, reason, permanent=permanent,
-                                          actor=f"node:{self.worker.node_name}", code=code)
+        status = self._persist("recording the failed attempt", lifecycle.render_crashed,
+                               job.pk, job.lease, reason, permanent=permanent, code=code,
+                               actor=f"node:{self.worker.node_name}")
         return RenderOutcome(status or "LOST", reason)
 
-    def _lost_claim(self) -> str:
+    def _interrupted(self, stop: Interrupted) -> RenderOutcome:
         job = self.job
-        """Why this node must stop rendering ``job``, or "" to go on."""
-        try:
-            self.worker.heartbeat(force=False)
-            current = Job.objects.filter(pk=job.pk).values_list("status", "lease").first()
-        except DatabaseError:
-            log.exception("cannot reach the database during a render")
-            connection.close()
-            # Past the node timeout another node may take the job over: stop
-            # rather than risk two renders of one job.
-            if time.monotonic() - self.worker.last_db_ok > settings.NODE_TIMEOUT_SECONDS * 0.8:
-                return "lost contact with the database"
-            return ""
+        if not stop.requeue:
+            return RenderOutcome(Status.CANCELLED, stop.reason)
+        self._wrap_up()
+        self._persist("requeueing the job", lifecycle.requeue_interrupted, job.pk, job.lease,
+                      f"The render node stopped ({stop.reason}); back in the queue",
+                      actor=f"node:{self.worker.node_name}")
+        return RenderOutcome(Status.QUEUED, stop.reason)
+
+    # --- watchdogs ------------------------------------------------------------------
+
+    def stop_check(self) -> Interrupted | None:
+        """Why the render must stop now, or None. Cheap: called between reads."""
+        why = self.worker.stopping()
+        if why:
+            return Interrupted(why, requeue=True)
+        silent = self.worker.heartbeat.silent_for()
+        if silent > settings.NODE_TIMEOUT_SECONDS * LOST_CONTACT_SHARE:
+            return Interrupted(f"lost contact with the database for {silent:.0f} s",
+                               requeue=True)
+        now = time.monotonic()
+        if now - self.last_check >= settings.WORKER_POLL_SECONDS:
+            self.last_check = now
+            lost = outage.best_effort("checking the claim", self._lost_claim)
+            if lost:
+                return Interrupted(lost, requeue=False)
+        return None
+
+    def _lost_claim(self) -> str:
+        """Why this render's claim is gone, or "" to go on."""
+        job = self.job
+        current = Job.objects.filter(pk=job.pk).values_list("status", "lease").first()
         if current is None:
             return "the job was deleted"
         status, lease = current
@@ -273,24 +343,42 @@ class Render:
             return "the job was taken over by another node"
         return ""
 
-    def _write_progress(self, progress) -> None:
+    # --- writes ----------------------------------------------------------------------
+
+    def _persist(self, what: str, fn, *args, **kwargs):
+        """A write that decides the job's fate: wait for the database (not when the
+        node is shutting down: then GaveUp, and the job is released later)."""
+        def give_up() -> str:
+            return "the node is shutting down" if self.worker.stop_requested.is_set() else ""
+        return outage.persist(what, fn, *args, give_up=give_up, **kwargs)
+
+    def _update(self, what: str, **fields) -> None:
+        job = self.job
+        outage.best_effort(what, Job.objects.filter(
+            pk=job.pk, status=Status.RENDERING, lease=job.lease).update, **fields)
+
+    def _write_progress(self, progress) -> bool:
         job = self.job
         eta = progress.eta_seconds(time.monotonic())
         Job.objects.filter(pk=job.pk, status=Status.RENDERING, lease=job.lease).update(
             progress=round(progress.percent, 2), phase=progress.phase,
             frames_done=progress.frames_done, frames_total=progress.frames_total,
-            eta_seconds=eta, last_output_at=timezone.now())
-        lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
-                         message=f"{progress.percent:.0f}%")
+            eta_seconds=eta, last_output_at=Now())
+        event = lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
+                                 message=f"{progress.percent:.0f}%")
+        self.progress_events += 1
+        if self.progress_events % PRUNE_PROGRESS_EVERY == 0:
+            # Progress events only wake the live bridge, which shows the job's
+            # current state: the read ones can go, so that the outbox does not
+            # grow with the length of the render.
+            JobEvent.objects.filter(job_id=job.pk, kind="progress", id__lt=event.pk).delete()
+        return True
 
     def _wrap_up(self) -> None:
-        """Store the log and remove the temp folder.
-
-        Done before a render's final transition, so whoever sees the job
-        finished sees its whole log and no leftover folder; and again at the
-        end of every render, whatever happened (it is idempotent).
-        """
-        self._flush_log()
+        """Store the log and remove the temp folder, before a final transition, so
+        that whoever sees the job finished sees its whole log and no leftover
+        folder. Waits for the database."""
+        self._persist("storing the log", self._flush_log)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _seed_log(self) -> None:
@@ -300,9 +388,27 @@ class Render:
             self.buffer.add(previous.text())
 
     def _flush_log(self) -> None:
-        buffer = self.buffer
-        JobLog.objects.update_or_create(job_id=self.job.pk, defaults={
-            "head": buffer.head, "tail": buffer.tail, "omitted_bytes": buffer.omitted_bytes})
+        """Write what changed since the last write, if anything, and only while the
+        claim is this render's. Once the head is full only the tail (capped) is
+        written, so the cost of a write does not grow with the log."""
+        buffer, job = self.buffer, self.job
+        total, head_bytes = buffer.total_bytes, buffer.head_bytes
+        if (total, head_bytes) == self.log_written:
+            return
+        fields = {"tail": buffer.tail, "omitted_bytes": buffer.omitted_bytes,
+                  "updated_at": timezone.now()}
+        if head_bytes != self.log_written[1] or not self.log_exists:
+            fields["head"] = buffer.head
+        mine = JobLog.objects.filter(job_id=job.pk, job__lease=job.lease)
+        if not mine.update(**fields):
+            if not Job.objects.filter(pk=job.pk, lease=job.lease).exists():
+                return  # no longer this render's job: its log is not ours to write
+            fields["head"] = buffer.head
+            log_row, created = JobLog.objects.get_or_create(job_id=job.pk, defaults=fields)
+            if not created:
+                mine.update(**fields)
+        self.log_exists = True
+        self.log_written = (total, head_bytes)
 
 
 def last_meaningful(buffer: LogBuffer, limit: int = 300) -> str:

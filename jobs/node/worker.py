@@ -1,26 +1,34 @@
 """The render node daemon: a thin loop over small units of work.
 
-``Worker.step()`` does one round (heartbeat, requeue jobs of dead nodes,
-claim and render one job) and tests call it directly. Signals only set a
-flag; the loop notices it within a fraction of a second.
+``Worker.step()`` does one round (requeue jobs of dead nodes, release jobs
+this node holds but does not render, claim and render one job) and tests call
+it directly. Signals only set a flag; the loop notices it within a fraction
+of a second. Liveness (the heartbeat) and admin commands live on their own
+thread (jobs.node.heartbeat), file validation and chores on theirs.
+
+A database outage costs a pause, not a job: the loop retries, a render
+carries on without the database (jobs.node.outage), and a node that lost
+contact for most of NODE_TIMEOUT_SECONDS stops its render before any other
+node may take the job over.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 
+import psutil
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
-from django.utils import timezone
+from django.db import Error, close_old_connections, connection
+from django.db.models.functions import Now
 
 from jobs import lifecycle
-from jobs.models import Job, RenderNode, Status
-from jobs.node import housekeeping, validation
+from jobs.models import Job, NodeCommand, RenderNode, Status
+from jobs.node import housekeeping, outage, validation
+from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import kill_marked
 from jobs.node.render import Render, RenderOutcome
 from jobs.node.wakeup import Waker, wants_queue
@@ -39,35 +47,60 @@ class Worker:
         self.stop_requested = threading.Event()
         self.restart_requested = False
         self.signalled = False
+        # "drain" or "stop" while an admin command holds this node (NodeCommand);
+        # the node renders nothing new, and tells it once it renders nothing.
+        self.parking = ""
+        self.park_ack_due = False
         self.node: RenderNode | None = None
+        # (job id, lease) of the render in progress, for the heartbeat thread.
+        self.current: tuple | None = None
         self.waker = Waker()
-        self.last_heartbeat = 0.0
-        self.last_db_ok = time.monotonic()
+        self.heartbeat = Heartbeat(self)
         self.validator: threading.Thread | None = None
+        self._register_lock = threading.Lock()
+
+    @property
+    def actor(self) -> str:
+        return f"node:{self.node_name}"
 
     # --- start and stop ---------------------------------------------------------
 
     def register(self) -> RenderNode:
-        now = timezone.now()
-        node, _ = RenderNode.objects.update_or_create(
-            name=self.node_name,
-            defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "started_at": now,
-                      "last_heartbeat": now, "stopped_at": None, "command": ""},
-        )
-        self.node = node
-        self.last_heartbeat = time.monotonic()
+        self.node = self._upsert_node(command="")
+        self.heartbeat.last_ok = time.monotonic()
         self.recover()
-        return node
+        return self.node
+
+    def _upsert_node(self, command: str) -> RenderNode:
+        with self._register_lock:
+            node, _ = RenderNode.objects.update_or_create(
+                name=self.node_name,
+                defaults={"hostname": socket.gethostname(), "pid": os.getpid(),
+                          "started_at": Now(), "last_heartbeat": Now(), "stopped_at": None,
+                          "command": command},
+            )
+            node.refresh_from_db()
+            return node
+
+    def register_again(self) -> None:
+        """The node's row was deleted while it runs: register anew (keeping a
+        drain or stop in force) and take back the job being rendered."""
+        command = NodeCommand.PARKED if self.parking and self.current is None else self.parking
+        self.node = self._upsert_node(command=command)
+        current = self.current
+        if current is not None:
+            Job.objects.filter(pk=current[0], lease=current[1], status=Status.RENDERING,
+                               node__isnull=True).update(node=self.node, node_lost_at=None)
+        log.warning("render node %s was removed from the database; registered again",
+                    self.node_name)
 
     def recover(self) -> None:
         """Clean up after a predecessor of this node that died mid-render."""
         killed = kill_marked(f"{self.node_name}/")
         if killed:
             log.warning("killed %d process(es) left running by a previous worker", len(killed))
-        leftovers = Job.objects.filter(status=Status.RENDERING, node=self.node)
-        for job_id, lease in leftovers.values_list("pk", "lease"):
-            lifecycle.render_crashed(job_id, lease, "The render node restarted mid-render",
-                                     actor=f"node:{self.node_name}", code=lifecycle.NODE_LOST)
+        lifecycle.release_orphans(self.node, "The render node restarted mid-render",
+                                  actor=self.actor)
 
     def request_stop(self, *_args) -> None:
         self.signalled = True
@@ -75,17 +108,49 @@ class Worker:
 
     def shutdown(self) -> None:
         self.stop_requested.set()
+        self.heartbeat.join()
         if self.validator is not None:
             self.validator.join(timeout=5)
         self.waker.close()
         if self.node is not None:
-            with contextlib.suppress(DatabaseError):
-                RenderNode.objects.filter(pk=self.node.pk).update(stopped_at=timezone.now())
+            outage.best_effort("recording the node's stop",
+                               RenderNode.objects.filter(pk=self.node.pk).update,
+                               stopped_at=Now())
+
+    # --- admin commands (read by the heartbeat thread) ------------------------------
+
+    def apply_command(self, command: str | None) -> None:
+        if command == NodeCommand.RESTART:
+            if RenderNode.objects.filter(pk=self.node.pk, command=NodeCommand.RESTART) \
+                    .update(command=""):
+                self.restart_requested = True
+        elif command in NodeCommand.PARKING:
+            if self.parking != command:
+                log.info("render node %s: %s requested", self.node_name, command)
+            self.parking = command
+            self.park_ack_due = True
+        elif command == NodeCommand.PARKED:
+            self.parking = self.parking or NodeCommand.DRAIN
+        elif command == "" and self.parking:
+            log.info("render node %s: resumed", self.node_name)
+            self.parking = ""
+            self.park_ack_due = False
+
+    def _park(self) -> None:
+        """Renders nothing now: say so, so that the process can be killed at no cost."""
+        if self.park_ack_due:
+            RenderNode.objects.filter(pk=self.node.pk, command__in=NodeCommand.PARKING) \
+                .update(command=NodeCommand.PARKED)
+            self.park_ack_due = False
+            log.info("render node %s parked (%s): not claiming jobs", self.node_name,
+                     self.parking)
 
     # --- the loop ------------------------------------------------------------------
 
     def run(self) -> None:
-        self.register()
+        outage.persist("registering the node", self.register,
+                       give_up=lambda: "stopping" if self.stop_requested.is_set() else "")
+        self.heartbeat.start()
         if self.validate:
             self.validator = threading.Thread(target=self._validate_forever,
                                               name="validator", daemon=True)
@@ -99,23 +164,34 @@ class Worker:
             while not self.stop_requested.is_set():
                 try:
                     did_work = self.step()
-                except DatabaseError:
-                    log.exception("database error; retrying")
-                    connection.close()
+                except Error as exc:
+                    log.warning("database unavailable; retrying: %s", exc)
+                    outage.reset()
                     did_work = False
                 if self.restart_requested:
                     break
                 if not did_work and not self.stop_requested.is_set():
                     self.waker.wait(settings.WORKER_POLL_SECONDS, wanted=wants_queue)
+        except outage.GaveUp as exc:
+            log.warning("stopping without recording: %s", exc)
         finally:
             self.shutdown()
         log.info("render node %s stopped", self.node_name)
 
     def step(self) -> bool:
-        """Heartbeat, requeue dead nodes' jobs, render one job. True if it rendered."""
-        self.heartbeat(force=False)
-        lifecycle.requeue_dead_nodes(actor=f"node:{self.node_name}")
-        if self.stop_requested.is_set():
+        """Requeue dead nodes' jobs, release this node's orphans, render one job.
+        True if it rendered."""
+        lifecycle.requeue_dead_nodes(actor=self.actor)
+        # Nothing renders here between two renders: a job RENDERING under this
+        # node's name now (its claim's answer was lost, say) is not rendering.
+        lifecycle.release_orphans(self.node, "The render node lost track of this render",
+                                  actor=self.actor)
+        if self.parking:
+            self._park()
+            return False
+        if self.stop_requested.is_set() or self.restart_requested:
+            return False
+        if self.over_memory():
             return False
         job = lifecycle.claim_next(self.node)
         if job is None:
@@ -123,28 +199,28 @@ class Worker:
         self.render(job)
         return True
 
-    def heartbeat(self, force: bool = True) -> None:
-        """Write the heartbeat when due; read admin commands every time.
-
-        Called at least every WORKER_POLL_SECONDS, idle or rendering, so a
-        restart command takes effect within that, not a heartbeat interval.
-        """
-        now = time.monotonic()
-        if force or now - self.last_heartbeat >= settings.HEARTBEAT_SECONDS:
-            RenderNode.objects.filter(pk=self.node.pk).update(last_heartbeat=timezone.now(),
-                                                               stopped_at=None)
-            self.last_heartbeat = now
-        if RenderNode.objects.filter(pk=self.node.pk, command="restart").update(command=""):
-            self.restart_requested = True
-        self.last_db_ok = now
+    def over_memory(self) -> bool:
+        """Past WORKER_MEMORY_LIMIT_MB, stop between two renders (PM2 or systemd
+        start a fresh process) rather than be killed mid-render by PM2's limit."""
+        limit = settings.WORKER_MEMORY_LIMIT_MB
+        if not limit:
+            return False
+        used = psutil.Process().memory_info().rss / 2**20
+        if used <= limit:
+            return False
+        log.warning("render node %s uses %.0f MB (WORKER_MEMORY_LIMIT_MB=%d): exiting between "
+                    "renders to be started afresh", self.node_name, used, limit)
+        self.stop_requested.set()
+        return True
 
     def _validate_forever(self) -> None:
         while not self.stop_requested.is_set():
             try:
                 validation.tick()
                 wait = validation.next_due_in()
-            except DatabaseError:
+            except Error:
                 log.exception("validation tick failed; retrying")
+                outage.reset()
                 close_old_connections()
                 wait = 1.0
             pause = settings.WORKER_POLL_SECONDS if wait is None else min(
@@ -155,4 +231,19 @@ class Worker:
     # --- one render -------------------------------------------------------------------
 
     def render(self, job: Job) -> RenderOutcome:
-        return Render(self, job).run()
+        self.current = (job.pk, job.lease)
+        try:
+            return Render(self, job).run()
+        finally:
+            self.current = None
+
+    def stopping(self) -> str:
+        """Why this node must stop its render now and requeue it, or ""."""
+        if self.stop_requested.is_set():
+            return "shutdown"
+        if self.restart_requested:
+            return "restart"
+        if self.parking == NodeCommand.STOP:
+            return "stop command"
+        return ""
+

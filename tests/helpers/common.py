@@ -105,13 +105,18 @@ class Farm:
     def node(self, name: str = "node-a") -> str:
         return f"{name}-{self.tag}"
 
-    def start_worker(self, node: str = "node-a", **extra_env) -> subprocess.Popen:
+    def start_worker(self, node: str = "node-a", hooked: bool = False,
+                     **extra_env) -> subprocess.Popen:
+        """A render_worker process; ``hooked``: through tests/helpers/hooked_worker.py,
+        whose TEST_* variables (in ``extra_env``) inject faults."""
         node = self.node(node)
         log_path = self.tmp_path / f"worker-{node}-{len(self.processes)}.log"
+        entry = [str(REPO / "tests" / "helpers" / "hooked_worker.py")] if hooked else \
+            [str(REPO / "manage.py"), "render_worker"]
         # The child keeps its own copy of the file descriptor.
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, str(REPO / "manage.py"), "render_worker", "--node", node],
+                [sys.executable, *entry, "--node", node],
                 cwd=REPO, env=self.env(**extra_env), stdout=log, stderr=subprocess.STDOUT,
             )
         proc.log_path = log_path

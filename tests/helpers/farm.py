@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psutil
 
 from jobs import lifecycle
@@ -64,3 +66,52 @@ def event_time(job, to_status):
 def use_aerender(farm):
     """The direct aerender engine: no Node needed and quick to start."""
     farm.configure(RENDER_ENGINE="aerender")
+
+
+class RenderWatcher:
+    """Watches the live render processes of a farm (found by their marker, not
+    the job rows) on a thread, and keeps per job the most claims (leases) seen
+    rendering at the same moment: more than one is a job rendered twice.
+
+    Use as a context manager; ``most_at_once`` maps job id (str) to that count.
+    """
+
+    def __init__(self, farm, interval: float = 0.1):
+        self.prefix = f"-{farm.tag}/"  # node names end with the farm's tag
+        self.interval = interval
+        self.most_at_once: dict[str, int] = {}
+        self.rendered: set[str] = set()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="render-watcher",
+                                        daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            leases: dict[str, set[str]] = {}
+            for proc in psutil.process_iter():
+                try:
+                    marker = proc.environ().get(MARKER_ENV, "")
+                    if self.prefix not in marker or proc.status() == psutil.STATUS_ZOMBIE:
+                        continue
+                except (psutil.Error, OSError):
+                    continue
+                _node, job_id, lease = marker.rsplit("/", 2)
+                leases.setdefault(job_id, set()).add(lease)
+            for job_id, seen in leases.items():
+                self.rendered.add(job_id)
+                self.most_at_once[job_id] = max(self.most_at_once.get(job_id, 0), len(seen))
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RenderWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def worst(self) -> int:
+        return max(self.most_at_once.values(), default=0)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -258,3 +259,19 @@ def test_guard_kills_the_tree_on_sigterm(tmp_path, simulator):
     while render.poll() is None:
         render.read(timeout=0.2)
     assert render.poll() == 143
+
+
+def test_closing_a_killed_flood_ends_its_reader_thread(tmp_path, simulator):
+    project = tmp_path / "flood.aep"
+    project.write_text(json.dumps({"frames": 50, "frame_seconds": 0, "flood_mb": 500}))
+    render = RenderProcess([simulator, "-project", project, "-comp", "Main",
+                            "-output", tmp_path / "out.avi"])
+    # Nobody reads: the output queue fills and the reader waits to hand over more.
+    wait_for_queue = time.monotonic() + 20
+    while not render._queue.full() and time.monotonic() < wait_for_queue:
+        time.sleep(0.05)
+    assert render._queue.full()
+    render.kill()
+    render.close()
+    assert not render.reader_alive
+    assert not [t for t in threading.enumerate() if t.name == f"render-{render.pid}"]

@@ -109,6 +109,61 @@ def test_jobs_of_a_dead_node_are_requeued(user, node, settings):
     assert claimed.status == Status.QUEUED
     assert "stopped responding" in claimed.error
     assert claimed.error_code == "node_lost"
+    assert claimed.events.get(kind="node_lost").to_status == Status.QUEUED
+
+
+def test_a_node_is_judged_on_the_database_clock_by_one_rule(node, settings):
+    from django.db.models.functions import Now
+
+    settings.NODE_TIMEOUT_SECONDS = 30
+    RenderNode.objects.filter(pk=node.pk).update(last_heartbeat=Now())
+    fresh = RenderNode.objects.with_liveness().get(pk=node.pk)
+    assert fresh.is_alive() and fresh.heartbeat_age.total_seconds() < 5
+    assert list(RenderNode.objects.alive()) == [node] and not RenderNode.objects.silent()
+    # A heartbeat the database took 31 s ago (by its own clock) is a dead node,
+    # whatever the clock of whoever looks.
+    RenderNode.objects.filter(pk=node.pk).update(last_heartbeat=Now() - timedelta(seconds=31))
+    stale = RenderNode.objects.with_liveness().get(pk=node.pk)
+    assert not stale.is_alive() and not RenderNode.objects.get(pk=node.pk).is_alive()
+    assert 30 < stale.heartbeat_age.total_seconds() < 40
+    assert list(RenderNode.objects.silent()) == [node]
+    # A node that shut down is not alive either, however recent its heartbeat.
+    RenderNode.objects.filter(pk=node.pk).update(last_heartbeat=Now(), stopped_at=Now())
+    assert not RenderNode.objects.get(pk=node.pk).is_alive()
+
+
+def test_a_job_left_without_a_node_is_requeued_after_the_node_timeout(user, node,
+                                                                        settings):
+    settings.NODE_TIMEOUT_SECONDS = 30
+    queued_job(user, 1)
+    claimed = lifecycle.claim_next(node)
+    node.delete()  # an admin deleted the node's row: the job belongs to no node
+    # First seen: marked, not requeued (a live worker registers again meanwhile).
+    assert lifecycle.requeue_dead_nodes() == []
+    claimed.refresh_from_db()
+    assert claimed.status == Status.RENDERING and claimed.node_lost_at is not None
+    Job.objects.filter(pk=claimed.pk).update(
+        node_lost_at=claimed.node_lost_at - timedelta(seconds=31))
+    assert lifecycle.requeue_dead_nodes() == [claimed.pk]
+    claimed.refresh_from_db()
+    assert (claimed.status, claimed.error_code) == (Status.QUEUED, "node_lost")
+    assert claimed.events.get(kind="node_lost").from_status == Status.RENDERING
+
+
+def test_a_claimed_job_this_node_does_not_render_is_released(user, node):
+    queued_job(user, 1)
+    claimed = lifecycle.claim_next(node)
+    assert lifecycle.release_orphans(node, "lost track") == [claimed.pk]
+    claimed.refresh_from_db()
+    assert claimed.status == Status.QUEUED and "lost track" in claimed.error
+
+
+def test_no_claim_while_claims_are_paused(user, node):
+    job = queued_job(user, 1)
+    pause = lifecycle.pause_claims("update", seconds=60)
+    assert lifecycle.claim_next(node) is None
+    lifecycle.resume_claims(pause)
+    assert lifecycle.claim_next(node).pk == job.pk
 
 
 def comp(name):

@@ -324,6 +324,17 @@ def test_unknown_or_malformed_nodes_are_refused_without_a_500(browser_admin, far
     assert not SystemEvent.objects.filter(kind="restart_engine").exists()
 
 
+def test_drained_and_stopping_nodes_show_their_state(browser_admin, farm_state):
+    RenderNode.objects.filter(name="node-a").update(command="drain")
+    RenderNode.objects.filter(name="node-b").update(command="parked")
+    html = browser_admin.get("/system/nodes").content.decode()
+    assert 'data-state="draining"' in html and "drain requested" in html
+    assert 'data-state="parked"' in html and "not claiming jobs" in html
+    assert "manage.py node_command node-b resume" in html
+    RenderNode.objects.filter(name="node-a").update(command="stop")
+    assert 'data-state="stopping"' in browser_admin.get("/system/nodes").content.decode()
+
+
 def test_a_stopped_node_cannot_be_restarted(browser_admin, farm_state):
     RenderNode.objects.filter(name="node-b").update(stopped_at=timezone.now())
     assert browser_admin.get("/system/restart-engine?node=node-b").status_code == 404
@@ -392,11 +403,10 @@ def test_update_check_failure_is_a_message(browser_admin, monkeypatch):
     assert "could not resolve host" in text_of(browser_admin.get("/system/errors"))
 
 
-def test_update_is_refused_while_rendering(browser_admin, farm_state):
+def test_the_update_dialog_says_it_waits_for_the_renders(browser_admin, farm_state):
     text = text_of(browser_admin.get("/system/update/execute"))
-    assert "1 render running: the update will be refused" in text
-    response = browser_admin.post("/system/update/execute", follow=True)
-    assert messages_of(response)[0].startswith("Update refused: 1 render(s) running")
+    assert "pauses claims on every render node, waits until no render runs" in text
+    assert "1 render running: the update waits for it to finish (at most 60 min)" in text
     assert not UpdateRun.objects.exists()
 
 

@@ -80,3 +80,22 @@ def test_run_leaves_a_server_it_did_not_start_running(cluster_dir):
     result = pgtest("run", str(cluster_dir), "--", sys.executable, "-c", "pass")
     assert result.returncode == 0, result.stderr
     psycopg.connect(url, connect_timeout=2).close()
+
+
+def test_restart_drops_connections_and_comes_back_on_the_same_url(cluster_dir):
+    code = "import os; print(os.environ['PGTEST_DIR'])"
+    result = pgtest("run", str(cluster_dir), "--", sys.executable, "-c", code)
+    assert result.stdout.strip() == str(cluster_dir.resolve())
+
+    url = pgtest("start", str(cluster_dir)).stdout.strip().splitlines()[-1]
+    conn = psycopg.connect(url, autocommit=True)
+    before = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+    restarted = pgtest("restart", str(cluster_dir))
+    assert restarted.returncode == 0, restarted.stderr
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")  # the fast restart ended this session
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as again:
+        after = again.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+    assert after > before
+    pgtest("stop", str(cluster_dir))
+    assert pgtest("restart", str(cluster_dir)).returncode != 0

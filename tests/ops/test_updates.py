@@ -8,9 +8,12 @@ marker files.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from jobs.models import Job, Status
+from jobs import lifecycle
+from jobs.models import Job, RenderNode, Status
 from jobs.notify import slack as notifications
 from systemadmin import updates
 from systemadmin.models import SystemEvent, UpdateRun
@@ -53,14 +56,58 @@ def test_check_with_an_unreachable_remote_is_a_clear_502(repos, admin_client, se
 
 
 @pytest.mark.django_db(transaction=True)
-def test_execute_is_refused_while_a_render_runs(repos, admin_client, user):
-    repos.push_new_version()
-    Job.objects.create(name="busy.aep", user=user, status=Status.RENDERING)
+def test_execute_pauses_claims_and_waits_for_the_render_in_progress(repos, admin_client,
+                                                                    user):
+    new = repos.push_new_version()
+    node = RenderNode.objects.create(name="node-a")
+    busy = Job.objects.create(name="busy.aep", user=user, status=Status.RENDERING,
+                              node=node, lease=uuid.uuid4(), attempts=1)
+    waiting = Job.objects.create(name="next.aep", user=user, status=Status.QUEUED)
     response = admin_client.post("/api/system/update/execute")
-    assert response.status_code == 409
-    assert "render(s) running" in response.json()["detail"]
-    assert not UpdateRun.objects.exists()
+    assert response.status_code == 202, response.content
+    run_id = response.json()["id"]
+
+    wait_for(lambda: "waiting for 1 render(s) to finish" in UpdateRun.objects.get(
+        pk=run_id).log, timeout=10, message="the update did not wait for the render")
+    run = UpdateRun.objects.get(pk=run_id)
+    assert (run.state, run.step) == (UpdateRun.State.RUNNING, "drain")
+    # No node may start anything meanwhile; the render in progress carries on.
+    assert lifecycle.claims_paused()
+    assert lifecycle.claim_next(node) is None
     assert Repos.head(repos.install) == repos.first
+
+    assert lifecycle.complete(busy.pk, busy.lease, output_path="/x", output_size=1)
+    run = wait_run(run_id)
+    assert run.state == UpdateRun.State.SUCCEEDED, run.log
+    assert Repos.head(repos.install) == new
+    # The restart command finished here: claims resume at once.
+    wait_for(lambda: not lifecycle.claims_paused(), timeout=10,
+             message="claims stayed paused after the update")
+    assert lifecycle.claim_next(node).pk == waiting.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_renders_that_outlast_the_drain_timeout_fail_the_update_unchanged(repos, user,
+                                                                          settings):
+    repos.push_new_version()
+    settings.UPDATE_DRAIN_TIMEOUT_SECONDS = 1
+    Job.objects.create(name="long.aep", user=user, status=Status.RENDERING)
+    run = wait_run(updates.execute("admin@studio.test").pk)
+    assert run.state == UpdateRun.State.FAILED and run.step == "drain"
+    assert run.error == ("1 render(s) still running after 1 s "
+                         "(UPDATE_DRAIN_TIMEOUT_SECONDS); nothing was changed")
+    assert Repos.head(repos.install) == repos.first
+    assert not lifecycle.claims_paused()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_lapses_by_itself(user):
+    pause = lifecycle.pause_claims("an update whose process died", seconds=0.5)
+    assert lifecycle.claims_paused()
+    wait_for(lambda: not lifecycle.claims_paused(), timeout=5)
+    assert lifecycle.extend_pause(pause, 30) and lifecycle.claims_paused()
+    lifecycle.resume_claims(pause)
+    assert not lifecycle.claims_paused()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.node.engines.ae_output import AeOutput, judge
+from jobs.node.interrupt import checkpoint
 from jobs.submission.paths import PathError, checked_dropbox_file, checked_source_file
 
 # nexrender (tasks/setup.js) names these outputs result_[#####].<ext>.
@@ -214,6 +215,7 @@ def collect_output(folder: Path, template: dict, zip_to: Path) -> Path:
         with zipfile.ZipFile(zip_to, "w", compression=zipfile.ZIP_STORED,
                              allowZip64=True) as archive:
             for frame in frames:
+                checkpoint()  # thousands of frames take a while: stop when asked
                 archive.write(frame, arcname=frame.name)
         return zip_to
     candidates = video_candidates(folder, template)

@@ -23,9 +23,10 @@ from urllib.error import URLError
 
 from django.conf import settings
 
-from jobs import lifecycle, media
+from jobs import media
 from jobs.models import Phase
 from jobs.node.engines.base import Engine, RenderCommand, RenderError, base_env, source_file
+from jobs.node.interrupt import Interrupted, checkpoint
 from jobs.node.progress import FfmpegProgress
 from jobs.submission import presets
 from jobs.submission.paths import PathError
@@ -79,9 +80,10 @@ class Source:
         return f"timeline.{self.key}.{self.index}.src"
 
 
-def download(url: str, target: Path, still_wanted=lambda: True) -> Path:
+def download(url: str, target: Path) -> Path:
     """Fetch ``url`` into ``target`` (size cap, overall timeout, allowed hosts only,
-    redirects included). RenderError when it cannot."""
+    redirects included). RenderError when it cannot; stops at the render's
+    checkpoints (jobs.node.interrupt) while it downloads."""
     limit = settings.TIMELINE_DOWNLOAD_MAX_BYTES
     timeout = settings.TIMELINE_DOWNLOAD_TIMEOUT_SECONDS
     deadline = time.monotonic() + timeout
@@ -105,22 +107,17 @@ def download(url: str, target: Path, still_wanted=lambda: True) -> Path:
                 raise RenderError(f"{url} is {int(declared)} bytes; the limit is {limit} "
                                   "(TIMELINE_DOWNLOAD_MAX_BYTES)", permanent=True)
             received = 0
-            checked = time.monotonic()
             while chunk := response.read(DOWNLOAD_CHUNK):
                 received += len(chunk)
                 if received > limit:
                     raise RenderError(f"{url} is larger than {limit} bytes "
                                       "(TIMELINE_DOWNLOAD_MAX_BYTES)", permanent=True)
                 out.write(chunk)
-                now = time.monotonic()
-                if now > deadline:
+                if time.monotonic() > deadline:
                     raise RenderError(f"Downloading {url} took longer than {timeout:g} s "
                                       "(TIMELINE_DOWNLOAD_TIMEOUT_SECONDS)")
-                if now - checked >= 1:
-                    checked = now
-                    if not still_wanted():
-                        raise RenderError("The job was cancelled during a download")
-    except RenderError:
+                checkpoint()
+    except (RenderError, Interrupted):
         target.unlink(missing_ok=True)
         raise
     except (URLError, OSError, ValueError) as exc:
@@ -133,10 +130,6 @@ def download(url: str, target: Path, still_wanted=lambda: True) -> Path:
 def gather_sources(job, workdir: Path) -> list[Source]:
     """Every track's file (downloaded if remote), measured and checked."""
     timeline = job.config or {}
-
-    def still_wanted() -> bool:
-        return lifecycle.still_mine(job.pk, job.lease) if job.lease else True
-
     sources = []
     for key in ("backgrounds", "audio"):
         for index, track in enumerate(timeline.get(key) or []):
@@ -149,7 +142,7 @@ def gather_sources(job, workdir: Path) -> list[Source]:
                     raise RenderError(f"{where}: {exc.message}", permanent=True) from None
                 suffix = source_suffix(src)
                 suffix = suffix if suffix.isascii() and len(suffix) <= 6 else ""
-                path = download(src, workdir / f"source-{key}-{index}{suffix}", still_wanted)
+                path = download(src, workdir / f"source-{key}-{index}{suffix}")
             else:
                 # The real file on this machine, checked right before ffmpeg reads it.
                 path = source_file(src, where)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from jobs import media
 from jobs.models import JobThumbnail
+from jobs.node import interrupt
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ def poster_frame(path: Path) -> tuple[bytes, int, int] | None:
                 "-protocol_whitelist", "file", "-ss", f"{at:.3f}", "-i", media.file_input(path),
                 "-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={width}:{height},setsar=1",
                 "-c:v", "mjpeg", "-q:v", "4", "-f", "image2pipe", "pipe:1"]
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=TIMEOUT_SECONDS)
+        done = interrupt.run(argv, timeout=TIMEOUT_SECONDS)
         if done.returncode == 0 and done.stdout.startswith(b"\xff\xd8"):
             return done.stdout, width, height
     return None

@@ -1,0 +1,38 @@
+"""Renders that flood their output and are cancelled leave no reader thread
+behind in the worker: nothing in a node grows with the renders it ran."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from jobs import lifecycle
+from jobs.models import Job, RenderNode, Status
+from tests.faults.conftest import report
+from tests.helpers.common import wait_for
+from tests.helpers.farm import render_processes, wait_status
+
+pytestmark = pytest.mark.slow
+
+
+def test_cancelled_floods_leave_the_worker_with_the_threads_it_started_with(farm,
+                                                                            queued_jobs):
+    worker = farm.start_worker("node-a")
+    node = farm.node("node-a")
+    wait_for(lambda: RenderNode.objects.filter(name=node).exists(), timeout=30)
+    process = psutil.Process(worker.pid)
+    wait_for(lambda: process.num_threads() >= 4, timeout=10)  # heartbeat, validator, chores
+    idle = process.num_threads()
+    jobs = queued_jobs(3, frames=400, frame_seconds=0, flood_mb=4000)
+    for job in jobs:
+        wait_for(lambda job=job: Job.objects.filter(pk=job.pk, status=Status.RENDERING,
+                                                    render_pid__isnull=False).exists(),
+                 timeout=60, message="the flood never started")
+        wait_for(lambda job=job: len(render_processes(job.pk)) >= 2, timeout=30)
+        lifecycle.cancel(job.pk, actor="test")
+        wait_status(job, Status.CANCELLED)
+        wait_for(lambda job=job: not render_processes(job.pk), timeout=5)
+    wait_for(lambda: process.num_threads() <= idle, timeout=10,
+             message=f"threads leaked: {process.num_threads()} now, {idle} when idle")
+    report("cancelled floods", renders=len(jobs), threads_idle=idle,
+           threads_after=process.num_threads())
