@@ -7,6 +7,7 @@ built with py-aep (tests/helpers/aep.py) and on real ones After Effects saved.
 from __future__ import annotations
 
 import os
+import random
 import time
 
 import psutil
@@ -295,7 +296,9 @@ def test_an_unreadable_project_renders_as_before_and_says_why(fast_checks, dropb
         path.write_bytes(real_sample("cs6").read_bytes())
         reason = "OSError: opti body too short"
     elif kind == "garbage":
-        path.write_bytes(b"RIFX" + os.urandom(5000))
+        # Fixed bytes: some random ones declare chunk sizes that make py-aep reach
+        # for gigabytes, which the memory cap stops (another test covers the caps).
+        path.write_bytes(b"RIFX" + random.Random(20261201).randbytes(5000))
         reason = "not a readable After Effects project"
     else:
         path = make_project(dropbox, "old.aep")  # the simulator's JSON stand-in
