@@ -27,9 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import ntpath
-import posixpath
-import re
 import subprocess
 import sys
 import tempfile
@@ -45,12 +42,12 @@ from jobs import lifecycle
 from jobs.models import Job, Status
 from jobs.node.engines.base import base_env
 from jobs.node.filesync import Verdict, judge
+from jobs.node.footage import locate
 from jobs.node.procs import kill_tree
 from jobs.submission.paths import (
     PathError,
     checked_dropbox_file,
     dropbox_file,
-    resolve_project_path,
 )
 
 log = logging.getLogger(__name__)
@@ -60,7 +57,6 @@ POLL_SECONDS = 0.05
 MEDIA_ASSETS = ("image", "video", "audio")
 MAX_USED_BY = 10
 MAX_PROBLEMS = 10  # files named in one "still syncing" message (missing ones: all)
-_WINDOWS_PATH = re.compile(r"^([A-Za-z]:|\\\\|//)")
 
 
 # --- the check ----------------------------------------------------------------
@@ -173,34 +169,6 @@ def _where(entry: dict) -> str:
     return entry["resolved"] or entry["path"] or "no file: a placeholder"
 
 
-def locate(project_path: str, entry: dict) -> tuple[str | None, list[str]]:
-    """The footage file as AE would find it here, and every place it may be.
-
-    First the absolute path it was saved with, mapped into DROPBOX_PATH like a
-    submitted project path; then the path relative to the project's folder.
-    A path that leads outside the Dropbox folder does not count.
-    """
-    raws = []
-    if entry.get("path"):
-        raws.append(entry["path"])
-    if entry.get("relative_path"):
-        flavour = ntpath if _WINDOWS_PATH.match(project_path) else posixpath
-        folder = flavour.dirname(project_path)
-        raws.append(flavour.normpath(flavour.join(folder, *entry["relative_path"].split("/"))))
-    candidates: list[str] = []
-    for raw in raws:
-        try:
-            path = resolve_project_path(raw).path
-        except PathError:
-            continue
-        if path not in candidates:
-            candidates.append(path)
-    for path in candidates:
-        if Path(path).is_file():
-            return path, candidates
-    return None, candidates
-
-
 def _save(job: Job, project: dict, warnings: list | None = None) -> None:
     fields = {"project": project}
     composition = project.get("composition")
@@ -278,6 +246,7 @@ def describe(raw: dict, template: dict, assets: list) -> dict:
         is_replaced = bool(uses) and all((c, i) in replaced for c, i, _ in uses)
         project["footage"].append({
             "name": item["name"], "kind": item["kind"], "path": item["path"],
+            "id": item["id"], "is_sequence": item["is_sequence"],
             "relative_path": item["relative_path"], "resolved": None,
             "status": "replaced" if is_replaced else "missing",
             "missing_at_save": item["missing_at_save"], "saved_mtime": item["saved_mtime"],

@@ -26,6 +26,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobs import lifecycle
+from jobs.models import Job, Status
+from jobs.node import validation
 from tests.helpers.common import REPO, requires
 
 MAC_DROPBOX = "/Users/alice/Dropbox"
@@ -194,3 +197,30 @@ def collected_mogrt(into: Path) -> Path:
             if member in ("test.aep", "(Footage)/square.jpg"):
                 graphic.extract(member, into)
     return into / "test.aep"
+
+
+# --- Through validation -----------------------------------------------------------------
+
+
+def submit(user, path, composition="main", assets=None, **template):
+    config = {"template": {"composition": composition, **template}, "assets": assets or []}
+    return lifecycle.submit(actor="api:test", user=user, client="test", project_path=str(path),
+                            path_key=str(path).casefold(), config=config).job
+
+
+def tick_until(job, done, meanwhile=None, timeout=30.0) -> Job:
+    """Run validation ticks (``meanwhile`` before each) until ``done(job)``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if meanwhile is not None:
+            meanwhile()
+        validation.tick()
+        job.refresh_from_db()
+        if done(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job stayed {job.status}: {job.validation_message} {job.project}")
+
+
+def settle(job) -> Job:
+    return tick_until(job, lambda job: job.status in (Status.QUEUED, Status.FAILED))

@@ -15,33 +15,18 @@ import pytest
 
 from jobs import lifecycle
 from jobs.models import Job, Status
-from jobs.node import preflight, validation
-from tests.helpers.aep import collected_mogrt, promo_project, real_sample, write_png
+from jobs.node import preflight
+from jobs.node.footage import locate
+from tests.helpers.aep import (
+    collected_mogrt,
+    promo_project,
+    real_sample,
+    settle,
+    submit,
+    tick_until,
+    write_png,
+)
 from tests.helpers.common import make_project
-
-
-def submit(user, path, composition="main", assets=None, **template):
-    config = {"template": {"composition": composition, **template}, "assets": assets or []}
-    return lifecycle.submit(actor="api:test", user=user, client="test", project_path=str(path),
-                            path_key=str(path).casefold(), config=config).job
-
-
-def tick_until(job, done, meanwhile=None, timeout=30.0) -> Job:
-    """Run validation ticks (``meanwhile`` before each) until ``done(job)``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if meanwhile is not None:
-            meanwhile()
-        validation.tick()
-        job.refresh_from_db()
-        if done(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job stayed {job.status}: {job.validation_message} {job.project}")
-
-
-def settle(job) -> Job:
-    return tick_until(job, lambda job: job.status in (Status.QUEUED, Status.FAILED))
 
 
 def retried(job, times=2) -> Job:
@@ -414,7 +399,7 @@ def test_footage_paths_map_onto_a_windows_render_node(settings):
     project = "D:\\Dropbox\\projects\\promo\\promo.aep"
 
     def candidates(path, relative):
-        return preflight.locate(project, {"path": path, "relative_path": relative})[1]
+        return locate(project, {"path": path, "relative_path": relative})[1]
 
     assert candidates("/Users/alice/Dropbox/projects/promo/footage/logo.png",
                       "footage/logo.png") == ["D:\\Dropbox\\projects\\promo\\footage\\logo.png"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from jobs.node.engines import relink
 from jobs.node.engines.base import (
     AfterEffectsEngine,
     RenderCommand,
@@ -53,6 +54,9 @@ class AerenderEngine(AfterEffectsEngine):
                 argv += [flag, str(template[key])]
         if template.get("continueOnMissing"):
             argv.append("-continueOnMissingFootage")
+        relinking = relink.write_script(job, workdir)
+        if relinking is not None:
+            argv += ["-r", str(relinking)]
         argv += ["-v", "ERRORS_AND_PROGRESS", "-close", "DO_NOT_SAVE_CHANGES"]
         return RenderCommand(argv=argv, env=base_env(), cwd=workdir)
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from jobs.node.engines import relink
 from jobs.node.engines.base import (
     AfterEffectsEngine,
     RenderCommand,
@@ -42,7 +43,14 @@ class NexrenderEngine(AfterEffectsEngine):
     def command(self, job, workdir: Path) -> RenderCommand:
         workdir = Path(workdir)
         job_file = workdir / "job.json"
-        job_file.write_text(json.dumps(build_job(job), indent=2), encoding="utf-8")
+        built = build_job(job)
+        relinking = relink.write_script(job, workdir)
+        if relinking is not None:
+            # Runs in nexrender's script step, before the render (and before the
+            # client's assets, which replace layers by name or index).
+            built["assets"].insert(0, {"type": "script", "src": relinking.as_uri(),
+                                       "name": relink.SCRIPT_NAME})
+        job_file.write_text(json.dumps(built, indent=2), encoding="utf-8")
         argv = [settings.NODE_BINARY, str(settings.NEXRENDER_CLI), "--file", str(job_file),
                 "--binary", str(settings.AERENDER_PATH), "--workpath", str(workdir),
                 "--skip-cleanup", "--no-analytics", "--debug"]
