@@ -310,11 +310,12 @@ def claim_next(node: RenderNode) -> Job | None:
             if job_id is None:
                 return None
             lease = uuid.uuid4()
-            now = timezone.now()
             if transition(job_id, Status.RENDERING, allowed_from=Status.QUEUED,
                           actor=f"node:{node.name}", message=f"Rendering on {node.name}",
                           node=node, lease=lease, attempts=F("attempts") + 1,
-                          started_at=now, last_output_at=now, phase=Phase.SETTING_UP,
+                          # The database's clock: other nodes compare it (overruns).
+                          started_at=Now(), last_output_at=Now(),
+                          phase=Phase.SETTING_UP,
                           progress=0, frames_done=0, eta_seconds=None,
                           render_pid=None, render_spawned_at=None, error="", error_code="",
                           node_lost_at=None):

@@ -3,7 +3,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models import (
     BooleanField,
     Case,
@@ -94,6 +94,16 @@ def heartbeat_cutoff():
     than NODE_TIMEOUT_SECONDS, both read on the DATABASE's clock (heartbeats
     are written with ``Now()``), so node clocks never enter the comparison."""
     return Now() - timedelta(seconds=settings.NODE_TIMEOUT_SECONDS)
+
+
+def database_now():
+    """The database's clock, for comparing with times written with ``Now()`` (a
+    render's ``started_at``): PostgreSQL's; SQLite's is this machine's own."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        return cursor.fetchone()[0]
 
 
 def alive_q(prefix: str = "") -> Q:

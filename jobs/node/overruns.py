@@ -14,10 +14,9 @@ guess proves nothing about a render.
 from __future__ import annotations
 
 from django.conf import settings
-from django.utils import timezone
 
 from jobs import estimates, history, lifecycle
-from jobs.models import Job, Status
+from jobs.models import Job, Status, database_now
 
 CODE = "render_overrun"
 CHECK_SECONDS = 15
@@ -29,7 +28,8 @@ MIN_EXCESS_SECONDS = 60.0
 
 def check(now=None) -> list:
     """Warn about every render past twice its estimate; returns the job ids warned now."""
-    now = now or timezone.now()
+    # started_at is on the database's clock (lifecycle.claim_next): so is "now".
+    now = now or database_now()
     rows = history.rows(Job.objects.filter(status=Status.RENDERING, started_at__isnull=False))
     if not rows:
         return []
