@@ -24,7 +24,7 @@ from jobs.api import schema  # noqa: F401  (registers the X-API-Token security s
 from jobs.api.errors import ConflictError, Gone
 from jobs.api.pagination import JobPagination
 from jobs.api.parsers import JSONParser
-from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client
+from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client, session_user
 from jobs.api.serializers import (
     CommentSerializer,
     JobDetailSerializer,
@@ -42,7 +42,7 @@ from jobs.links import (
     check_preview_thumbnail_signature,
     check_thumbnail_signature,
 )
-from jobs.models import Engine, Job, JobLog, JobPreview, JobThumbnail, Status
+from jobs.models import Job, JobLog, JobPreview, JobThumbnail, Status
 from jobs.submission.paths import (
     PathError,
     checked_output_file,
@@ -125,25 +125,6 @@ class JsonApiView(APIView):
     parser_classes = [JSONParser]
 
 
-def job_fields(submission: SubmitSerializer, client: str) -> dict:
-    """The Job fields of a checked submission (POST /api/jobs, POST /api/estimates)."""
-    data = submission.validated_data
-    if data["engine"] == Engine.FFMPEG:
-        # A timeline has no project file: no path to supersede, nothing to sync-check
-        # but its sources (jobs.node.validation).
-        source = {"config": data["timeline"]}
-    else:
-        source = {"submitted_path": data["project_path"],
-                  # Relative to the Dropbox folder: each machine has its own.
-                  "project_path": submission.resolved.relative,
-                  "path_key": submission.resolved.key, "saved_at": data["saved_at"],
-                  "config": data["nexrender"]}
-    return {"user": submission.job_user, "client": client,
-            "mac_username": data["mac_username"], "engine": data["engine"],
-            "name": data["name"], "callback_url": data["callback_url"],
-            "preset": data["preset"], "review": data["review"], **source}
-
-
 # --- /api/jobs --------------------------------------------------------------------------
 
 
@@ -188,10 +169,12 @@ class JobsView(JsonApiView):
         responses={202: SubmittedSerializer, **errors(400, 401, 403, 409, 413, 415)},
     )
     def post(self, request):
-        submission = SubmitSerializer(data=request.data)
+        submission = SubmitSerializer(data=request.data,
+                                      context={"session_user": session_user(request)})
         submission.is_valid(raise_exception=True)
-        client = request.user.name[:64]
-        submitted = lifecycle.submit(actor=f"api:{client}", **job_fields(submission, client))
+        submitted = lifecycle.submit(
+            actor=actor_of(request),
+            **submission.validated_data.job_fields(client=request.user.name[:64]))
         job = submitted.job
         body = {"id": job.pk, "status": job.status, "status_url": status_url(job),
                 "superseded": submitted.superseded}
@@ -424,9 +407,10 @@ class JobRejectView(JobDecisionView):
 
 
 def actor_of(request) -> str:
-    """Who acts, for the timeline: api:<client> for a token, else the person's email."""
+    """Who acts, for the timeline: api:<client> for a client's token, the person (and
+    which token) for a personal token, else the person's email."""
     if is_api_client(request):
-        return f"api:{request.user.name}"
+        return request.user.actor
     return request.user.email or request.user.get_username()
 
 
