@@ -312,6 +312,14 @@ JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", 7, minimum=1)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 0.5, minimum=0.01, maximum=60)
 PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, maximum=60)
 RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
+# The preview video of a completed render (jobs.node.proxy), kept in the database:
+# at most this many bytes each; 0 makes none.
+PROXY_MAX_BYTES = env.int("PROXY_MAX_BYTES", 8 * 1024 * 1024, minimum=0, maximum=256 * 1024**2)
+# Work after completion (jobs.node.followups): tries before it is given up.
+FOLLOW_UP_ATTEMPTS = env.int("FOLLOW_UP_ATTEMPTS", 3, minimum=1, maximum=100)
+# How often a running image-sequence render sends its newest frame (jobs.node.live_frame);
+# 0: never.
+LIVE_FRAME_SECONDS = env.float("LIVE_FRAME_SECONDS", 3, minimum=0, maximum=3600)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
 # Render-time estimates (jobs.estimates) and what render time costs (estimates, usage report).

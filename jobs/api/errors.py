@@ -40,7 +40,7 @@ def summary(errors) -> str:
     found = problems(errors)
     missing = [where for where, message in found if message == REQUIRED]
     others = [f"{where}: {message}" if where else message
-              for where, message in found if not message == REQUIRED]
+              for where, message in found if message != REQUIRED]
     parts = []
     if missing:
         parts.append(f"missing {', '.join(missing)} (required)")

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
-from jobs.node import preview
+from jobs.node import followups, live_frame, preview
 from jobs.node.engines import RenderError, get_engine, thumbnails
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
@@ -60,6 +60,7 @@ class Render:
         self.last_log_flush = now
         self.last_check = now
         self.progress_dirty = False
+        self.frames: live_frame.FrameWatcher | None = None
 
     def run(self) -> RenderOutcome:
         job = self.job
@@ -74,6 +75,7 @@ class Render:
                 self.proc.kill()
             outcome = self._crashed(f"internal error: {exc}", code="internal_error")
         finally:
+            self._stop_frames()
             self._wrap_up()
             JobEvent.objects.filter(job_id=job.pk, kind="progress").delete()
         log.info("job %s: %s %s", job.pk, outcome.status, outcome.reason)
@@ -89,7 +91,9 @@ class Render:
         progress = engine.progress(job)
         buffer.add(f"=== attempt {job.attempts} on {self.worker.node_name} at "
                    f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC ===")
+        self.frames = live_frame.watch(engine, job, workdir)
         ran = self._run(command, progress)
+        self._stop_frames(last=not isinstance(ran, RenderOutcome))
         if isinstance(ran, RenderOutcome):
             return ran
         code, wall = ran
@@ -238,10 +242,17 @@ class Render:
         # Stored relative to RENDER_OUTPUT_DIR: every machine finds it in its own.
         if not lifecycle.complete(job.pk, job.lease, output_path=output_relative(target),
                                   output_size=target.stat().st_size,
-                                  has_thumbnail=has_thumbnail):
+                                  has_thumbnail=has_thumbnail,
+                                  follow_ups=followups.after_completion(job, target)):
             target.unlink(missing_ok=True)
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing")
         return RenderOutcome(Status.COMPLETED)
+
+    def _stop_frames(self, last: bool = False) -> None:
+        """Stop sending the live frame; ``last``: the render ended, send its last frame."""
+        if self.frames is not None:
+            frames, self.frames = self.frames, None
+            frames.stop(last=last)
 
     def _crashed(self, reason: str, permanent: bool = False, code: str = "") -> RenderOutcome:
         job = self.job

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, RenderNode, Status
-from jobs.node import housekeeping, validation
+from jobs.node import followups, housekeeping, validation
 from jobs.node.procs import kill_marked
 from jobs.node.render import Render, RenderOutcome
 from jobs.node.wakeup import Waker, wants_queue
@@ -94,6 +94,8 @@ class Worker:
         # apps registered: queue samples, disk and node alerts); it stops with
         # stop_requested.
         housekeeping.start(self.stop_requested)
+        # Work after completion (preview videos) at low priority, beside the renders.
+        followups.start(self.node, self.stop_requested)
         log.info("render node %s ready (pid %s)", self.node_name, os.getpid())
         try:
             while not self.stop_requested.is_set():
