@@ -2,6 +2,8 @@ import hashlib
 import hmac
 import secrets
 
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -209,3 +211,21 @@ class ApiClient:
             label = f" “{self.token.name}”" if self.token and self.token.name else ""
             return f"{self.user.email or self.user.username} (personal token{label})"
         return f"api:{self.name}"
+
+
+# allauth's records of sign-ins, shown in the Django admin's one "Accounts" section
+# (accounts.admin) instead of sections of their own.
+
+
+class SignInEmail(EmailAddress):
+    class Meta:
+        proxy = True
+        verbose_name = "sign-in email address"
+        verbose_name_plural = "sign-in email addresses"
+
+
+class GoogleAccount(SocialAccount):
+    class Meta:
+        proxy = True
+        verbose_name = "Google sign-in"
+        verbose_name_plural = "Google sign-ins"

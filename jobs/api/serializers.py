@@ -13,8 +13,9 @@ from jobs.links import (
     signed_preview_thumbnail_url,
     signed_preview_url,
     signed_thumbnail_url,
+    signed_video_url,
 )
-from jobs.models import Engine, Job, JobEvent, JobLog, Status
+from jobs.models import Engine, Job, JobEvent, JobLog, JobProxy, Status
 from jobs.submission.errors import InvalidInput
 from jobs.submission.paths import local_path
 from jobs.submission.presets import CODECS, NAMES, QUALITY
@@ -260,6 +261,10 @@ class OutputSerializer(serializers.Serializer):
     thumbnail_url = serializers.URLField(
         allow_null=True, help_text="A poster frame (JPEG) of the video; signed link, valid "
         "for one hour. Null for image sequences.")
+    video_url = serializers.URLField(
+        allow_null=True, help_text="A small H.264 MP4 of the video that browsers play, made "
+        "after completion; signed link, valid for one hour. Null until it is made, and for "
+        "image sequences.")
 
 
 class PreviewSerializer(serializers.Serializer):
@@ -274,6 +279,14 @@ class BatchLinkSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     row = serializers.IntegerField(help_text="The 1-based data row of the batch's table.")
     url = serializers.URLField()
+
+
+def has_proxy(job) -> bool:
+    """Whether ``job`` has its preview video, without reading the video."""
+    relation = Job.proxy.related
+    if relation.is_cached(job):
+        return relation.get_cached_value(job) is not None
+    return JobProxy.objects.filter(job_id=job.pk).exists()
 
 
 def preview_of(job):
@@ -378,7 +391,8 @@ class JobSerializer(serializers.ModelSerializer):
             return None
         return {"path": local_path(job.output_path, output=True), "size": job.output_size,
                 "download_url": signed_download_url(job),
-                "thumbnail_url": signed_thumbnail_url(job)}
+                "thumbnail_url": signed_thumbnail_url(job),
+                "video_url": signed_video_url(job) if has_proxy(job) else None}
 
     @extend_schema_field(EstimateSerializer(allow_null=True))
     def get_estimate(self, job):

@@ -41,8 +41,9 @@ from jobs.links import (
     check_preview_signature,
     check_preview_thumbnail_signature,
     check_thumbnail_signature,
+    check_video_signature,
 )
-from jobs.models import Job, JobLog, JobPreview, JobThumbnail, Status
+from jobs.models import Job, JobFrame, JobLog, JobPreview, JobProxy, JobThumbnail, Status
 from jobs.submission.paths import (
     PathError,
     checked_output_file,
@@ -50,7 +51,7 @@ from jobs.submission.paths import (
     open_contained,
     output_file,
 )
-from jobs.web.download import handle_response
+from jobs.web.download import bytes_response, handle_response
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,10 @@ def _job_id(raw: str) -> uuid.UUID:
 
 
 def with_related(jobs):
-    """What the job serializers read: the user, the preview (not its JPEG) and the batch row."""
-    return jobs.select_related("user", "preview", "batch_row").defer("preview__jpeg")
+    """What the job serializers read: the user, the review preview and the preview video
+    (not their bytes) and the batch row."""
+    return (jobs.select_related("user", "preview", "proxy", "batch_row")
+            .defer("preview__jpeg", "proxy__mp4"))
 
 
 def get_visible_job(request, job_id: str) -> Job:
@@ -440,3 +443,48 @@ class JobThumbnailView(JsonApiView):
         if not job.has_thumbnail or thumbnail is None:
             raise NotFound("This job has no thumbnail (yet).")
         return jpeg_response(thumbnail.jpeg)
+
+
+class JobVideoView(JsonApiView):
+    permission_classes = [AllowAny]
+    content_negotiation_class = AnyAccept
+
+    @extend_schema(
+        operation_id="jobs_video",
+        summary="A completed job's preview video (small H.264 MP4)",
+        description="Made after completion from the output (which may be a format browsers "
+                    "cannot play), capped in size; `output.video_url` links it once it is "
+                    "made. With a token, a session, or that signed link (valid one hour). "
+                    "Supports a single `Range` (players seek with it).",
+        parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
+                                             description="From the job's output.video_url."),
+                    RANGE],
+        responses=ranged_file("video/mp4", 401, 403, 404),
+    )
+    def get(self, request, job_id):
+        job = signed_or_visible_job(request, job_id, check_video_signature)
+        proxy = JobProxy.objects.filter(job_id=job.pk).first()
+        if proxy is None:
+            raise NotFound("This job has no preview video (yet): it is made after the render "
+                           "completes, for video outputs.")
+        return bytes_response(request, bytes(proxy.mp4), content_type="video/mp4",
+                              tag=f'"{job.pk.hex}-{int(proxy.created_at.timestamp())}"',
+                              modified=proxy.created_at)
+
+
+class JobFrameView(JsonApiView):
+    @extend_schema(
+        operation_id="jobs_frame",
+        summary="The newest rendered frame of an image-sequence job (JPEG)",
+        description="Sent by the render node while the sequence renders; afterwards the "
+                    "last frame.",
+        parameters=[JOB_ID],
+        responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY),
+                   **errors(401, 404)},
+    )
+    def get(self, request, job_id):
+        job = get_visible_job(request, job_id)
+        frame = JobFrame.objects.filter(job_id=job.pk).first()
+        if frame is None:
+            raise NotFound("This job has no rendered frame to show (yet).")
+        return jpeg_response(frame.jpeg)
