@@ -29,10 +29,13 @@ class FriendlyNotFound:
         if request.method in ("GET", "HEAD") and len(path) > 1 and path.endswith("/") \
                 and not path.startswith(KEPT):
             shorter = path.rstrip("/") or "/"
-            if is_valid_path(shorter, getattr(request, "urlconf", None)):
+            # Never "//host" or "/\\host": a browser would leave the site.
+            if not shorter.startswith(("//", "/\\")) \
+                    and is_valid_path(shorter, getattr(request, "urlconf", None)):
                 query = request.META.get("QUERY_STRING", "")
+                prefix = request.META.get("SCRIPT_NAME", "").rstrip("/")
                 return HttpResponsePermanentRedirect(
-                    request.script_name.rstrip("/") + shorter + (f"?{query}" if query else ""))
+                    prefix + shorter + (f"?{query}" if query else ""))
         reason = getattr(request, "not_found_reason", None)
         if reason is None and getattr(request, "resolver_match", None) is not None:
             return response  # a view answered 404 itself, in its own words

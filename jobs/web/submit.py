@@ -102,7 +102,7 @@ reads = ProjectReads()
 @require_GET
 def compositions(request):
     """The compositions of the project the form names (a fragment the form polls)."""
-    raw = request.GET.get("project_path", "").strip()
+    raw = unquoted(request.GET.get("project_path", ""))
     context = {"state": "none", "compositions": [], "message": "", "project_path": raw}
     if not raw:
         return render(request, "jobs/_compositions.html", context)
@@ -137,6 +137,13 @@ def compositions(request):
 
 
 # --- The form ----------------------------------------------------------------------
+
+
+def unquoted(path: str) -> str:
+    path = path.strip()
+    if len(path) >= 2 and path[0] == path[-1] and path[0] in "\"'":
+        return path[1:-1].strip()
+    return path
 
 
 def _number(text: str):
@@ -188,6 +195,8 @@ def new_job(request):
     form = {key: source.get(key, "").replace("\x00", "").strip()
             for key in ("project_path", "composition", "frame_start", "frame_end", "preset",
                         "name", "mac_username")}
+    # Windows' "Copy as path" puts the path in quotes.
+    form["project_path"] = unquoted(form["project_path"])
     form["review"] = source.get("review") in ("on", "true", "1")
     names = list(request.user.mac_usernames.filter(status=MacUsername.Status.APPROVED)
                  .values_list("name", flat=True))
