@@ -20,7 +20,7 @@ def test_a_slash_too_many_leads_to_the_page(browser_user, url, target):
     assert response.status_code == 301 and response["Location"] == target
 
 
-@pytest.mark.parametrize("url", ["//evil.test/", "/\\evil.test/", "/%5Cevil.test/"])
+@pytest.mark.parametrize("url", ["/\\evil.test/", "/%5Cevil.test/", "/%2F%2Fevil.test/"])
 def test_the_redirect_never_leaves_the_site(browser_user, url):
     assert browser_user.get(url).status_code == 404
 

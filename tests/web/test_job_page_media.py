@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import re
 
-
 import pytest
 from django.test import Client
 from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobFrame, JobProxy, Status
-from tests.helpers.common import signed_in
 
 pytestmark = pytest.mark.django_db
 

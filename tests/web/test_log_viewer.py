@@ -29,7 +29,8 @@ def test_attempts_become_sections_with_their_lines_marked():
     found = sections(TWO_ATTEMPTS)
 
     assert [(s.attempt, s.node, s.started.isoformat()) for s in found] == [
-        (1, "render-01", "2025-03-01T12:00:00+00:00"), (2, "render-02", "2025-03-01T12:05:00+00:00")]
+        (1, "render-01", "2025-03-01T12:00:00+00:00"),
+        (2, "render-02", "2025-03-01T12:05:00+00:00")]
     assert [line.kind for line in found[0].lines] == ["", "frame", "error"]
     assert [line.kind for line in found[1].lines] == ["error", "warning", "step", ""]
     assert (found[0].errors, found[1].errors, found[1].warnings) == (1, 1, 1)
