@@ -57,15 +57,6 @@ def test_an_empty_submission_names_every_missing_field(api_client):
         assert response.json()["errors"][field] == ["This field is required."]
 
 
-@pytest.fixture
-def staff(admin):
-    admin.is_staff = admin.is_superuser = True
-    admin.save()
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
 def test_the_django_admin_has_one_accounts_section(staff):
     page = staff.get("/admin/").content.decode()
 
