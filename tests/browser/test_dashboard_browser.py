@@ -36,13 +36,14 @@ def close_connections():
     connections.close_all()
 
 
-def submit(base, token, dropbox, name, composition="main", **behaviour) -> str:
+def submit(base, token, dropbox, name, composition="main", template=None,
+           **behaviour) -> str:
     """What bravo does: POST /api/jobs with its token. Returns the job id."""
     make_project(dropbox, name, **behaviour)
     response = requests.post(f"{base}/api/jobs", headers={"X-API-Token": token}, json={
         "project_path": f"/Users/alice/Dropbox/projects/{name}",
         "saved_at": "2000-01-01T00:00:00Z", "mac_username": "alice", "engine": "aerender",
-        "nexrender": {"template": {"composition": composition}},
+        "nexrender": {"template": {"composition": composition, **(template or {})}},
     }, timeout=10)
     assert response.status_code == 202, response.text
     return response.json()["id"]
@@ -443,19 +444,27 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     context.close()
 
 
-def test_a_cancellation_shows_once_in_the_live_timeline(farm, daphne, chromium, user,
-                                                       api_token, settings):
+def test_a_sequence_shows_its_newest_frame_and_a_cancellation_shows_once(
+        farm, daphne, chromium, user, api_token, settings):
     from playwright.sync_api import expect
 
     set_password(user, settings)
+    farm.configure(LIVE_FRAME_SECONDS=0.5)
     base = daphne.base
     context, page = sign_in_at(chromium, base, 1440, "alice")
     farm.start_worker()
     job = submit(base, api_token, farm.dropbox, "cancel-me.aep", frames=3000,
-                 frame_seconds=0.03)
+                 frame_seconds=0.03, width=160, height=90, template={"outputExt": "png"})
     page.goto(f"{base}/jobs/{job}")
     expect(page.locator("#job-status .status")).to_have_text("RENDERING", timeout=LIVE)
     expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+    # The image sequence's newest frame, refreshed while it renders, in the same page.
+    frame = page.locator("#live-frame img")
+    expect(frame).to_be_visible(timeout=LIVE)
+    first = frame.get_attribute("src")
+    page.wait_for_function(f"""() => {{ const img = document.querySelector('#live-frame img');
+        return img && img.getAttribute('src') !== {first!r} && img.complete
+            && img.naturalWidth > 0; }}""", timeout=LIVE)
     page.click("#cancel-button")
     expect(page.locator("#job-status .status")).to_have_text("CANCELLED", timeout=LIVE)
     expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
