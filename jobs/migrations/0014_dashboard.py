@@ -1,13 +1,42 @@
 """The dashboard's columns and media: Job.composition (filled from each job's
 config), Job.superseded_by, the post-completion follow-ups (JobFollowUp) with
 the preview video they make (JobProxy), and the live frame of image-sequence
-renders (JobFrame)."""
+renders (JobFrame). On PostgreSQL the list's search by composition and macOS
+username gets trigram indexes, like the path and name (0003)."""
+
+import logging
 
 import django.db.models.deletion
 import django.utils.timezone
-from django.db import migrations, models
+from django.db import DatabaseError, migrations, models, transaction
+
+log = logging.getLogger(__name__)
 
 BATCH = 2000
+SEARCH_INDEXES = {
+    "job_composition_trgm": 'UPPER("composition"::text)',
+    "job_mac_username_trgm": 'UPPER("mac_username"::text)',
+}
+
+
+def add_search_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    try:
+        with transaction.atomic(using=schema_editor.connection.alias):
+            schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except DatabaseError as exc:
+        log.warning("pg_trgm is not available (%s); job search will not use an index", exc)
+        return
+    for name, expression in SEARCH_INDEXES.items():
+        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON jobs_job "
+                              f"USING gin ({expression} gin_trgm_ops)")
+
+
+def drop_search_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        for name in SEARCH_INDEXES:
+            schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 def fill_compositions(apps, schema_editor):
@@ -90,4 +119,5 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(fill_compositions, migrations.RunPython.noop),
+        migrations.RunPython(add_search_indexes, drop_search_indexes, elidable=False),
     ]

@@ -13,7 +13,7 @@ import re
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.http import urlencode
@@ -130,12 +130,23 @@ def id_range(text: str) -> Q | None:
     return Q(pk__gte=uuid.UUID(digits.ljust(32, "0")), pk__lte=uuid.UUID(digits.ljust(32, "f")))
 
 
+# From this many hex digits on, a search that finds a job by its id is taken as one.
+ID_SEARCH_DIGITS = 8
+
+
 def search(text: str, user) -> Q:
     """The list's search: a job id (or its start), the name, the composition, the
-    project path, the macOS username, or a person (name or email, for admins)."""
+    project path, the macOS username, or a person (name or email, for admins).
+
+    The text columns have trigram indexes on PostgreSQL (migrations 0003, 0014), the
+    id its primary key, people their own: the database answers from indexes."""
+    by_id = id_range(text)
+    if by_id is not None and len(text.replace("-", "")) >= ID_SEARCH_DIGITS \
+            and visible_jobs(user).filter(by_id).exists():
+        return by_id  # a job id as pages show it: that job, not names that look alike
     match = (Q(name__icontains=text) | Q(composition__icontains=text)
              | Q(project_path__icontains=text) | Q(mac_username__icontains=text))
-    if (by_id := id_range(text)) is not None:
+    if by_id is not None:
         match |= by_id
     if getattr(user, "is_admin", False):
         people = list(get_user_model().objects.filter(
@@ -261,12 +272,18 @@ def capped_count(jobs) -> tuple[int, bool]:
 def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool]]:
     """(count, more than that) for every status tab, under the other filters.
 
-    One capped count per status, each a range of the (status, created_at)
-    index: a tab never costs more than COUNT_CAP rows, however large the table.
-    The groups add their statuses up.
+    Without a search: one capped count per status, each a range of the (status,
+    created_at) index, so a tab never costs more than COUNT_CAP rows however
+    large the table. A search's rows come from its indexes as one set: they are
+    counted by status at once. The groups add their statuses up.
     """
     jobs = filters.queryset(by_status=False)
-    per_status = {status: capped_count(jobs.filter(status=status)) for status in Status.values}
+    if filters.q:
+        found = dict(jobs.order_by().values_list("status").annotate(n=Count("pk")))
+        per_status = {status: (found.get(status, 0), False) for status in Status.values}
+    else:
+        per_status = {status: capped_count(jobs.filter(status=status))
+                      for status in Status.values}
     counts = {}
     for key, (_, statuses) in STATUS_GROUPS.items():
         parts = [per_status[status] for status in (statuses or Status.values)]
