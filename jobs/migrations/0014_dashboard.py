@@ -59,7 +59,7 @@ def fill_compositions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0009_relative_paths'),
+        ('jobs', '0012_render_stats'),
     ]
 
     operations = [

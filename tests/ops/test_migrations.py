@@ -97,7 +97,7 @@ def test_the_migration_goes_back(old_jobs):
         "/srv/Dropbox/renders/previews/abc.mp4"
 
 
-DASHBOARD_BEFORE = [("jobs", "0009_relative_paths")]
+DASHBOARD_BEFORE = [("jobs", "0012_render_stats")]
 DASHBOARD = [("jobs", "0014_dashboard")]
 
 
