@@ -1,9 +1,23 @@
+"""The Django admin for people, claims and tokens: one "Accounts" section, which also
+holds allauth's sign-in records (their own sections would be a second "Accounts" and a
+"Social Accounts"; the Google app is configured in settings, no tokens are stored)."""
+
+from allauth.account.admin import EmailAddressAdmin
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.admin import SocialAccountAdmin
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
 from accounts import claims
-from accounts.models import TOKEN_PREFIX, ApiToken, MacUsername, User
+from accounts.models import ApiToken, GoogleAccount, MacUsername, SignInEmail, User
+
+for _model in (EmailAddress, SocialAccount, SocialApp, SocialToken):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+admin.site.register(SignInEmail, EmailAddressAdmin)
+admin.site.register(GoogleAccount, SocialAccountAdmin)
 
 
 class MacUsernameInline(admin.TabularInline):
@@ -55,20 +69,21 @@ class MacUsernameAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens show only their prefix; the digest is never displayed or editable.
 
-    New tokens are made with ``python manage.py create_api_token <client>``,
-    which prints the token once.
+    Clients' tokens are made with ``python manage.py create_api_token <client>``,
+    personal ones in the profile; both print the token once.
     """
 
-    list_display = ("client", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_display = ("client", "user", "name", "prefix", "created_at", "last_used_at",
+                    "revoked_at")
     list_filter = ("client", "revoked_at")
-    search_fields = ("client", "lookup")
-    fields = ("client", "prefix", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("client", "prefix", "created_at", "last_used_at")
+    search_fields = ("client", "lookup", "name", "user__email")
+    fields = ("client", "user", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("client", "user", "prefix", "created_at", "last_used_at")
     actions = ["revoke"]
 
     @admin.display(description="Token")
     def prefix(self, token):
-        return f"{TOKEN_PREFIX}{token.lookup}…"
+        return token.prefix
 
     def has_add_permission(self, request):
         return False

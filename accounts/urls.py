@@ -4,6 +4,9 @@ from accounts import api, views
 
 urlpatterns = [
     path("profile", views.profile, name="profile"),
+    path("profile/notifications", views.notifications, name="profile-notifications"),
+    path("profile/tokens", views.create_token, name="profile-token-create"),
+    path("profile/tokens/<int:token_id>/revoke", views.revoke_token, name="profile-token-revoke"),
 ]
 
 # Mounted under /api/user/ by rendermanager/urls.py.

@@ -6,9 +6,11 @@
 Renders the dashboard's job list through Django's full request stack
 (middleware, session, view, template) in-process, for an admin (everyone's
 jobs) and for a user (their own), on the first page, a deep page (keyset
-cursor), the status tabs, each sort, a user filter and a text search; and the
-active jobs while the queue moves before every request (their ETAs come from a
-queue forecast computed once per change, jobs.forecast).
+cursor), the status tabs, each sort, a user filter and text searches (a path,
+a composition, a job id's first characters, a person); and the active jobs
+while the queue moves before every request (their ETAs come from a queue
+forecast computed once per change, jobs.forecast). Every page counts the jobs
+of each status tab under its filters.
 """
 
 import random
@@ -17,6 +19,7 @@ from datetime import timedelta
 
 from harness import Bench, parse_args, percentile, summary
 
+COMPOSITIONS = ["Main", "Story 9x16", "Cutdown 15", "Banner 1080", "Holiday Special"]
 STATUS_MIX = (["COMPLETED"] * 80 + ["FAILED"] * 8 + ["CANCELLED"] * 6 + ["QUEUED"] * 3
               + ["RENDERING"] * 1 + ["VALIDATING"] * 1 + ["PENDING"] * 1)
 
@@ -38,11 +41,13 @@ def seed(total: int, users: list) -> None:
         key = project.casefold() if status in ("COMPLETED", "FAILED", "CANCELLED") \
             else f"{project.casefold()}#{n}"
         created = now - timedelta(seconds=total - n + rng.random())
+        composition = COMPOSITIONS[n % len(COMPOSITIONS)]
         batch.append(Job(
             user=users[n % len(users)], status=status, client="bravo",
             name=f"spot {n}" if n % 4 == 0 else "", priority=rng.choice([0, 0, 0, 5, 10]),
             project_path=project, path_key=key, mac_username="alice",
-            config={"template": {"composition": "Main", "outputExt": "mp4"}},
+            config={"template": {"composition": composition, "outputExt": "mp4"}},
+            composition=composition,
             created_at=created, progress=100 if status == "COMPLETED" else 0,
             started_at=created + timedelta(seconds=30) if status != "PENDING" else None,
             finished_at=created + timedelta(minutes=3)
@@ -102,6 +107,10 @@ def main():
             ("admin, one user", as_admin, f"/?user={users[3].pk}"),
             ("admin, date range", as_admin, "/?from=2000-01-01&to=2100-01-01"),
             ("admin, text search", as_admin, "/?q=client17"),
+            ("admin, search composition", as_admin, "/?q=holiday"),
+            ("admin, search job id", as_admin,
+             f"/?q={str(Job.objects.order_by('created_at')[5000].pk)[:8]}"),
+            ("admin, search person", as_admin, "/?q=User%2013"),
             ("user, first page", as_user, "/"),
             ("user, completed tab", as_user, "/?status=completed"),
             # The queue moves before every request (a job's priority changes, as a

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from jobs.models import Batch, BatchRow, Job, JobEvent, JobLog, RenderNode
+from jobs.models import Batch, BatchRow, FollowUp, Job, JobEvent, JobFollowUp, JobLog, RenderNode
 
 
 class JobEventInline(admin.TabularInline):
@@ -35,18 +35,49 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(JobEvent)
 class JobEventAdmin(admin.ModelAdmin):
+    """The record of what happened: written by the lifecycle only, never added here."""
+
     list_display = ("id", "job", "created_at", "kind", "from_status", "to_status", "actor")
     list_filter = ("kind", "to_status")
     search_fields = ("job__id", "actor", "message")
     raw_id_fields = ("job",)
     ordering = ("-id",)
 
+    def has_add_permission(self, request):
+        return False
+
 
 @admin.register(JobLog)
 class JobLogAdmin(admin.ModelAdmin):
+    """Render output, written by render nodes only."""
+
     list_display = ("job", "updated_at", "omitted_bytes")
     search_fields = ("job__id",)
     raw_id_fields = ("job",)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(JobFollowUp)
+class JobFollowUpAdmin(admin.ModelAdmin):
+    """Work after completion (preview videos); "Try again" hands one back to the nodes."""
+
+    list_display = ("job", "kind", "status", "attempts", "node", "created_at", "finished_at")
+    list_filter = ("kind", "status")
+    search_fields = ("job__id", "message")
+    raw_id_fields = ("job", "node")
+    readonly_fields = ("job", "kind", "lease", "created_at", "claimed_at", "finished_at")
+    actions = ["again"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Try again")
+    def again(self, request, queryset):
+        count = queryset.exclude(status=FollowUp.RUNNING).update(
+            status=FollowUp.PENDING, attempts=0, node=None, lease=None, finished_at=None)
+        self.message_user(request, f"{count} follow-up(s) handed back to the render nodes.")
 
 
 @admin.register(RenderNode)

@@ -6,7 +6,11 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         from jobs.lifecycle import job_transitioned
+        from jobs.node import followups, proxy
         from jobs.notify import slack, webhooks
+
+        # Work a render node does for a job after it completed.
+        followups.register("proxy", proxy.wanted, proxy.make)
 
         # Both receivers only queue work for background threads.
         job_transitioned.connect(slack.on_transition, dispatch_uid="jobs.slack")

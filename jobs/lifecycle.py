@@ -29,6 +29,7 @@ from jobs.models import (
     ClaimPause,
     Job,
     JobEvent,
+    JobFollowUp,
     Phase,
     RenderNode,
     Status,
@@ -161,6 +162,12 @@ def _supersede(key: str, actor: str) -> list:
     return superseded
 
 
+def _superseded_by(job_ids: list, newer: Job) -> None:
+    """Point the jobs ``newer`` cancelled at it (the dashboard links to it)."""
+    if job_ids:
+        Job.objects.filter(pk__in=job_ids).update(superseded_by=newer.pk)
+
+
 def new_job(**fields) -> Job:
     """The job a submission creates, not saved yet (POST /api/estimates estimates it)."""
     fields.setdefault("needs_preview", bool(fields.get("review")))
@@ -193,6 +200,7 @@ def submit(*, actor: str, **fields) -> Submitted:
             with transaction.atomic():
                 superseded = _supersede(key, actor)
                 job = _create(actor, {**fields, "supersede_key": key})
+                _superseded_by(superseded, job)
             return Submitted(job, superseded)
         except IntegrityError:
             continue
@@ -237,8 +245,10 @@ def submit_batch(*, actor: str, batch: dict, rows: list[BatchRowPlan],
                         fields = {**job_fields, **plan.job}
                         key = supersede_key(fields["path_key"], fields["config"],
                                             fields["output_name"])
-                        superseded += _supersede(key, actor)
+                        cancelled = _supersede(key, actor)
                         job = _create(actor, {**fields, "supersede_key": key})
+                        _superseded_by(cancelled, job)
+                        superseded += cancelled
                     made.append(BatchRow.objects.create(
                         batch=created, number=plan.number, values=plan.values,
                         output_name=plan.output_name, errors=plan.errors, job=job))
@@ -331,9 +341,12 @@ def still_mine(job_id, lease) -> bool:
 
 
 def complete(job_id, lease, *, output_path: str, output_size: int | None,
-             has_thumbnail: bool = False) -> bool:
+             has_thumbnail: bool = False, follow_ups=()) -> bool:
     """The render is published. Its times join the render history (jobs.history)
-    in the same transaction, for the estimates of the jobs after it."""
+    in the same transaction, for the estimates of the jobs after it. ``follow_ups``:
+    kinds of work to do for the job now that it is complete (jobs.node.followups),
+    recorded with the completion so that any render node picks them up, whatever
+    happens to this one."""
     with transaction.atomic():
         moved = transition(job_id, Status.COMPLETED, allowed_from=Status.RENDERING,
                            expect_lease=lease,
@@ -342,6 +355,10 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                            eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
         if moved:
             _add_to_history(job_id)
+        if moved and follow_ups:
+            JobFollowUp.objects.bulk_create(
+                [JobFollowUp(job_id=job_id, kind=kind) for kind in follow_ups],
+                ignore_conflicts=True)
     return moved
 
 

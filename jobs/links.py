@@ -18,6 +18,7 @@ DOWNLOAD_SALT = "jobs.download"
 THUMBNAIL_SALT = "jobs.thumbnail"
 PREVIEW_SALT = "jobs.preview"
 PREVIEW_THUMBNAIL_SALT = "jobs.preview.thumbnail"
+VIDEO_SALT = "jobs.video"
 DOWNLOAD_URL_SECONDS = 3600
 
 
@@ -76,6 +77,12 @@ def _checker(salt: str, what: str):
 check_thumbnail_signature = _checker(THUMBNAIL_SALT, "thumbnail link")
 check_preview_signature = _checker(PREVIEW_SALT, "preview link")
 check_preview_thumbnail_signature = _checker(PREVIEW_THUMBNAIL_SALT, "preview thumbnail link")
+check_video_signature = _checker(VIDEO_SALT, "video link")
+
+
+def signed_video_url(job) -> str:
+    """An absolute link to the preview video (H.264) of ``job``'s output, valid an hour."""
+    return _signed_url("api-job-video", job, VIDEO_SALT)
 
 
 def signed_preview_url(job) -> str:

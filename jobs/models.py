@@ -43,14 +43,27 @@ STATUS_CHARS = 16
 SKIPPED, DELETED = "SKIPPED", "DELETED"
 
 
+COMPOSITION_CHARS = 255
+
+
+def _template_composition(config):
+    template = config.get("template") if isinstance(config, dict) else None
+    return template.get("composition", "") if isinstance(template, dict) else ""
+
+
+def composition_of(config) -> str:
+    """The composition a job's nexrender config renders ("" for timelines and bad configs)."""
+    composition = _template_composition(config)
+    return composition[:COMPOSITION_CHARS] if isinstance(composition, str) else ""
+
+
 def supersede_key(path_key: str, config: dict | None, output_name: str = "") -> str:
     """What a newer submission replaces: the same project (``path_key``, already
     case-folded) and composition and, for batch rows, the same output name
     (case-insensitively, as Windows compares file names). Empty: nothing."""
     if not path_key:
         return ""
-    template = (config or {}).get("template") if isinstance(config, dict) else None
-    composition = template.get("composition", "") if isinstance(template, dict) else ""
+    composition = _template_composition(config)
     text = "\x1f".join([path_key, str(composition), output_name.casefold()])
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -206,6 +219,12 @@ class Job(models.Model):
     # batch row, its output name (jobs.lifecycle.supersede_key). At most one
     # unfinished job per key.
     supersede_key = models.CharField(max_length=64, blank=True)
+    # The newer submission that cancelled this job. A plain id rather than a
+    # foreign key: the newer job is younger, so retention never removes it first.
+    superseded_by = models.UUIDField(null=True, blank=True)
+    # config's template.composition, kept in a column of its own: the job list
+    # shows it and searches it without reading the config JSON.
+    composition = models.CharField(max_length=COMPOSITION_CHARS, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -285,6 +304,8 @@ class Job(models.Model):
     def save(self, *args, **kwargs):
         if not self.supersede_key and self.path_key:
             self.supersede_key = supersede_key(self.path_key, self.config, self.output_name)
+        if not self.composition:
+            self.composition = composition_of(self.config)
         super().save(*args, **kwargs)
 
     @property
@@ -335,6 +356,92 @@ class JobThumbnail(models.Model):
 
     def __str__(self):
         return f"thumbnail of {self.job_id} ({self.width}x{self.height})"
+
+
+class JobProxy(models.Model):
+    """A small H.264 of a completed video, for the player on the job page.
+
+    Made after completion by any render node (jobs.node.proxy, through
+    JobFollowUp) and kept in the database, like poster frames: the web server
+    that streams it may be another machine than the node that made it, the
+    bytes stay out of Dropbox, and retention deletes it with the job. Its size
+    is capped by PROXY_MAX_BYTES (a few MB), which keeps a row cheap to store
+    and to stream.
+    """
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True,
+                               related_name="proxy")
+    mp4 = models.BinaryField()
+    size = models.IntegerField()
+    width = models.IntegerField()
+    height = models.IntegerField()
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds of video it holds")
+    # The output was longer than a proxy within the size cap can hold at a
+    # watchable quality: the proxy is its first ``duration`` seconds.
+    partial = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"proxy of {self.job_id} ({self.width}x{self.height}, {self.size} bytes)"
+
+
+class JobFrame(models.Model):
+    """The last rendered frame of an image-sequence render, as a small JPEG.
+
+    The render node refreshes it while the frames arrive (jobs.node.live_frame);
+    the job page shows it live. It stays as the job's picture afterwards (a
+    zipped sequence has no poster frame).
+    """
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True,
+                               related_name="frame")
+    jpeg = models.BinaryField()
+    width = models.IntegerField()
+    height = models.IntegerField()
+    number = models.IntegerField(help_text="Which frame of the sequence (from its file name)")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"frame {self.number} of {self.job_id}"
+
+
+class FollowUp(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobFollowUp(models.Model):
+    """Work a render node does for a job after it completed (a preview video, ...).
+
+    Recorded with the completion (jobs.lifecycle.complete), so that any node
+    picks it up, and one that dies mid-way leaves it to another
+    (jobs.node.followups): a claim is a compare-and-set that names the node,
+    and a claim whose node stopped heartbeating counts for nothing.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="follow_ups")
+    kind = models.CharField(max_length=32)
+    status = models.CharField(max_length=8, choices=FollowUp.choices, default=FollowUp.PENDING)
+    attempts = models.IntegerField(default=0)
+    node = models.ForeignKey(RenderNode, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    lease = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Not before this time (a failed attempt waits a little before the next).
+    run_after = models.DateTimeField(default=timezone.now)
+    message = models.TextField(blank=True, help_text="What it made, or why it failed")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "kind"],
+                                               name="one_follow_up_per_kind")]
+        indexes = [models.Index(fields=["status", "run_after"], name="follow_up_due")]
+
+    def __str__(self):
+        return f"{self.kind} of {self.job_id} [{self.status}]"
 
 
 class JobEvent(models.Model):

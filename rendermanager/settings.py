@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "rendermanager.notfound.FriendlyNotFound",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "jobs.api.middleware.ApiBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -315,6 +316,14 @@ PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, max
 RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
 PUBLISH_RETRY_SECONDS = env.float("PUBLISH_RETRY_SECONDS", 60, minimum=0, maximum=3600)
 WORKER_MEMORY_LIMIT_MB = env.int("WORKER_MEMORY_LIMIT_MB", 1536, minimum=0)
+# The preview video of a completed render (jobs.node.proxy), kept in the database:
+# at most this many bytes each; 0 makes none.
+PROXY_MAX_BYTES = env.int("PROXY_MAX_BYTES", 8 * 1024 * 1024, minimum=0, maximum=256 * 1024**2)
+# Work after completion (jobs.node.followups): tries before it is given up.
+FOLLOW_UP_ATTEMPTS = env.int("FOLLOW_UP_ATTEMPTS", 3, minimum=1, maximum=100)
+# How often a running image-sequence render sends its newest frame (jobs.node.live_frame);
+# 0: never.
+LIVE_FRAME_SECONDS = env.float("LIVE_FRAME_SECONDS", 3, minimum=0, maximum=3600)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
 # Render-time estimates (jobs.estimates) and what render time costs (estimates, usage report).

@@ -33,7 +33,7 @@ from jobs import lifecycle
 from jobs.access import visible_batches
 from jobs.api.errors import ConflictError
 from jobs.api.pagination import JobPagination
-from jobs.api.permissions import is_api_client
+from jobs.api.permissions import is_api_client, session_user
 from jobs.api.serializers import preview_body
 from jobs.api.views import ERROR, AnyAccept, JsonApiView, actor_of, errors
 from jobs.links import signed_download_url, signed_thumbnail_url
@@ -194,9 +194,8 @@ class BatchRequestSerializer(serializers.Serializer):
 
 def checked_batch(request):
     """The body of a batch request, checked (400 if it cannot be), and each row's check."""
-    api = is_api_client(request)
     try:
-        batch_request = clean_batch(request.data, session_user=None if api else request.user,
+        batch_request = clean_batch(request.data, session_user=session_user(request),
                                     read_layers=composition_layers)
     except InvalidInput as exc:
         raise ValidationError(exc.errors) from None

@@ -17,24 +17,39 @@ class Gone(APIException):
     default_code = "gone"
 
 
-def _first_problem(errors, prefix: str = "") -> str:
-    """"field.sub: message" for the first error, so ``detail`` alone says what to fix."""
+REQUIRED = "This field is required."
+SHOWN = 3  # problems spelled out in ``detail``; the rest are counted
+
+
+def problems(errors, prefix: str = "") -> list[tuple[str, str]]:
+    """Every (dotted field, message) of DRF field errors, in order."""
     if isinstance(errors, dict):
+        found = []
         for key, value in errors.items():
             name = "" if key == "non_field_errors" else str(key)
-            where = f"{prefix}.{name}" if prefix and name else (name or prefix)
-            return _first_problem(value, where)
-    if isinstance(errors, list) and errors:
-        return _first_problem(errors[0], prefix)
-    return f"{prefix}: {errors}" if prefix else str(errors)
-
-
-def _count(errors) -> int:
-    if isinstance(errors, dict):
-        return sum(_count(value) for value in errors.values())
+            found += problems(value, f"{prefix}.{name}" if prefix and name else (name or prefix))
+        return found
     if isinstance(errors, list):
-        return sum(_count(value) for value in errors) if errors else 0
-    return 1
+        return [item for value in errors for item in problems(value, prefix)]
+    return [(prefix, str(errors))]
+
+
+def summary(errors) -> str:
+    """``detail`` for field errors: every missing field by name, then the first other
+    problems, so that ``detail`` alone says what to fix."""
+    found = problems(errors)
+    missing = [where for where, message in found if message == REQUIRED]
+    others = [f"{where}: {message}" if where else message
+              for where, message in found if message != REQUIRED]
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing)} (required)")
+    parts += others[:SHOWN]
+    text = "Invalid input: " + "; ".join(parts)
+    more = len(others) - SHOWN
+    if more > 0:
+        text += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return text
 
 
 def exception_handler(exc, context):
@@ -51,9 +66,5 @@ def exception_handler(exc, context):
     if isinstance(data, list):
         data = {"non_field_errors": data}
     if isinstance(data, dict) and "detail" not in data:
-        detail = "Invalid input: " + _first_problem(data)
-        more = _count(data) - 1
-        if more > 0:
-            detail += f" (and {more} more problem{'s' if more > 1 else ''})"
-        response.data = {"detail": detail, "errors": data}
+        response.data = {"detail": summary(data), "errors": data}
     return response

@@ -17,9 +17,9 @@ from rest_framework.response import Response
 
 from jobs import forecast, lifecycle
 from jobs.api.batches import checked_batch
-from jobs.api.permissions import is_api_client
+from jobs.api.permissions import is_api_client, session_user
 from jobs.api.serializers import CostSerializer, EstimateSerializer, SubmitSerializer
-from jobs.api.views import JsonApiView, errors, job_fields
+from jobs.api.views import JsonApiView, errors
 from jobs.submission.batches import plan_batch
 
 BATCH_KEYS = ("columns", "rows", "csv")
@@ -67,9 +67,12 @@ class EstimatesView(JsonApiView):
     def post(self, request):
         if is_batch(request.data):
             return Response(self.batch(request))
-        submission = SubmitSerializer(data=request.data)
+        submission = SubmitSerializer(data=request.data,
+                                      context={"session_user": session_user(request)})
         submission.is_valid(raise_exception=True)
-        [estimate] = forecast.estimate_new([lifecycle.new_job(**job_fields(submission, ""))])
+        client = request.user.name[:64] if is_api_client(request) else ""
+        [estimate] = forecast.estimate_new([lifecycle.new_job(
+            **submission.validated_data.job_fields(client=client))])
         return Response(EstimateSerializer(forecast.as_dict(estimate)).data)
 
     def batch(self, request) -> dict:

@@ -7,6 +7,15 @@ def is_api_client(request) -> bool:
     return isinstance(request.user, ApiClient)
 
 
+def session_user(request):
+    """The person who submits for themselves: a signed-in session, or a personal token's
+    person; None for a client's token (a service submits for the artist it names)."""
+    user = request.user
+    if isinstance(user, ApiClient):
+        return user.user
+    return user if getattr(user, "is_authenticated", False) else None
+
+
 class IsApiClient(BasePermission):
     """Submissions come from services holding a token, never from a browser session."""
 

@@ -1,11 +1,11 @@
 from django.conf import settings
-from django.core.validators import URLValidator
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from jobs import forecast
 from jobs.links import (
@@ -13,38 +13,23 @@ from jobs.links import (
     signed_preview_thumbnail_url,
     signed_preview_url,
     signed_thumbnail_url,
+    signed_video_url,
 )
-from jobs.models import Engine, Job, JobEvent, JobLog, Status
-from jobs.node.engines.base import is_image_sequence
+from jobs.models import Engine, Job, JobEvent, JobLog, JobProxy, Status
 from jobs.submission.errors import InvalidInput
-from jobs.submission.nexrender_spec import clean_nexrender_config
-from jobs.submission.paths import PathError, local_path, resolve_project_path
-from jobs.submission.presets import CODECS, NAMES, QUALITY, clean_preset
-from jobs.submission.shared import (
-    NAIVE_SAVED_AT,
-    clean_name,
-    clean_saved_at,
-    find_mac_user,
-)
-from jobs.submission.timeline import clean_timeline
+from jobs.submission.paths import local_path
+from jobs.submission.presets import CODECS, NAMES, QUALITY
+from jobs.submission.shared import NAIVE_SAVED_AT
+from jobs.submission.single import JobRequest, clean_job
 
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 LOG_TAIL_CHARS = 4096
 MAX_COMMENT_CHARS = 2000
 DECISIONS = ("approved", "rejected")
-AE_ONLY = ("project_path", "saved_at", "nexrender")
 REVIEW_HELP = ("Render a preview first (After Effects' \"Draft Settings\" at half "
                "resolution, as a small H.264) and wait in AWAITING_REVIEW until a person "
                "approves it (POST /api/jobs/{id}/approve: the final render is queued) or "
                "rejects it (POST /api/jobs/{id}/reject).")
-
-
-def checked(clean, value):
-    """``clean(value)``, with the submission rules' problems as DRF field errors."""
-    try:
-        return clean(value)
-    except InvalidInput as exc:
-        raise serializers.ValidationError(exc.errors) from None
 
 
 class StrictSerializer(serializers.Serializer):
@@ -207,8 +192,12 @@ class AwareDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
-class SubmitSerializer(StrictSerializer):
-    refused_fields = {"priority": "Not accepted: priority is set by admins."}
+class SubmitSerializer(serializers.Serializer):
+    """``POST /api/jobs``: the fields below describe the body for the schema; the body is
+    checked by jobs.submission.single.clean_job, the rules the dashboard's form uses too.
+
+    ``session_user`` in the context: the person a personal token acts for.
+    """
 
     project_path = serializers.CharField(
         max_length=1024, required=False, help_text="Windows path inside the Dropbox folder, "
@@ -217,9 +206,12 @@ class SubmitSerializer(StrictSerializer):
     saved_at = AwareDateTimeField(
         required=False, help_text="ISO-8601 time the client saved the project, with its UTC "
         "offset (Z or +01:00; a time without one is refused); an older file on this machine "
-        "is waited for. Required for the After Effects engines.")
+        "is waited for. Required for the After Effects engines, except with a personal token "
+        "(then the file renders once it is synced and stable).")
     mac_username = serializers.CharField(
-        max_length=64, help_text="The artist's macOS account name, registered in their profile.")
+        max_length=64, required=False,
+        help_text="The artist's macOS account name, registered in their profile. Required, "
+        "except with a personal token: its person's jobs (a name given must be theirs).")
     nexrender = NexrenderField(
         required=False,
         help_text="Required for the After Effects engines. "
@@ -229,7 +221,6 @@ class SubmitSerializer(StrictSerializer):
         "`assets` (data, image, video, audio).")
     callback_url = serializers.URLField(
         max_length=2000, required=False, allow_blank=True, default="",
-        validators=[URLValidator(schemes=["http", "https"])],
         help_text="Receives a signed POST when the job completes, fails or is cancelled.")
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     engine = serializers.ChoiceField(choices=Engine.choices, required=False,
@@ -245,68 +236,13 @@ class SubmitSerializer(StrictSerializer):
     review = serializers.BooleanField(
         required=False, default=False, help_text=REVIEW_HELP)
 
-    def validate_project_path(self, value):
+    def to_internal_value(self, data) -> JobRequest:
         try:
-            self.resolved = resolve_project_path(value)
-        except PathError as exc:
-            raise serializers.ValidationError(exc.message) from None
-        return value
-
-    def validate_saved_at(self, value):
-        return checked(clean_saved_at, value)
-
-    def validate_mac_username(self, value):
-        name, self.job_user = checked(find_mac_user, value)
-        return name
-
-    def validate_nexrender(self, value):
-        return checked(clean_nexrender_config, value)
-
-    def validate_name(self, value):
-        return checked(clean_name, value)
-
-    def validate_timeline(self, value):
-        # Reads no file: the sources are measured by the background file checks.
-        return checked(clean_timeline, value)
-
-    def validate_preset(self, value):
-        return checked(clean_preset, value)
-
-    def validate(self, attrs):
-        default = Engine.FFMPEG if "timeline" in attrs else settings.RENDER_ENGINE
-        engine = attrs.setdefault("engine", default)
-        attrs.setdefault("preset", {})
-        errors = {}
-        if engine == Engine.FFMPEG:
-            if "timeline" not in attrs:
-                errors["timeline"] = ["This field is required for the ffmpeg engine."]
-            for key in AE_ONLY:
-                if key in attrs:
-                    errors[key] = ["Not used by the ffmpeg engine: its sources are in "
-                                   "`timeline`."]
-            if attrs.get("review"):
-                errors["review"] = ["Review renders an After Effects draft first; timeline "
-                                    "(ffmpeg) jobs render directly."]
-            if errors:
-                raise serializers.ValidationError(errors)
-            if not attrs.get("name"):
-                attrs["name"] = "timeline"
-            return attrs
-        for key in AE_ONLY:
-            if key not in attrs:
-                errors[key] = ["This field is required."]
-        if "timeline" in attrs:
-            errors["timeline"] = ["Only for the ffmpeg engine (\"engine\": \"ffmpeg\")."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        if engine == Engine.AERENDER and attrs["nexrender"]["assets"]:
-            raise serializers.ValidationError(
-                {"nexrender": ["The aerender engine renders the project as it is: 'assets' "
-                               "need the nexrender engine."]})
-        if attrs["preset"] and is_image_sequence(attrs["nexrender"]["template"]):
-            raise serializers.ValidationError(
-                {"preset": ["A preset encodes a video; this job renders an image sequence."]})
-        return attrs
+            return clean_job(data, session_user=self.context.get("session_user"))
+        except InvalidInput as exc:
+            found = exc.errors if isinstance(exc.errors, dict) else {
+                api_settings.NON_FIELD_ERRORS_KEY: exc.errors}
+            raise serializers.ValidationError(found) from None
 
 
 class SubmittedSerializer(serializers.Serializer):
@@ -325,6 +261,10 @@ class OutputSerializer(serializers.Serializer):
     thumbnail_url = serializers.URLField(
         allow_null=True, help_text="A poster frame (JPEG) of the video; signed link, valid "
         "for one hour. Null for image sequences.")
+    video_url = serializers.URLField(
+        allow_null=True, help_text="A small H.264 MP4 of the video that browsers play, made "
+        "after completion; signed link, valid for one hour. Null until it is made, and for "
+        "image sequences.")
 
 
 class PreviewSerializer(serializers.Serializer):
@@ -339,6 +279,14 @@ class BatchLinkSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     row = serializers.IntegerField(help_text="The 1-based data row of the batch's table.")
     url = serializers.URLField()
+
+
+def has_proxy(job) -> bool:
+    """Whether ``job`` has its preview video, without reading the video."""
+    relation = Job.proxy.related
+    if relation.is_cached(job):
+        return relation.get_cached_value(job) is not None
+    return JobProxy.objects.filter(job_id=job.pk).exists()
 
 
 def preview_of(job):
@@ -443,7 +391,8 @@ class JobSerializer(serializers.ModelSerializer):
             return None
         return {"path": local_path(job.output_path, output=True), "size": job.output_size,
                 "download_url": signed_download_url(job),
-                "thumbnail_url": signed_thumbnail_url(job)}
+                "thumbnail_url": signed_thumbnail_url(job),
+                "video_url": signed_video_url(job) if has_proxy(job) else None}
 
     @extend_schema_field(EstimateSerializer(allow_null=True))
     def get_estimate(self, job):

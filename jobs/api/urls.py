@@ -14,6 +14,8 @@ urlpatterns = [
          name="api-job-download"),
     path("jobs/<str:job_id>/thumbnail", views.JobThumbnailView.as_view(),
          name="api-job-thumbnail"),
+    path("jobs/<str:job_id>/video", views.JobVideoView.as_view(), name="api-job-video"),
+    path("jobs/<str:job_id>/frame", views.JobFrameView.as_view(), name="api-job-frame"),
     path("jobs/<str:job_id>/preview", views.JobPreviewView.as_view(), name="api-job-preview"),
     path("jobs/<str:job_id>/preview/thumbnail", views.JobPreviewThumbnailView.as_view(),
          name="api-job-preview-thumbnail"),

@@ -24,7 +24,7 @@ from jobs.api import schema  # noqa: F401  (registers the X-API-Token security s
 from jobs.api.errors import ConflictError, Gone
 from jobs.api.pagination import JobPagination
 from jobs.api.parsers import JSONParser
-from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client
+from jobs.api.permissions import IsAdminSession, IsApiClient, is_api_client, session_user
 from jobs.api.serializers import (
     CommentSerializer,
     JobDetailSerializer,
@@ -41,8 +41,9 @@ from jobs.links import (
     check_preview_signature,
     check_preview_thumbnail_signature,
     check_thumbnail_signature,
+    check_video_signature,
 )
-from jobs.models import Engine, Job, JobLog, JobPreview, JobThumbnail, Status
+from jobs.models import Job, JobFrame, JobLog, JobPreview, JobProxy, JobThumbnail, Status
 from jobs.submission.paths import (
     PathError,
     checked_output_file,
@@ -50,7 +51,7 @@ from jobs.submission.paths import (
     open_contained,
     output_file,
 )
-from jobs.web.download import handle_response
+from jobs.web.download import bytes_response, handle_response
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,10 @@ def _job_id(raw: str) -> uuid.UUID:
 
 
 def with_related(jobs):
-    """What the job serializers read: the user, the preview (not its JPEG) and the batch row."""
-    return jobs.select_related("user", "preview", "batch_row").defer("preview__jpeg")
+    """What the job serializers read: the user, the review preview and the preview video
+    (not their bytes) and the batch row."""
+    return (jobs.select_related("user", "preview", "proxy", "batch_row")
+            .defer("preview__jpeg", "proxy__mp4"))
 
 
 def get_visible_job(request, job_id: str) -> Job:
@@ -123,25 +126,6 @@ def ranged_file(media_type: str, *codes: int) -> dict:
 
 class JsonApiView(APIView):
     parser_classes = [JSONParser]
-
-
-def job_fields(submission: SubmitSerializer, client: str) -> dict:
-    """The Job fields of a checked submission (POST /api/jobs, POST /api/estimates)."""
-    data = submission.validated_data
-    if data["engine"] == Engine.FFMPEG:
-        # A timeline has no project file: no path to supersede, nothing to sync-check
-        # but its sources (jobs.node.validation).
-        source = {"config": data["timeline"]}
-    else:
-        source = {"submitted_path": data["project_path"],
-                  # Relative to the Dropbox folder: each machine has its own.
-                  "project_path": submission.resolved.relative,
-                  "path_key": submission.resolved.key, "saved_at": data["saved_at"],
-                  "config": data["nexrender"]}
-    return {"user": submission.job_user, "client": client,
-            "mac_username": data["mac_username"], "engine": data["engine"],
-            "name": data["name"], "callback_url": data["callback_url"],
-            "preset": data["preset"], "review": data["review"], **source}
 
 
 # --- /api/jobs --------------------------------------------------------------------------
@@ -188,10 +172,12 @@ class JobsView(JsonApiView):
         responses={202: SubmittedSerializer, **errors(400, 401, 403, 409, 413, 415)},
     )
     def post(self, request):
-        submission = SubmitSerializer(data=request.data)
+        submission = SubmitSerializer(data=request.data,
+                                      context={"session_user": session_user(request)})
         submission.is_valid(raise_exception=True)
-        client = request.user.name[:64]
-        submitted = lifecycle.submit(actor=f"api:{client}", **job_fields(submission, client))
+        submitted = lifecycle.submit(
+            actor=actor_of(request),
+            **submission.validated_data.job_fields(client=request.user.name[:64]))
         job = submitted.job
         body = {"id": job.pk, "status": job.status, "status_url": status_url(job),
                 "superseded": submitted.superseded}
@@ -424,9 +410,10 @@ class JobRejectView(JobDecisionView):
 
 
 def actor_of(request) -> str:
-    """Who acts, for the timeline: api:<client> for a token, else the person's email."""
+    """Who acts, for the timeline: api:<client> for a client's token, the person (and
+    which token) for a personal token, else the person's email."""
     if is_api_client(request):
-        return f"api:{request.user.name}"
+        return request.user.actor
     return request.user.email or request.user.get_username()
 
 
@@ -456,3 +443,48 @@ class JobThumbnailView(JsonApiView):
         if not job.has_thumbnail or thumbnail is None:
             raise NotFound("This job has no thumbnail (yet).")
         return jpeg_response(thumbnail.jpeg)
+
+
+class JobVideoView(JsonApiView):
+    permission_classes = [AllowAny]
+    content_negotiation_class = AnyAccept
+
+    @extend_schema(
+        operation_id="jobs_video",
+        summary="A completed job's preview video (small H.264 MP4)",
+        description="Made after completion from the output (which may be a format browsers "
+                    "cannot play), capped in size; `output.video_url` links it once it is "
+                    "made. With a token, a session, or that signed link (valid one hour). "
+                    "Supports a single `Range` (players seek with it).",
+        parameters=[JOB_ID, OpenApiParameter("signature", OpenApiTypes.STR,
+                                             description="From the job's output.video_url."),
+                    RANGE],
+        responses=ranged_file("video/mp4", 401, 403, 404),
+    )
+    def get(self, request, job_id):
+        job = signed_or_visible_job(request, job_id, check_video_signature)
+        proxy = JobProxy.objects.filter(job_id=job.pk).first()
+        if proxy is None:
+            raise NotFound("This job has no preview video (yet): it is made after the render "
+                           "completes, for video outputs.")
+        return bytes_response(request, bytes(proxy.mp4), content_type="video/mp4",
+                              tag=f'"{job.pk.hex}-{int(proxy.created_at.timestamp())}"',
+                              modified=proxy.created_at)
+
+
+class JobFrameView(JsonApiView):
+    @extend_schema(
+        operation_id="jobs_frame",
+        summary="The newest rendered frame of an image-sequence job (JPEG)",
+        description="Sent by the render node while the sequence renders; afterwards the "
+                    "last frame.",
+        parameters=[JOB_ID],
+        responses={(200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY),
+                   **errors(401, 404)},
+    )
+    def get(self, request, job_id):
+        job = get_visible_job(request, job_id)
+        frame = JobFrame.objects.filter(job_id=job.pk).first()
+        if frame is None:
+            raise NotFound("This job has no rendered frame to show (yet).")
+        return jpeg_response(frame.jpeg)

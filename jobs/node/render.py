@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
-from jobs.node import outage, preview
+from jobs.node import followups, live_frame, outage, preview
 from jobs.node.engines import RenderError, get_engine, thumbnails
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
@@ -78,6 +78,7 @@ class Render:
         # What the stored log row holds already (LogBuffer.total_bytes, head_bytes).
         self.log_written = (-1, -1)
         self.log_exists = False
+        self.frames: live_frame.FrameWatcher | None = None
 
     def run(self) -> RenderOutcome:
         job = self.job
@@ -109,6 +110,7 @@ class Render:
                 self.proc.kill()
             outcome = self._crashed(f"internal error: {exc}", code="internal_error")
         finally:
+            self._stop_frames()
             if self.proc is not None:
                 self.proc.close()  # ends its reader thread, even after a flood
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -127,7 +129,9 @@ class Render:
         progress = engine.progress(job)
         buffer.add(f"=== attempt {job.attempts} on {self.worker.node_name} at "
                    f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC ===")
+        self.frames = live_frame.watch(engine, job, workdir)
         ran = self._run(command, progress)
+        self._stop_frames(last=not isinstance(ran, RenderOutcome))
         if isinstance(ran, RenderOutcome):
             return ran
         code, wall = ran
@@ -283,7 +287,8 @@ class Render:
         # Stored relative to RENDER_OUTPUT_DIR: every machine finds it in its own.
         done = self._persist("completing the job", lifecycle.complete, job.pk, job.lease,
                              output_path=output_relative(published.path),
-                             output_size=published.size, has_thumbnail=has_thumbnail)
+                             output_size=published.size, has_thumbnail=has_thumbnail,
+                             follow_ups=followups.after_completion(job, published.path))
         if not done:
             # A retried commit may have happened the first time round.
             done = self._persist("checking the job", Job.objects.filter(
@@ -292,6 +297,12 @@ class Render:
             published.withdraw()  # only while it still is the file this render wrote
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing")
         return RenderOutcome(Status.COMPLETED)
+
+    def _stop_frames(self, last: bool = False) -> None:
+        """Stop sending the live frame; ``last``: the render ended, send its last frame."""
+        if self.frames is not None:
+            frames, self.frames = self.frames, None
+            frames.stop(last=last)
 
     def _crashed(self, reason: str, permanent: bool = False, code: str = "") -> RenderOutcome:
         job = self.job

@@ -27,7 +27,7 @@ from django.db.models.functions import Now
 
 from jobs import lifecycle
 from jobs.models import Job, NodeCommand, RenderNode, Status
-from jobs.node import housekeeping, outage, validation
+from jobs.node import followups, housekeeping, outage, validation
 from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import kill_marked
 from jobs.node.render import Render, RenderOutcome
@@ -159,6 +159,8 @@ class Worker:
         # apps registered: queue samples, disk and node alerts); it stops with
         # stop_requested.
         housekeeping.start(self.stop_requested)
+        # Work after completion (preview videos) at low priority, beside the renders.
+        followups.start(self.node, self.stop_requested)
         log.info("render node %s ready (pid %s)", self.node_name, os.getpid())
         try:
             while not self.stop_requested.is_set():

@@ -128,19 +128,24 @@ def dm_text(job, to_status: str, message: str = "") -> str | None:
     return None
 
 
-def on_transition(sender, job_id, from_status, to_status, kind, actor, message, **_):
-    """Receiver of lifecycle.job_transitioned: DM the job's user. (Admin-channel
-    alerts about jobs are sent by systemadmin.signals.)"""
-    if not slack_enabled():
-        return
-    from jobs.models import Job, Status
+# The person's notification setting (accounts.models.NOTIFY_EVENTS) for each DM.
+EVENTS = {"RENDERING": "started", "AWAITING_REVIEW": "preview", "COMPLETED": "completed",
+          "FAILED": "failed"}
 
-    if to_status not in (Status.RENDERING, Status.AWAITING_REVIEW, Status.COMPLETED,
-                         Status.FAILED):
+
+def on_transition(sender, job_id, from_status, to_status, kind, actor, message, **_):
+    """Receiver of lifecycle.job_transitioned: DM the job's user, if they want to be
+    told of that event on Slack (their profile). (Admin-channel alerts about jobs are
+    sent by systemadmin.signals.)"""
+    if not slack_enabled() or to_status not in EVENTS:
         return
+    from jobs.models import Job
+
     try:
         job = Job.objects.select_related("user", "node").filter(pk=job_id).first()
         if job is None or job.user is None or not job.user.slack_user_id:
+            return
+        if not job.user.wants("slack", EVENTS[to_status]):
             return
         text = dm_text(job, to_status, message)
         if text:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from jobs.lifecycle import BatchRowPlan
 from jobs.models import Engine
-from jobs.submission.errors import InvalidInput, is_number
+from jobs.submission.errors import InvalidInput, body_fields, is_number, take
 from jobs.submission.nexrender_spec import (
     MAX_ASSETS,
     clean_asset,
@@ -267,24 +267,6 @@ class BatchRequest:
         return self.nexrender["template"]["composition"]
 
 
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
-def _take(errors: dict, key: str, clean, value):
-    try:
-        return clean(value)
-    except InvalidInput as exc:
-        errors[key] = exc.errors
-        return None
-
-
 def _bool(errors: dict, data: dict, key: str) -> bool:
     value = data.get(key, False)
     if not isinstance(value, bool):
@@ -331,7 +313,7 @@ def _clean_table(errors: dict, data: dict) -> Table | None:
                           if "rows" in data else "Give the table: 'rows' or 'csv'."]
         return None
     if "csv" in data:
-        table = _take(errors, "csv", parse_csv, data["csv"])
+        table = take(errors, "csv", parse_csv, data["csv"])
         where = "csv"
     else:
         rows = data["rows"]
@@ -412,19 +394,7 @@ def clean_batch(data, *, session_user=None, read_layers: LayerReader | None = No
     session) rather than an API client: ``mac_username`` and ``saved_at`` may
     be left out, and a user may only name their own macOS username.
     """
-    if not isinstance(data, dict):
-        raise InvalidInput(["The body must be a JSON object."])
-    # PostgreSQL stores no NUL character, in text or JSON; no spreadsheet needs one.
-    nul = sorted(str(key).replace("\x00", "\\x00") for key, value in data.items()
-                 if _has_nul(key) or _has_nul(value))
-    if nul:
-        raise InvalidInput({key: ["May not contain NUL (\\x00) characters."] for key in nul})
-    errors: dict = {}
-    for key in data:
-        if key in REFUSED:
-            errors[key] = [REFUSED[key]]
-        elif key not in FIELDS:
-            errors[key] = [f"Unknown field; allowed: {', '.join(sorted(FIELDS))}."]
+    errors = body_fields(data, sorted(FIELDS), REFUSED)
 
     resolved = None
     if "project_path" not in data:
@@ -436,12 +406,12 @@ def clean_batch(data, *, session_user=None, read_layers: LayerReader | None = No
             errors["project_path"] = [exc.message]
     saved_at = None
     if data.get("saved_at") is not None:
-        saved_at = _take(errors, "saved_at", clean_saved_at, data["saved_at"])
+        saved_at = take(errors, "saved_at", clean_saved_at, data["saved_at"])
     elif session_user is None:
         errors["saved_at"] = ["This field is required."]
     mac_username, user = "", session_user
     if data.get("mac_username") not in (None, ""):
-        found = _take(errors, "mac_username", find_mac_user, data["mac_username"])
+        found = take(errors, "mac_username", find_mac_user, data["mac_username"])
         if found is not None:
             mac_username, user = found
             if session_user is not None and user != session_user \
@@ -454,12 +424,12 @@ def clean_batch(data, *, session_user=None, read_layers: LayerReader | None = No
     if "nexrender" not in data:
         errors["nexrender"] = ["This field is required."]
     else:
-        nexrender = _take(errors, "nexrender", clean_nexrender_config, data["nexrender"])
+        nexrender = take(errors, "nexrender", clean_nexrender_config, data["nexrender"])
     columns = _clean_columns(errors, data.get("columns"))
     if nexrender and columns and len(nexrender["assets"]) + len(columns) > MAX_ASSETS:
         errors["columns"] = [f"The fixed assets and the columns may fill at most {MAX_ASSETS} "
                              "assets together."]
-    pattern = _take(errors, "output_name", parse_output_pattern,
+    pattern = take(errors, "output_name", parse_output_pattern,
                     data.get("output_name", DEFAULT_OUTPUT_NAME))
     table = _clean_table(errors, data)
     if table is not None and table.from_csv and columns and pattern is not None:
@@ -474,9 +444,9 @@ def clean_batch(data, *, session_user=None, read_layers: LayerReader | None = No
         errors["accept"] = ["Must be \"all\" (refuse the batch if any row is bad) or "
                             "\"valid\" (queue the good rows, skip the bad ones)."]
     review, dry_run = _bool(errors, data, "review"), _bool(errors, data, "dry_run")
-    name = _take(errors, "name", clean_name, data.get("name", "")) or ""
-    preset = _take(errors, "preset", clean_preset, data.get("preset")) or {}
-    callback_url = _take(errors, "callback_url", clean_callback_url,
+    name = take(errors, "name", clean_name, data.get("name", "")) or ""
+    preset = take(errors, "preset", clean_preset, data.get("preset")) or {}
+    callback_url = take(errors, "callback_url", clean_callback_url,
                          data.get("callback_url", "")) or ""
     if errors:
         raise InvalidInput(errors)

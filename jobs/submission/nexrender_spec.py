@@ -31,6 +31,8 @@ TEMPLATE_KEYS = set(TEMPLATE_NAMES) | {
     "frameIncrement", "continueOnMissing", "imageSequence",
 }
 MEDIA_TYPES = ("image", "video", "audio")
+# nexrender (tasks/setup.js) names these outputs result_[#####].<ext>.
+IMAGE_SEQUENCE_EXTS = ("jpeg", "jpg", "png", "tif", "tga")
 DATA_KEYS = {"type", "layerName", "layerIndex", "property", "value", "composition"}
 MEDIA_KEYS = {"type", "src", "layerName", "layerIndex", "composition"}
 
@@ -58,6 +60,12 @@ _EXTENSION = re.compile(r"^[A-Za-z0-9]{1,10}$")
 # Data values may hold line breaks (text layers); other control characters
 # break the script or cannot be stored.
 _VALUE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\ud800-\udfff]")
+
+
+def is_image_sequence(template: dict) -> bool:
+    """Whether ``template`` renders a sequence of images rather than one video file."""
+    ext = str(template.get("outputExt") or "").lstrip(".").lower()
+    return ext in IMAGE_SEQUENCE_EXTS or bool(template.get("imageSequence"))
 
 
 def _name(errors: FieldErrors, where: str, value, *, required: bool = False) -> str | None:

@@ -84,8 +84,9 @@ def _check_text(raw) -> str:
     return text
 
 
-def _from_mac(text: str) -> list[str] | None:
-    """The parts after the Dropbox folder of a /Users/<name>/<Dropbox folder>/ path."""
+def _mac_folder(text: str) -> tuple[list[str], list[str]] | None:
+    """(the Dropbox folder, as written, and the parts after it) of a
+    /Users/<name>/<Dropbox folder>/ path."""
     parts = text.split("/")
     if len(parts) < 4 or parts[0] != "" or parts[1] != "Users" or not parts[2]:
         return None
@@ -94,8 +95,41 @@ def _from_mac(text: str) -> list[str] | None:
     for folder in folders:
         here = parts[3 : 3 + len(folder)]
         if [p.casefold() for p in here] == [p.casefold() for p in folder]:
-            return [p for p in parts[3 + len(folder) :] if p not in ("", ".")]
+            return here, [p for p in parts[3 + len(folder) :] if p not in ("", ".")]
     return None
+
+
+def _from_mac(text: str) -> list[str] | None:
+    """The parts after the Dropbox folder of a /Users/<name>/<Dropbox folder>/ path."""
+    found = _mac_folder(text)
+    return found[1] if found else None
+
+
+def mac_path(stored: str, *, mac_username: str, output: bool = False,
+             submitted: str = "") -> str | None:
+    """Where the artist's Mac has a job's file: the macOS -> Dropbox mapping backwards.
+
+    ``stored`` is relative to DROPBOX_PATH (``output``: to RENDER_OUTPUT_DIR, which
+    must lie inside DROPBOX_PATH to be on the Mac at all). The Mac's Dropbox folder
+    is the one the job was submitted from (``submitted``), else the first of
+    MAC_DROPBOX_FOLDERS. None when there is no such path (no macOS username, or
+    the file is outside Dropbox).
+    """
+    name = (mac_username or "").strip()
+    if not name or "/" in name:
+        return None
+    try:
+        _, parts = _parts(stored, settings.RENDER_OUTPUT_DIR if output
+                          else settings.DROPBOX_PATH, "the folder")
+        if output:
+            folder = _relative(settings.RENDER_OUTPUT_DIR, settings.DROPBOX_PATH,
+                               "the Dropbox folder")
+            parts = folder.split("/") + parts
+    except PathError:
+        return None
+    found = _mac_folder(submitted.strip()) if isinstance(submitted, str) else None
+    dropbox = found[0] if found else settings.MAC_DROPBOX_FOLDERS[0].strip("/").split("/")
+    return "/".join(["", "Users", name, *dropbox, *parts])
 
 
 def _inside(path: PurePath, root: PurePath, windows: bool) -> bool:

@@ -6,6 +6,7 @@ import re
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 from jobs.estimates import duration_text as _seconds_text
 from jobs.models import ACTIVE, Status
@@ -133,3 +134,64 @@ def failure(job) -> dict:
 @register.filter
 def warning_title(code: str) -> str:
     return CAUSE_TITLES.get(code, "Warning")
+
+
+@register.filter
+def ago(value, now=None) -> str:
+    """"just now", "5 min ago", "3 h ago", "yesterday", else the date (static/js/app.js
+    keeps it current in the page, with the same words)."""
+    if not value:
+        return ""
+    seconds = ((now or timezone.now()) - value).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    if seconds < 2 * 86400:
+        return "yesterday"
+    local = timezone.localtime(value)
+    return f"{local:%b} {local.day}" if local.year == timezone.localtime().year \
+        else f"{local:%b} {local.day}, {local.year}"
+
+
+@register.simple_tag
+def when(value, style: str = "full"):
+    """A moment as ``<time>``: in the server's time zone, named; the page shows it in the
+    viewer's own (static/js/app.js). ``style``: "full" (date and time) or "time"."""
+    if not value:
+        return "—"
+    local = timezone.localtime(value)
+    zone = local.tzname() or timezone.get_current_timezone_name()
+    text = f"{local:%H:%M:%S}" if style == "time" else f"{local:%Y-%m-%d %H:%M:%S}"
+    return format_html('<time class="local" datetime="{}" data-style="{}">{} {}</time>',
+                       value.isoformat(), style, text, zone)
+
+
+@register.filter
+def since(job) -> str:
+    """ISO time a rendering job started (for the page's ticking "elapsed")."""
+    return job.started_at.isoformat() if job.started_at else ""
+
+
+@register.filter
+def client_label(client: str) -> str:
+    """Who submitted: a client's name, or which person's token it was."""
+    if not client:
+        return ""
+    if client.startswith("personal:"):
+        from accounts.models import ApiToken
+
+        token = ApiToken.objects.filter(client=client).only("name", "lookup").first()
+        if token is None:
+            return "a personal API token (since deleted)"
+        return f"personal API token “{token.name}” ({token.prefix})" if token.name \
+            else f"personal API token {token.prefix}"
+    return client
+
+
+@register.filter
+def notified(user, channel: str) -> list[str]:
+    """The events ``user`` wants on ``channel`` (accounts.models.NOTIFY_EVENTS)."""
+    return user.notified(channel) if getattr(user, "is_authenticated", False) else []

@@ -8,13 +8,22 @@ for admins (``admins``), or one job they may see (``job-<id>``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
+from django.template.loader import render_to_string
 from django.urls import path
 
-from jobs.web.filters import JobFilter, page_of_jobs
-from jobs.web.live import ADMINS, batch_group, bridge, job_group, user_group
+from jobs.web.filters import JobFilter, counts_context, page_of_jobs
+from jobs.web.live import ADMINS, batch_group, bridge, job_group, notify_group, user_group
+
+# The tab counts of a list page follow its jobs at most this often (one recount
+# covers every change in between).
+RECOUNT_SECONDS = 1.0
 
 # Close codes in the application range, so the browser can tell why.
 UNAUTHENTICATED = 4401
@@ -43,6 +52,9 @@ class JobsSocket(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
+        recount = getattr(self, "recount", None)
+        if recount is not None and not recount.done():
+            recount.cancel()
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the page never talks back
@@ -63,6 +75,7 @@ class JobListSocket(JobsSocket):
         params = QueryDict(self.scope.get("query_string", b"").decode("latin-1"))
         self.filters = JobFilter(params, self.user)
         self.shown: set[str] | None = None  # the rows on the page, read when first needed
+        self.recount: asyncio.Task | None = None
         return [ADMINS] if self.user.is_admin else [user_group(self.user.pk)]
 
     async def job_estimates(self, event):
@@ -86,15 +99,35 @@ class JobListSocket(JobsSocket):
     async def job_row(self, event):
         if not self.may_see(event.get("owner_id")):
             return
+        if event.get("new") or event.get("moved"):
+            self.schedule_recount()
         html = event["html"]
         if event.get("new"):
             if not await self.shows_new_job(event["job_id"]):
                 return
-            html = (f'<tbody hx-swap-oob="afterbegin:#job-rows">{html}</tbody>'
-                    '<div id="jobs-empty" hx-swap-oob="delete"></div>')
+            # The page shows an empty state only while its table has no rows (CSS).
+            html = f'<tbody hx-swap-oob="afterbegin:#job-rows">{html}</tbody>'
             if self.shown is not None:
                 self.shown.add(event["job_id"])
         await self.send(text_data=html)
+
+    def schedule_recount(self) -> None:
+        """Send the tab counts and the job count again, soon (once for a burst)."""
+        if self.recount is None or self.recount.done():
+            self.recount = asyncio.ensure_future(self._recount())
+
+    async def _recount(self) -> None:
+        await asyncio.sleep(RECOUNT_SECONDS)
+        with contextlib.suppress(Exception):  # a count is a courtesy: never close the page
+            html = await database_sync_to_async(self.counts_html)()
+            await self.send(text_data=html)
+
+    def counts_html(self) -> str:
+        if self.filters.cursor is not None:
+            return ""
+        context = {**counts_context(self.filters), "oob": True}
+        return (render_to_string("jobs/_tabs.html", context)
+                + render_to_string("jobs/_count.html", context))
 
     async def job_detail(self, event):
         pass
@@ -133,6 +166,25 @@ class JobDetailSocket(JobsSocket):
             await self.send(text_data=event["html"])
 
 
+class NotifySocket(JobsSocket):
+    """``/ws/notify``: what happens to the person's own renders, as JSON, for the
+    browser's notifications (only the events they chose in their profile)."""
+
+    async def groups_for_user(self):
+        self.wanted = set(await database_sync_to_async(self.user.notified)("browser"))
+        return [notify_group(self.user.pk)]
+
+    async def job_notify(self, event):
+        if event.get("owner_id") != self.user.pk:
+            return
+        chosen = [name for name in event.get("events", []) if name in self.wanted]
+        if chosen:
+            await self.send(text_data=json.dumps({
+                "job": event["job_id"], "events": chosen, "name": event["name"],
+                "error": (event.get("error") or "").split("\n", 1)[0][:200],
+                "url": event["url"]}))
+
+
 class BatchSocket(JobsSocket):
     """``/ws/batches/<id>``: a batch's row cards and counts."""
 
@@ -155,5 +207,6 @@ class BatchSocket(JobsSocket):
 websocket_urlpatterns = [
     path("ws/jobs", JobListSocket.as_asgi()),
     path("ws/jobs/<uuid:job_id>", JobDetailSocket.as_asgi()),
+    path("ws/notify", NotifySocket.as_asgi()),
     path("ws/batches/<uuid:batch_id>", BatchSocket.as_asgi()),
 ]

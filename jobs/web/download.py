@@ -155,11 +155,39 @@ def handle_response(request, handle: BinaryIO, filename: str):
     if encoding:
         # A .gz must arrive as the file, not be unpacked by the browser.
         response["Content-Type"] = "application/octet-stream"
-    response["Content-Length"] = str(length)
-    response["Accept-Ranges"] = "bytes"
     response["Last-Modified"] = http_date(stat.st_mtime)
     response["ETag"] = etag(stat)
     response["Content-Disposition"] = content_disposition_header(True, filename)
-    if status == 206:
+    return _ranged(response, start, length, size)
+
+
+def _ranged(response, start: int, length: int, size: int):
+    response["Content-Length"] = str(length)
+    response["Accept-Ranges"] = "bytes"
+    if response.status_code == 206:
         response["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
     return response
+
+
+def bytes_response(request, data: bytes, *, content_type: str, tag: str, modified):
+    """``data`` (a few MB at most: a preview video kept in the database) for a player,
+    inline, honouring a single ``Range`` (browsers seek with it) and ``If-Range``.
+    ``tag``: a strong validator of this content; ``modified``: when it was made."""
+    size = len(data)
+    wanted = parse_range(request.META.get("HTTP_RANGE"), size)
+    if_range = (request.META.get("HTTP_IF_RANGE") or "").strip()
+    if wanted is not None and if_range and if_range != tag:
+        wanted = None
+    if wanted == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        response["Accept-Ranges"] = "bytes"
+        return response
+    start, last = (0, size - 1) if wanted is None else wanted
+    length = max(0, last - start + 1)
+    response = HttpResponse(data[start:start + length], content_type=content_type,
+                            status=200 if wanted is None else 206)
+    response["ETag"] = tag
+    response["Last-Modified"] = http_date(modified.timestamp())
+    response["Cache-Control"] = "private, max-age=3600"
+    return _ranged(response, start, length, size)

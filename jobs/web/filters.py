@@ -8,13 +8,15 @@ costs. The live list socket uses the same filter to place new jobs.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
+import re
 import uuid
 
-from django.db.models import Q
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.http import urlencode
 
 from jobs import params as params_
 from jobs.access import visible_jobs
@@ -90,10 +92,11 @@ class JobFilter:
     def is_default(self) -> bool:
         return not self.query()
 
-    def queryset(self):
+    def queryset(self, by_status: bool = True):
+        """The jobs the filters match (``by_status``: in the chosen status tab too)."""
         jobs = visible_jobs(self.user)
         statuses = STATUS_GROUPS[self.status][1]
-        if statuses:
+        if statuses and by_status:
             jobs = jobs.filter(status__in=statuses)
         if self.owner:
             jobs = jobs.filter(user_id=self.owner)
@@ -102,15 +105,57 @@ class JobFilter:
         if self.end is not None:
             jobs = jobs.filter(created_at__lt=self.end)
         if self.q:
-            match = Q(project_path__icontains=self.q) | Q(name__icontains=self.q)
-            with contextlib.suppress(ValueError):
-                match |= Q(pk=uuid.UUID(self.q))
-            jobs = jobs.filter(match)
+            jobs = jobs.filter(search(self.q, self.user))
         return jobs
 
     def matches(self, job_id) -> bool:
         """Whether a (new) job belongs on the first page of this list."""
         return self.queryset().filter(pk=job_id).exists()
+
+
+# A job id as people copy it: whole, or its first characters (the page shows 8).
+_ID_PREFIX = re.compile(r"^[0-9a-f]{6,32}$")
+# People whose names match: at most this many (their jobs are then searched by id).
+MAX_PEOPLE = 50
+
+
+def id_range(text: str) -> Q | None:
+    """Jobs whose id starts with ``text`` (hex, dashes ignored): a range on the primary
+    key, so it costs an index lookup, on PostgreSQL (uuid) and SQLite (hex text) alike."""
+    digits = text.strip().lower().replace("-", "")
+    if not _ID_PREFIX.match(digits):
+        return None
+    if len(digits) == 32:
+        return Q(pk=uuid.UUID(digits))
+    return Q(pk__gte=uuid.UUID(digits.ljust(32, "0")), pk__lte=uuid.UUID(digits.ljust(32, "f")))
+
+
+# From this many hex digits on, a search that finds a job by its id is taken as one.
+ID_SEARCH_DIGITS = 8
+
+
+def search(text: str, user) -> Q:
+    """The list's search: a job id (or its start), the name, the composition, the
+    project path, the macOS username, or a person (name or email, for admins).
+
+    The text columns have trigram indexes on PostgreSQL (migrations 0003, 0014), the
+    id its primary key, people their own: the database answers from indexes."""
+    by_id = id_range(text)
+    if by_id is not None and len(text.replace("-", "")) >= ID_SEARCH_DIGITS \
+            and visible_jobs(user).filter(by_id).exists():
+        return by_id  # a job id as pages show it: that job, not names that look alike
+    match = (Q(name__icontains=text) | Q(composition__icontains=text)
+             | Q(project_path__icontains=text) | Q(mac_username__icontains=text))
+    if by_id is not None:
+        match |= by_id
+    if getattr(user, "is_admin", False):
+        people = list(get_user_model().objects.filter(
+            Q(email__icontains=text) | Q(first_name__icontains=text)
+            | Q(last_name__icontains=text) | Q(username__icontains=text))
+            .values_list("pk", flat=True)[:MAX_PEOPLE])
+        if people:
+            match |= Q(user_id__in=people)
+    return match
 
 
 def _date(value):
@@ -182,8 +227,8 @@ def after_cursor(keys, values) -> Q:
 
 
 def _rows(jobs, order, limit: int) -> list[Job]:
-    return list(jobs.select_related("user").order_by(*order)
-                .defer("config", "callback_url", "submitted_path")[:limit])
+    return list(jobs.select_related("user", "node").order_by(*order)
+                .defer("config", "callback_url", "submitted_path", "project", "warnings")[:limit])
 
 
 def _rows_by_status(filters: JobFilter) -> list[Job]:
@@ -222,3 +267,45 @@ def page_of_jobs(filters: JobFilter):
 def capped_count(jobs) -> tuple[int, bool]:
     found = jobs.order_by().values("pk")[: COUNT_CAP + 1].count()
     return min(found, COUNT_CAP), found > COUNT_CAP
+
+
+def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool]]:
+    """(count, more than that) for every status tab, under the other filters.
+
+    Without a search: one capped count per status, each a range of the (status,
+    created_at) index, so a tab never costs more than COUNT_CAP rows however
+    large the table. A search's rows come from its indexes as one set: they are
+    counted by status at once. The groups add their statuses up.
+    """
+    jobs = filters.queryset(by_status=False)
+    if filters.q:
+        found = dict(jobs.order_by().values_list("status").annotate(n=Count("pk")))
+        per_status = {status: (found.get(status, 0), False) for status in Status.values}
+    else:
+        per_status = {status: capped_count(jobs.filter(status=status))
+                      for status in Status.values}
+    counts = {}
+    for key, (_, statuses) in STATUS_GROUPS.items():
+        parts = [per_status[status] for status in (statuses or Status.values)]
+        total = sum(count for count, _ in parts)
+        capped = any(more for _, more in parts) or total > COUNT_CAP
+        counts[key] = (min(total, COUNT_CAP), capped)
+    return counts
+
+
+def counts_context(filters: JobFilter) -> dict:
+    """The status tabs with their counts and the list's count (first pages only: a
+    later page is reached from a first page that shows them)."""
+    query = filters.query()
+    counts = tab_counts(filters) if filters.cursor is None else {}
+    tabs = []
+    for key, (label, _) in STATUS_GROUPS.items():
+        params = {k: v for k, v in query.items() if k != "status"}
+        if key != "all":
+            params["status"] = key
+        count, capped = counts.get(key, (None, False))
+        tabs.append({"key": key, "label": label, "url": "?" + urlencode(params),
+                     "count": count, "capped": capped, "current": filters.status == key})
+    count, capped = counts.get(filters.status, (None, False))
+    return {"filters": filters, "status_tabs": tabs, "count": count, "count_capped": capped,
+            "paged": filters.cursor is not None}

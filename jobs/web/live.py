@@ -8,7 +8,9 @@ table and fans the news out to channel groups:
 - ``user-<id>``: the job list pages of the job's owner,
 - ``admins``: every admin's job list page,
 - ``job-<id>``: the job's detail pages,
-- ``batch-<id>``: the pages of the batch the job is a row of.
+- ``batch-<id>``: the pages of the batch the job is a row of;
+- ``notify-<id>``: every open page of the job's owner, for browser notifications
+  (JSON: which of their renders started, completed, failed or has a preview).
 
 On PostgreSQL the task LISTENs on a dedicated connection for the NOTIFY that
 lifecycle sends with every event, so it wakes at once; on SQLite it polls.
@@ -44,6 +46,7 @@ from django.utils import timezone
 from jobs import estimates, forecast
 from jobs.lifecycle import NOTIFY_CHANNEL
 from jobs.models import Batch, BatchRow, Job, JobEvent, Status
+from jobs.web.common import media_context, output_on_mac
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ GAP_SECONDS = 30.0  # how long an uncommitted (or rolled back) event id is asked
 MAX_GAPS = 5000
 BATCH = 500
 ADMINS = "admins"
+# A status a person may be notified of (accounts.models.NOTIFY_EVENTS), by the status.
+NOTIFY_STATUSES = {"RENDERING": "started", "COMPLETED": "completed", "FAILED": "failed",
+                   "AWAITING_REVIEW": "preview"}
 
 
 def user_group(user_id) -> str:
@@ -66,6 +72,16 @@ def job_group(job_id) -> str:
 
 def batch_group(batch_id) -> str:
     return f"batch-{batch_id}"
+
+
+def notify_group(user_id) -> str:
+    return f"notify-{user_id}"
+
+
+def transitions(job_events: list[JobEvent]) -> list[str]:
+    """The statuses ``job_events`` moved the job to, in order."""
+    return [e.to_status for e in job_events
+            if e.kind != "progress" and e.to_status and e.to_status != e.from_status]
 
 
 def _has_listeners(layer, group: str) -> bool:
@@ -119,7 +135,9 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
         if job is None:
             continue  # deleted since (retention)
         new = any(e.kind == "submitted" for e in job_events)
-        base = {"type": "job.row", "job_id": str(job.pk), "owner_id": job.user_id, "new": new}
+        moved = transitions(job_events)
+        base = {"type": "job.row", "job_id": str(job.pk), "owner_id": job.user_id, "new": new,
+                "moved": moved}
         if job.user_id and _has_listeners(layer, user_group(job.user_id)):
             html = render_to_string("jobs/_row.html", {"job": job, "is_admin": False,
                                                        "forecast": queue})
@@ -128,11 +146,18 @@ def render_messages(events: list[JobEvent], layer) -> list[tuple[str, dict]]:
             html = render_to_string("jobs/_row.html", {"job": job, "is_admin": True,
                                                        "forecast": queue})
             out.append((ADMINS, {**base, "html": html}))
+        notify = [NOTIFY_STATUSES[status] for status in moved if status in NOTIFY_STATUSES]
+        if notify and job.user_id and _has_listeners(layer, notify_group(job.user_id)):
+            out.append((notify_group(job.user_id), {
+                "type": "job.notify", "job_id": str(job.pk), "owner_id": job.user_id,
+                "events": notify, "name": job.display_name, "error": job.error,
+                "url": reverse("jobs:detail", args=[job.pk])}))
         if _has_listeners(layer, job_group(job.pk)):
             history = [e for e in job_events if e.kind != "progress"]
             html = render_to_string("jobs/_live_detail.html", {
                 "job": job, "events": history, "forecast": queue,
                 "download_url": reverse("api-job-download", args=[job.pk]),
+                **media_context(job), "mac_output": output_on_mac(job) if history else None,
             })
             out.append((job_group(job.pk), {"type": "job.detail", "job_id": str(job.pk),
                                             "html": html}))

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models.functions import Length, Right
-from django.http import Http404, HttpResponse, HttpResponseForbidden
+from django.http import Http404, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -26,10 +26,25 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.models import User
 from jobs import forecast, lifecycle
 from jobs.access import owns, visible_jobs
-from jobs.models import FINAL, UNFINISHED, Job, JobEvent, JobLog, Status
+from jobs.models import (
+    FINAL,
+    UNFINISHED,
+    Job,
+    JobEvent,
+    JobLog,
+    Status,
+)
 from jobs.submission.paths import PathError, contained, dropbox_file, local_path
-from jobs.web.common import actor, get_job, safe_next_url, selected_ids
-from jobs.web.filters import SORTS, STATUS_GROUPS, JobFilter, capped_count, page_of_jobs
+from jobs.web import logs
+from jobs.web.common import (
+    actor,
+    get_job,
+    media_context,
+    output_on_mac,
+    safe_next_url,
+    selected_ids,
+)
+from jobs.web.filters import SORTS, JobFilter, counts_context, page_of_jobs
 from jobs.web.review import review_context
 
 BOOST_STEP = 10
@@ -60,15 +75,10 @@ def job_list(request):
     rows, next_cursor = page_of_jobs(filters)
     query = filters.query()
     context = {
-        "filters": filters,
+        **counts_context(filters),
         "jobs": rows,
         "next_url": "?" + urlencode({**query, "after": next_cursor}) if next_cursor else "",
         "first_url": "?" + urlencode(query) if query else "?",
-        "paged": filters.cursor is not None,
-        "status_tabs": [
-            (key, label, "?" + urlencode({**{k: v for k, v in query.items() if k != "status"},
-                                          **({"status": key} if key != "all" else {})}))
-            for key, (label, _) in STATUS_GROUPS.items()],
         "sorts": [(key, label) for key, (label, _) in SORTS.items()],
         "users": User.objects.order_by("first_name", "email") if request.user.is_admin else [],
         # The websocket learns the filters too, to decide whether a new job belongs here.
@@ -79,8 +89,6 @@ def job_list(request):
         # Queue ETAs: computed once per change of the queue, not per row.
         "forecast": forecast.current() if any(not job.is_final for job in rows) else None,
     }
-    if not filters.cursor:
-        context["count"], context["count_capped"] = capped_count(filters.queryset())
     return render(request, "jobs/list.html", context)
 
 
@@ -211,6 +219,8 @@ def detail_context(job: Job, user) -> dict:
         "is_admin": user.is_admin,
         "config_json": json.dumps(job.config, indent=2, ensure_ascii=False, sort_keys=False),
         "download_url": reverse("api-job-download", args=[job.pk]),
+        "mac_output": output_on_mac(job),
+        **media_context(job),
     }
 
 
@@ -243,12 +253,14 @@ def job_log_tail(request, job_id):
 @login_required
 @require_GET
 def job_log_full(request, job_id):
-    job = get_job(request, job_id)
-    log = JobLog.objects.filter(job=job).first()
-    text = log.text() if log else "(no log yet)\n"
-    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = f'inline; filename="job-{str(job.pk)[:8]}.log"'
-    return response
+    """The log viewer: every attempt's output, AE's errors and warnings marked."""
+    return logs.viewer(request, get_job(request, job_id))
+
+
+@login_required
+@require_GET
+def job_log_download(request, job_id):
+    return logs.download(get_job(request, job_id))
 
 
 @login_required

@@ -5,21 +5,23 @@
 
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $$(selector, root) { return Array.from((root || document).querySelectorAll(selector)); }
+  var narrow = window.matchMedia("(max-width: 760px)");
 
   // --- Bulk selection ---------------------------------------------------------------
-  function selectedBoxes() { return $$('input[name="job"][form="bulk-form"]:checked'); }
+  function jobBoxes() { return $$('input[name="job"][form="bulk-form"]'); }
 
   function updateBulk() {
-    var count = selectedBoxes().length;
+    var count = jobBoxes().filter(function (b) { return b.checked; }).length;
     var label = $("#bulk-count");
     if (label) {
       label.textContent = count ? count + " selected"
         : (label.dataset.empty || "Select jobs to act on them");
     }
-    $$("#bulk-form button[name=action]").forEach(function (b) { b.disabled = count === 0; });
+    // The buttons sit outside the form (form="bulk-form"): nothing to do until a job is ticked.
+    $$('button[form="bulk-form"][name="action"]').forEach(function (b) { b.disabled = count === 0; });
     var all = $("#select-all");
     if (all) {
-      var boxes = $$('input[name="job"][form="bulk-form"]');
+      var boxes = jobBoxes();
       all.checked = boxes.length > 0 && count === boxes.length;
       all.indeterminate = count > 0 && count < boxes.length;
     }
@@ -28,26 +30,197 @@
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (target.id === "select-all") {
-      $$('input[name="job"][form="bulk-form"]').forEach(function (b) { b.checked = target.checked; });
+      jobBoxes().forEach(function (b) { b.checked = target.checked; });
     }
     if (target.matches && target.matches('input[name="job"], #select-all')) updateBulk();
-    // Filters apply as soon as a menu changes; the Apply button stays for typing.
+    // Filters apply as soon as a menu changes; the Search button stays for typing.
     if (target.form && target.form.id === "filters" && target.tagName === "SELECT") {
       target.form.submit();
     }
   });
 
-  // A live row replaces the old one: keep its checkbox ticked.
+  // --- Live updates: only what the page shows, once ------------------------------------
+  // A message may name rows this page does not show (another page of the list, another
+  // filter) or events it shows already (the page loaded after they happened): those
+  // parts are dropped before htmx swaps, so nothing is repeated and nothing is missing.
+  function oobTarget(el) {
+    var spec = el.getAttribute("hx-swap-oob") || "";
+    var colon = spec.indexOf(":");
+    return {
+      style: colon >= 0 ? spec.slice(0, colon) : spec,
+      selector: colon >= 0 ? spec.slice(colon + 1) : (el.id ? "#" + el.id : "")
+    };
+  }
+
+  if (window.htmx) {
+    htmx.defineExtension("live", {
+      transformResponse: function (text) {
+        if (text.indexOf("hx-swap-oob") === -1) return text;
+        var holder = document.createElement("template");
+        holder.innerHTML = text;
+        var changed = false;
+        Array.from(holder.content.children).forEach(function (el) {
+          if (!el.hasAttribute("hx-swap-oob")) return;
+          var oob = oobTarget(el);
+          var target = oob.selector ? document.querySelector(oob.selector) : null;
+          if (!target) { el.remove(); changed = true; return; }
+          if (oob.style === "beforeend" || oob.style === "afterbegin") {
+            Array.from(el.children).forEach(function (child) {
+              var twin = child.id ? document.getElementById(child.id) : null;
+              if (!twin) return;
+              // Shown already: take the fresher copy in place.
+              child.remove();
+              twin.replaceWith(child);
+              htmx.process(child);
+              changed = true;
+            });
+            if (!el.children.length) el.remove();
+          }
+        });
+        return changed ? holder.innerHTML : text;
+      }
+    });
+  }
+
   document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
-    if (!target || target.tagName !== "TR") return;
-    var old = $('input[name="job"]', target);
-    var fresh = event.detail.fragment && event.detail.fragment.querySelector('input[name="job"]');
-    if (old && fresh) fresh.checked = old.checked;
+    var fragment = event.detail.fragment;
+    if (!target || !fragment) return;
+    // A live row replaces the old one: keep its checkbox ticked.
+    if (target.tagName === "TR") {
+      var old = $('input[name="job"]', target);
+      var fresh = fragment.querySelector && fragment.querySelector('input[name="job"]');
+      if (old && fresh) fresh.checked = old.checked;
+    }
+    // A video someone is watching is not restarted by news about its job.
+    if (target.id === "job-outcome") {
+      var playing = $("#job-video", target);
+      var next = fragment.querySelector && fragment.querySelector("#job-video");
+      if (playing && next && playing.getAttribute("src") === next.getAttribute("src")) {
+        event.detail.shouldSwap = false;
+      }
+    }
   });
-  document.body.addEventListener("htmx:oobAfterSwap", updateBulk);
+  document.body.addEventListener("htmx:oobAfterSwap", function () {
+    updateBulk();
+    localise(document);
+  });
 
-  // --- Confirmations and copy -------------------------------------------------------
+  // --- Connection state: live, or stale -----------------------------------------------
+  var lostAt = null;
+
+  function setLive(on) {
+    var dot = $("#live");
+    if (!dot) return;
+    dot.classList.toggle("on", on);
+    dot.textContent = on ? "Live" : "Reconnecting…";
+  }
+
+  function markStale(stale) {
+    var area = $(".live-area");
+    if (area) area.classList.toggle("stale", stale);
+    var note = $("#stale-note");
+    if (note) {
+      note.hidden = !stale;
+      var since = $(".stale-since", note);
+      if (since && lostAt) since.textContent = clock(lostAt, true);
+    }
+  }
+
+  // After a lost connection the page missed news: its parts are fetched again.
+  function refreshParts() {
+    var ids = $$("[data-refresh]").map(function (el) { return el.id; });
+    if (!ids.length) return Promise.resolve();
+    return fetch(location.href, { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : Promise.reject(response); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        ids.forEach(function (id) {
+          var now = document.getElementById(id);
+          var then = fresh.getElementById(id);
+          if (now && then) {
+            now.replaceWith(then);
+            htmx.process(then);
+          }
+        });
+        updateBulk();
+        localise(document);
+      });
+  }
+
+  document.body.addEventListener("htmx:wsOpen", function () {
+    setLive(true);
+    if (lostAt) {
+      refreshParts().then(function () { lostAt = null; markStale(false); },
+                          function () { /* the next reconnect tries again */ });
+    }
+  });
+  document.body.addEventListener("htmx:wsClose", function () {
+    setLive(false);
+    if (!lostAt) lostAt = new Date();
+    markStale(true);
+  });
+
+  // --- Times: the viewer's own time zone, "just now", elapsed -----------------------
+  var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "";
+
+  function zoneName(date) {
+    try {
+      var parts = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(date);
+      var found = parts.find(function (p) { return p.type === "timeZoneName"; });
+      return found ? found.value : zone;
+    } catch (e) { return zone; }
+  }
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+
+  function clock(date, withZone) {
+    var text = two(date.getHours()) + ":" + two(date.getMinutes()) + ":" + two(date.getSeconds());
+    return withZone ? text + " " + zoneName(date) : text;
+  }
+
+  function localise(root) {
+    $$("time.local", root).forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date)) return;
+      var day = date.getFullYear() + "-" + two(date.getMonth() + 1) + "-" + two(date.getDate());
+      el.textContent = (el.dataset.style === "time" ? "" : day + " ") + clock(date, true);
+      el.title = zone;
+    });
+  }
+
+  function ago(date) {
+    var seconds = (Date.now() - date.getTime()) / 1000;
+    if (seconds < 60) return "just now";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min ago";
+    if (seconds < 86400) return Math.floor(seconds / 3600) + " h ago";
+    if (seconds < 2 * 86400) return "yesterday";
+    return date.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  }
+
+  function span(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min " + two(seconds % 60) + " s";
+    return Math.floor(minutes / 60) + " h " + two(minutes % 60) + " min";
+  }
+
+  function tick() {
+    $$("time.ago").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (!isNaN(date)) el.textContent = ago(date);
+    });
+    if (!lostAt) {
+      $$(".elapsed[data-since]").forEach(function (el) {
+        var since = new Date(el.dataset.since);
+        if (!isNaN(since)) el.textContent = span((Date.now() - since.getTime()) / 1000);
+      });
+    }
+  }
+  setInterval(tick, 1000);
+
+  // --- Confirmations, copy, form helpers --------------------------------------------
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var submitter = event.submitter;
@@ -56,6 +229,12 @@
   });
 
   document.addEventListener("click", function (event) {
+    var fill = event.target.closest("[data-fill]");
+    if (fill) {
+      var input = document.getElementById(fill.dataset.fill);
+      if (input) { input.value = fill.dataset.value; input.focus(); }
+      return;
+    }
     var button = event.target.closest("[data-copy]");
     if (!button) return;
     var source = document.getElementById(button.dataset.copy);
@@ -79,16 +258,7 @@
     }
   });
 
-  // --- Live connection state and the log tail ----------------------------------------
-  function setLive(on) {
-    var dot = $("#live");
-    if (!dot) return;
-    dot.classList.toggle("on", on);
-    dot.textContent = on ? "Live" : "Reconnecting…";
-  }
-  document.body.addEventListener("htmx:wsOpen", function () { setLive(true); });
-  document.body.addEventListener("htmx:wsClose", function () { setLive(false); });
-
+  // --- The log tail keeps to its end while you read there ---------------------------
   var stickToBottom = true;
   document.body.addEventListener("htmx:beforeSwap", function (event) {
     var pre = $("#job-log pre");
@@ -100,10 +270,107 @@
     var pre = $("#job-log pre");
     if (pre && stickToBottom) pre.scrollTop = pre.scrollHeight;
   }
-  document.body.addEventListener("htmx:afterSettle", scrollLog);
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    scrollLog();
+    localise(event.target);
+  });
 
+  // --- The log viewer: search, wrap, errors only ------------------------------------
+  function setUpLogViewer() {
+    var viewer = $("#log-viewer");
+    if (!viewer) return;
+    var search = $("#log-search");
+    var wrap = $("#log-wrap");
+    var problems = $("#log-problems");
+    var found = $("#log-found");
+    var lines = $$(".ln", viewer);
+    function apply() {
+      var needle = (search.value || "").trim().toLowerCase();
+      var only = problems.checked;
+      var shown = 0;
+      lines.forEach(function (line) {
+        var hit = !needle || line.textContent.toLowerCase().indexOf(needle) !== -1;
+        var kind = only ? (line.classList.contains("ln-error") || line.classList.contains("ln-warning")) : true;
+        var visible = hit && kind;
+        line.hidden = !visible;
+        line.classList.toggle("hit", Boolean(needle) && hit);
+        if (visible) shown += 1;
+      });
+      $$(".log-section", viewer).forEach(function (section) {
+        section.hidden = !$$(".ln", section).some(function (line) { return !line.hidden; });
+      });
+      found.textContent = (needle || only) ? shown + " of " + lines.length + " lines" : "";
+    }
+    var timer = null;
+    search.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(apply, 150);
+    });
+    problems.addEventListener("change", apply);
+    wrap.checked = localStorage.getItem("log-wrap") === "1";
+    viewer.classList.toggle("wrap", wrap.checked);
+    wrap.addEventListener("change", function () {
+      viewer.classList.toggle("wrap", wrap.checked);
+      localStorage.setItem("log-wrap", wrap.checked ? "1" : "0");
+    });
+  }
+
+  // --- Browser notifications about your own renders --------------------------------
+  var TITLES = { started: "Render started", completed: "Render completed",
+                 failed: "Render failed", preview: "Preview ready for review" };
+  var wanted = (document.body.dataset.notify || "").split(" ").filter(Boolean);
+
+  function followNotifications() {
+    if (!wanted.length || !("Notification" in window) || Notification.permission !== "granted") return;
+    var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") +
+                               location.host + "/ws/notify");
+    socket.onmessage = function (message) {
+      var news;
+      try { news = JSON.parse(message.data); } catch (e) { return; }
+      news.events.forEach(function (kind) {
+        var note = new Notification((TITLES[kind] || kind) + ": " + news.name, {
+          body: kind === "failed" && news.error ? news.error : "Open it in the render manager.",
+          tag: news.job + ":" + kind
+        });
+        note.onclick = function () { window.focus(); location.href = news.url; };
+      });
+    };
+    socket.onclose = function (event) {
+      if (event.code !== 4401) setTimeout(followNotifications, 5000);
+    };
+  }
+
+  function setUpPermission() {
+    var box = $("#browser-permission");
+    if (!box || !("Notification" in window)) return;
+    var state = $("#browser-permission-state");
+    var button = $("#allow-notifications");
+    function show() {
+      var words = { granted: "This browser shows your notifications.",
+                    denied: "This browser blocks notifications from this site (its site settings can allow them).",
+                    "default": "This browser has not been allowed to show notifications yet." };
+      state.textContent = words[Notification.permission] + " ";
+      button.hidden = Notification.permission !== "default";
+    }
+    box.hidden = false;
+    show();
+    button.addEventListener("click", function () {
+      Notification.requestPermission().then(show);
+    });
+  }
+
+  // --- Start -------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
     updateBulk();
     scrollLog();
+    localise(document);
+    tick();
+    var note = $("#time-zone-note");
+    if (note && zone) note.textContent = "Times are shown in your time zone, " + zone + " (" + zoneName(new Date()) + ").";
+    var more = $("#more-filters");
+    if (more && narrow.matches && !more.hasAttribute("data-keep-open")) more.open = false;
+    setUpLogViewer();
+    setUpPermission();
+    followNotifications();
   });
 })();

@@ -50,34 +50,62 @@ def chromium():
         browser.close()
 
 
+class Daphne:
+    """daphne on a free port, on the test database, with password sign-in on; it can be
+    stopped and started again on the same port (a web server that went away)."""
+
+    def __init__(self, farm, **env):
+        self.farm = farm
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log_path = self.farm.tmp_path / f"daphne-{self.starts}.log"
+        with open(log_path, "wb") as log:
+            self.proc = proc = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                 "rendermanager.asgi:application"],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                env=self.farm.env(ALLOW_PASSWORD_LOGIN="true",
+                                  ALLOWED_HOSTS="127.0.0.1,localhost", PORT=self.port,
+                                  PUBLIC_URL=self.base, **self.env))
+
+        def up():
+            if proc.poll() is not None:
+                raise AssertionError("daphne exited:\n" + log_path.read_text(errors="replace"))
+            with contextlib.suppress(requests.RequestException):
+                return requests.get(f"{self.base}/health", timeout=1).status_code == 200
+            return False
+
+        wait_for(up, timeout=30, interval=0.2, message="daphne did not start")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
 @pytest.fixture
-def server(farm):
-    """daphne on a free port, on the test database, with password sign-in on."""
-    port = free_port()
-    log_path = farm.tmp_path / "daphne.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "rendermanager.asgi:application"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env=farm.env(ALLOW_PASSWORD_LOGIN="true", ALLOWED_HOSTS="127.0.0.1,localhost",
-                         PORT=port, PUBLIC_URL=f"http://127.0.0.1:{port}"))
-    base = f"http://127.0.0.1:{port}"
+def daphne(farm):
+    web = Daphne(farm)
+    web.start()
+    yield web
+    web.stop()
 
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError("daphne exited:\n" + log_path.read_text(errors="replace"))
-        with contextlib.suppress(requests.RequestException):
-            return requests.get(f"{base}/health", timeout=1).status_code == 200
-        return False
 
-    wait_for(up, timeout=30, interval=0.2, message="daphne did not start")
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+@pytest.fixture
+def server(daphne):
+    """The base URL of ``daphne``."""
+    return daphne.base
 
 
 def set_password(user, settings, password: str = "pw") -> None:

@@ -3,6 +3,7 @@
 import subprocess
 
 import pytest
+from django.test import Client
 
 from systemadmin import updates
 from tests.helpers.updates import Repos, marker
@@ -27,3 +28,13 @@ def repos(tmp_path, settings):
                    check=True, capture_output=True)
     assert repos.applied_migrations() == ["0001_initial"]
     return repos
+
+
+@pytest.fixture
+def staff(admin):
+    """An admin signed in to the Django admin (staff and superuser)."""
+    admin.is_staff = admin.is_superuser = True
+    admin.save()
+    client = Client()
+    client.force_login(admin)
+    return client

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
 BIG = "9" * 20
-
-
-@pytest.fixture
-def staff(admin):
-    admin.is_staff = admin.is_superuser = True
-    admin.save()
-    client = Client()
-    client.force_login(admin)
-    return client
 
 
 @pytest.mark.parametrize("url", [

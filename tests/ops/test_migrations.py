@@ -95,3 +95,25 @@ def test_the_migration_goes_back(old_jobs):
     apps = migrate(BEFORE)
     assert apps.get_model("jobs", "JobPreview").objects.get().path == \
         "/srv/Dropbox/renders/previews/abc.mp4"
+
+
+DASHBOARD_BEFORE = [("jobs", "0012_render_stats")]
+DASHBOARD = [("jobs", "0014_dashboard")]
+
+
+def test_jobs_get_their_composition_from_their_config():
+    Job = migrate(DASHBOARD_BEFORE).get_model("jobs", "Job")
+    ids = {
+        "ae": Job.objects.create(status="COMPLETED", config={"template": {
+            "composition": "Main 16x9"}}).pk,
+        "timeline": Job.objects.create(status="QUEUED", engine="ffmpeg",
+                                       config={"width": 640, "height": 360}).pk,
+        "odd": Job.objects.create(status="FAILED", config={"template": "main"}).pk,
+    }
+    try:
+        Job = migrate(DASHBOARD).get_model("jobs", "Job")
+        assert Job.objects.get(pk=ids["ae"]).composition == "Main 16x9"
+        assert Job.objects.get(pk=ids["timeline"]).composition == ""
+        assert Job.objects.get(pk=ids["odd"]).composition == ""
+    finally:
+        migrate(latest())

@@ -112,7 +112,8 @@ def test_an_admin_sees_everyones_jobs_with_their_owner(browser_admin, user, othe
 
 def test_rows_show_colour_coded_status_and_progress(browser_user, user):
     rendering = make_job(user, status=Status.RENDERING, progress=42.4, phase="rendering",
-                         frames_done=42, frames_total=100, eta_seconds=75)
+                         frames_done=42, frames_total=100, eta_seconds=75,
+                         started_at=timezone.now() - dt.timedelta(seconds=130))
     make_job(user, status=Status.FAILED, error="aerender: missing footage")
 
     page = browser_user.get("/").content.decode()
@@ -120,7 +121,9 @@ def test_rows_show_colour_coded_status_and_progress(browser_user, user):
     assert 'class="status status-rendering"' in page
     assert 'class="status status-failed"' in page
     assert 'aria-valuenow="42"' in page
-    assert "42%" in page and "Rendering · ETA 1 min 15 s" in page
+    assert "42%" in page and "Rendering · " in page and " · ETA 1 min 15 s" in page
+    # How long it has been rendering, ticking in the page from when it started.
+    assert 'class="elapsed" data-since="' in page and ">2 min 10 s<" in page
     assert "aerender: missing footage" in page
     assert "42/100 frames" in browser_user.get(f"/jobs/{rendering.pk}").content.decode()
 
@@ -129,7 +132,10 @@ def test_an_empty_list_says_how_jobs_get_here(browser_user):
     page = text(browser_user.get("/"))
 
     assert "No renders yet" in page
-    assert "submit it from After Effects" in page
+    html = browser_user.get("/").content.decode()
+    # Where jobs come from, with the way there: the submit form, the plugin, the API.
+    assert 'href="/jobs/new">submit it here</a>' in html
+    assert 'href="/api/docs">API</a>' in html and "bravo" not in page
 
 
 def test_users_without_a_mac_username_are_asked_for_one(browser_admin, browser_user):
@@ -457,11 +463,14 @@ def test_a_long_log_shows_its_end_and_links_the_whole(browser_user, user):
                           + "\nLAST LINE\n", omitted_bytes=123)
 
     tail = text(browser_user.get(f"/jobs/{job.pk}/log/tail"))
-    full = browser_user.get(f"/jobs/{job.pk}/log")
+    viewer = text(browser_user.get(f"/jobs/{job.pk}/log"))
+    full = browser_user.get(f"/jobs/{job.pk}/log.txt")
 
     assert "LAST LINE" in tail and "FIRST LINE" not in tail
     assert "Open the full log" in tail
+    assert "FIRST LINE" in viewer and "LAST LINE" in viewer
     assert full["Content-Type"].startswith("text/plain")
+    assert full["Content-Disposition"].startswith("attachment;")
     assert "FIRST LINE" in full.content.decode() and "123 bytes of log omitted" in \
         full.content.decode()
 

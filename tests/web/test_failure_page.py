@@ -62,6 +62,7 @@ def test_a_completed_job_with_warnings_shows_them_without_an_error(browser_user,
 def test_the_live_fragment_carries_the_failure(user):
     job = make(user, status=Status.FAILED, error_code="missing_composition",
                error=f"Failed after 1 attempt(s): {CAUSE}\n{HINT}")
-    html = render_to_string("jobs/_live_detail.html", {"job": job, "events": [],
+    event = job.events.create(kind="status", from_status="RENDERING", to_status="FAILED")
+    html = render_to_string("jobs/_live_detail.html", {"job": job, "events": [event],
                                                        "download_url": "/x"})
     assert 'id="job-failure"' in html and CAUSE in html and HINT in html

@@ -190,8 +190,13 @@ def test_a_new_job_appears_on_top_of_a_list_it_belongs_to(user, other_user):
 
         message = await receive_until(newest, str(job.pk))
         assert 'hx-swap-oob="afterbegin:#job-rows"' in message
-        assert 'id="jobs-empty" hx-swap-oob="delete"' in message
-        # A list of failed jobs has no place for a new PENDING one.
+        # Nothing else: the page's empty state hides itself once the table has a row
+        # (a swap of an element the page may not have would be an htmx error).
+        assert "jobs-empty" not in message
+        # A list of failed jobs has no place for a new PENDING one; its tab counts change.
+        counts = await failed_only.receive_from(timeout=WAIT)
+        assert str(job.pk) not in counts and 'id="status-tabs"' in counts
+        assert 'data-tab="active"' in counts and '<span class="count" data-count="1">1' in counts
         assert await failed_only.receive_nothing(timeout=QUIET)
         await newest.disconnect()
         await failed_only.disconnect()

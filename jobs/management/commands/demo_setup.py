@@ -135,8 +135,10 @@ class Command(BaseCommand):
         write(self.style.SUCCESS("AE Render Manager demo is ready."))
         write(f"  Dashboard:  {url}/   (API docs: {url}/api/docs)")
         if settings.ALLOW_PASSWORD_LOGIN:
+            password_file = Path(settings.DATA_DIR).resolve() / "demo-password.txt"
             write(f"  Login:      {ADMIN_EMAIL} (username {ADMIN_USERNAME}) / "
-                  f"{password or password_note}")
+                  f"{password or password_note}" + (f" (kept in {password_file})"
+                                                    if password else ""))
         else:
             write("  Login:      password login is off (ALLOW_PASSWORD_LOGIN=false); "
                   "sign in with Google")
@@ -147,10 +149,10 @@ class Command(BaseCommand):
         write("Submit a render, follow it and download the result:")
         # The token itself stays out of the terminal (and any log of it).
         write(f"  TOKEN=$(cat {shlex.quote(str(token_file))})")
-        write(f"  JOB=$(curl -sS -X POST {url}/api/jobs -H \"X-API-Token: $TOKEN\" "
-              f"-H 'Content-Type: application/json' \\")
+        write(f"  JOB=$(curl -sS --fail-with-body -X POST {url}/api/jobs "
+              f"-H \"X-API-Token: $TOKEN\" -H 'Content-Type: application/json' \\")
         write(f"    -d {shlex.quote(body)} | {get_id})")
-        write(f"  curl -sS -H \"X-API-Token: $TOKEN\" {url}/api/jobs/$JOB")
+        write(f"  curl -sS --fail-with-body -H \"X-API-Token: $TOKEN\" {url}/api/jobs/$JOB")
         write(f"  curl -sS -fOJ -H \"X-API-Token: $TOKEN\" {url}/api/jobs/$JOB/download")
         write(f"(The macOS form of the path, {mac_path}, works too: the API converts it.)")
         write("")

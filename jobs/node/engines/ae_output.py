@@ -482,6 +482,36 @@ class AeOutput:
         return min(candidates, key=lambda e: (-e.rule.rank, e.copy, e.order))
 
 
+# What nexrender itself prints when a render fails (the reader keeps each apart).
+NEXRENDER_FAILURES = ("due to an unknown reason", "No update from aerender",
+                      "Maximum rendering time exceeded", "Error starting aerender process")
+
+
+def line_kind(line: str) -> str:
+    """How a log viewer marks one output line: "error", "warning", "frame" or "",
+    by the rules ``AeOutput.feed`` reads the same lines with."""
+    text = line.strip()
+    if not text:
+        return ""
+    if text[0] in "[E-":
+        text = WRAPPER.sub("", text)
+        if text.startswith("[") and (match := NEXRENDER_LINE.match(text)):
+            return "error" if match.group(2).startswith("rendering reached an error:") else ""
+    text = text.removeprefix("PROGRESS:").lstrip()
+    if text.startswith("WARNING:"):
+        match = WARNING.match(text)
+        if match is None:
+            return ""
+        return "error" if LOGGED_ERROR.search(match.group(2)) else "warning"
+    if ("rror" in text or "RROR" in text) and (
+            AE_ERROR.search(text) or BARE_ERROR.match(text)
+            or any(words in text for words in NEXRENDER_FAILURES)):
+        return "error"
+    if "):" in text and FRAME.search(text):
+        return "frame"
+    return ""
+
+
 def elapsed_seconds(text: str) -> int | None:
     """``26 Hr, 15 Min``, ``1 Min, 28 Sec``, ``17 Seconds`` -> seconds."""
     parts = ELAPSED_PART.findall(text)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from jobs.node.engines.ae_output import AeOutput, judge
 from jobs.node.interrupt import checkpoint
+from jobs.submission.nexrender_spec import IMAGE_SEQUENCE_EXTS, is_image_sequence
 from jobs.submission.paths import PathError, checked_dropbox_file, checked_source_file
 
-# nexrender (tasks/setup.js) names these outputs result_[#####].<ext>.
-IMAGE_SEQUENCE_EXTS = ("jpeg", "jpg", "png", "tif", "tga")
+__all__ = ["IMAGE_SEQUENCE_EXTS", "is_image_sequence"]  # and what is defined below
 # After Effects' own render settings template for quick renders: draft quality at
 # half resolution. A review job's preview renders with it (aerender -RStemplate).
 DRAFT_SETTINGS = "Draft Settings"
@@ -131,11 +131,6 @@ def output_ext(template: dict) -> str:
     if not _SAFE_EXT.match(ext):
         raise RenderError(f"Unusable outputExt {ext!r}")
     return ext
-
-
-def is_image_sequence(template: dict) -> bool:
-    return output_ext(template).lower() in IMAGE_SEQUENCE_EXTS or bool(
-        template.get("imageSequence"))
 
 
 def output_name(template: dict) -> str:

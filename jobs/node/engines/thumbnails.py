@@ -35,23 +35,46 @@ def _even(value: float) -> int:
     return max(2, 2 * round(value / 2))
 
 
+def _size(video) -> tuple[int, int]:
+    width = _even(min(MAX_WIDTH, video.width))
+    return width, _even(width * video.height / video.width)
+
+
+def _jpeg(path: Path, width: int, height: int, at: float | None = None) -> bytes | None:
+    """One frame of ``path`` (at ``at`` seconds of a video) as a JPEG of that size."""
+    seek = ["-ss", f"{at:.3f}"] if at is not None else []
+    argv = [media.ffmpeg(), "-hide_banner", "-nostdin", "-v", "error",
+            "-protocol_whitelist", "file", *seek, "-i", media.file_input(path),
+            "-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={width}:{height},setsar=1",
+            "-c:v", "mjpeg", "-q:v", "4", "-f", "image2pipe", "pipe:1"]
+    done = interrupt.run(argv, timeout=TIMEOUT_SECONDS)
+    if done.returncode == 0 and done.stdout.startswith(b"\xff\xd8"):
+        return done.stdout
+    return None
+
+
 def poster_frame(path: Path) -> tuple[bytes, int, int] | None:
     """(JPEG bytes, width, height) of a frame of the video ``path``; None if it has none."""
     info = media.probe(path, timeout=TIMEOUT_SECONDS)
     video = info.video
     if video is None or not video.width or not video.height or info.is_image:
         return None
-    width = _even(min(MAX_WIDTH, video.width))
-    height = _even(width * video.height / video.width)
+    width, height = _size(video)
     for at in (poster_time(info.duration), 0.0):
-        argv = [media.ffmpeg(), "-hide_banner", "-nostdin", "-v", "error",
-                "-protocol_whitelist", "file", "-ss", f"{at:.3f}", "-i", media.file_input(path),
-                "-map", "0:v:0", "-frames:v", "1", "-vf", f"scale={width}:{height},setsar=1",
-                "-c:v", "mjpeg", "-q:v", "4", "-f", "image2pipe", "pipe:1"]
-        done = interrupt.run(argv, timeout=TIMEOUT_SECONDS)
-        if done.returncode == 0 and done.stdout.startswith(b"\xff\xd8"):
-            return done.stdout, width, height
+        if jpeg := _jpeg(path, width, height, at):
+            return jpeg, width, height
     return None
+
+
+def still(path: Path) -> tuple[bytes, int, int] | None:
+    """(JPEG bytes, width, height) of the image ``path`` (a frame of a sequence), small."""
+    info = media.probe(path, timeout=TIMEOUT_SECONDS)
+    video = info.video
+    if video is None or not video.width or not video.height:
+        return None
+    width, height = _size(video)
+    jpeg = _jpeg(path, width, height)
+    return (jpeg, width, height) if jpeg else None
 
 
 def grab(job, path: Path) -> tuple[bytes, int, int] | None:

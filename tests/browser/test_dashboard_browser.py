@@ -1,0 +1,481 @@
+"""The dashboard a studio lives in, in a real browser at 390 px (a phone) and 1440 px.
+
+daphne serves the app from a subprocess on the test database, a real render worker
+renders with the aerender simulator, and Debian's Chromium (driven by Playwright)
+looks: every column of the list (every field of a card on a phone) is on screen, a
+completed job's preview video plays, the main text styles have a contrast of 4.5:1 or
+more (computed colours), a token made in the profile submits a job and, revoked, is
+refused; the list keeps up live, and says so when it cannot. Screenshots of every
+page at both widths go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import requests
+from django.db import connections
+
+from jobs.models import Job, JobProxy, Status
+from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, sign_in
+from tests.helpers.common import make_project, wait_for
+
+pytestmark = [pytest.mark.slow]
+
+WIDTHS = (390, 1440)
+ZONE = "Europe/Paris"
+
+
+@pytest.fixture(autouse=True)
+def close_connections():
+    yield
+    # Under Playwright's sync API this test's ORM calls run in their own context with
+    # their own connection; close it before the test database is dropped.
+    connections.close_all()
+
+
+def submit(base, token, dropbox, name, composition="main", template=None,
+           **behaviour) -> str:
+    """What bravo does: POST /api/jobs with its token. Returns the job id."""
+    make_project(dropbox, name, **behaviour)
+    response = requests.post(f"{base}/api/jobs", headers={"X-API-Token": token}, json={
+        "project_path": f"/Users/alice/Dropbox/projects/{name}",
+        "saved_at": "2000-01-01T00:00:00Z", "mac_username": "alice", "engine": "aerender",
+        "nexrender": {"template": {"composition": composition, **(template or {})}},
+    }, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def status_of(job_id) -> str:
+    return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def shoot(page, name: str, width: int) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+
+
+WIDER = """width => Array.from(document.querySelectorAll("body *")).filter(el => {
+    const r = el.getBoundingClientRect();
+    if (r.right <= width + 1 || r.width === 0) return false;
+    for (let a = el.parentElement; a; a = a.parentElement) {
+        if (getComputedStyle(a).overflowX !== 'visible'
+            && a.getBoundingClientRect().right <= width + 1) return false;
+    }
+    return true; }).slice(0, 5).map(el => el.outerHTML.slice(0, 160))"""
+
+
+def fits(page, width: int) -> None:
+    """Nothing makes the page wider than the screen."""
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, f"{page.url} is {wide} px wide: {page.evaluate(WIDER, width)}"
+
+
+PLACE = """el => {
+    if (!el.isConnected) return null;  // replaced by a live update meanwhile
+    const r = el.getBoundingClientRect();
+    const shown = r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden';
+    let clipped = false;
+    for (let a = el.parentElement; a; a = a.parentElement) {
+        if (getComputedStyle(a).overflowX !== 'visible') {
+            const c = a.getBoundingClientRect();
+            if (r.right > c.right + 0.5 || r.left < c.left - 0.5) clipped = true;
+        }
+    }
+    return {shown, left: r.left, right: r.right, clipped, width: r.width, height: r.height,
+            display: getComputedStyle(el).display, html: el.outerHTML.slice(0, 300)};
+}"""
+
+
+def on_screen(locator, width: int, what: str) -> None:
+    """``locator`` is shown and lies within the screen's width (not cut off, not in a
+    part of a table that only scrolls into view). Measured in one step in the page:
+    live updates replace rows while the test looks at them."""
+    place = None
+    for _ in range(20):
+        place = locator.evaluate(PLACE)
+        if place is not None:
+            break
+    assert place is not None, f"{what} kept being replaced"
+    assert place["shown"], f"{what} is not visible: {place}"
+    assert place["left"] >= -0.5 and place["right"] <= width + 0.5, \
+        f"{what} is off screen at {width} px: {place}"
+    assert not place["clipped"], f"{what} is cut off by a scrolling box at {width} px"
+
+
+# --- Contrast ------------------------------------------------------------------------
+
+
+def _channel(value: float) -> float:
+    value /= 255
+    return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+
+def luminance(rgb) -> float:
+    r, g, b = (_channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(fg, bg) -> float:
+    high, low = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+COLOURS = """sel => Array.from(document.querySelectorAll(sel)).filter(el =>
+    el.offsetParent !== null && el.textContent.trim()).slice(0, 6).map(el => {
+    const rgb = text => (text.match(/[\\d.]+/g) || []).map(Number);
+    let bg = null;
+    for (let a = el; a; a = a.parentElement) {
+        const c = rgb(getComputedStyle(a).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) { bg = c.slice(0, 3); break; }
+    }
+    return {text: el.textContent.trim().slice(0, 40),
+            color: rgb(getComputedStyle(el).color).slice(0, 3),
+            background: bg || [255, 255, 255]};
+})"""
+
+# The main text styles: body text, the muted and faint greys, links, labels and help,
+# table heads, every status badge, the failure and cancellation texts, times.
+TEXT_STYLES = ["main h1", ".job-name", ".muted", ".faint", "a", "label", ".help",
+               "table.jobs th", ".job-path", ".comp", ".status", ".problem-failed > summary",
+               ".problem-cancelled", ".tabs a", ".tabs .count", ".progress-meta",
+               ".nav a", ".live-dot", "time", "dl.facts dt", ".failure-cause", "code"]
+
+
+def check_contrast(page, seen: dict) -> None:
+    for selector in TEXT_STYLES:
+        for found in page.evaluate(COLOURS, selector):
+            ratio = contrast(found["color"], found["background"])
+            seen[selector] = min(ratio, seen.get(selector, 99))
+            assert ratio >= 4.5, (f"{selector} “{found['text']}” has a contrast of "
+                                  f"{ratio:.2f}:1 on {page.url}")
+
+
+# --- The pages ------------------------------------------------------------------------
+
+
+def check_list(page, width: int, admin: bool, rendering: str) -> None:
+    fits(page, width)
+    rows = page.locator("tr.job-row")
+    assert rows.count() >= 4
+    if width >= 1000:
+        # A table: every column's head, and every cell of every row, on screen.
+        for head in page.locator("table.job-table thead th").all():
+            on_screen(head, width, f"the column {head.inner_text()!r}")
+        for row in rows.all():
+            for cell in row.locator("td").all():
+                on_screen(cell, width, f"a cell of {row.get_attribute('id')}")
+    else:
+        # A card per job: name, status, progress (with the ETA while it renders),
+        # composition, person (for admins), when; and the problem when there is one.
+        assert page.locator("table.job-table thead").is_hidden()
+        for row in rows.all():
+            job = row.get_attribute("id")
+            for field in (".job-name", ".cell-status .status", ".comp", ".cell-time time"):
+                on_screen(row.locator(field), width, f"{field} of {job}")
+            if admin:
+                on_screen(row.locator(".cell-user"), width, f"the user of {job}")
+            if row.get_attribute("data-status") in ("RENDERING", "COMPLETED"):
+                on_screen(row.locator(".progress-cell"), width, f"the progress of {job}")
+            if row.get_attribute("data-status") in ("FAILED", "CANCELLED"):
+                on_screen(row.locator(".cell-problem"), width, f"the problem of {job}")
+    eta = page.locator(f"#job-{rendering} .progress-cell")
+    page.wait_for_function(f"""() => document.querySelector('#job-{rendering} .progress-cell')
+        .textContent.includes('ETA')""", timeout=LIVE)
+    on_screen(eta, width, "the rendering job's progress and ETA")
+
+
+def sign_in_at(chromium, base, width, username):
+    context = chromium.new_context(viewport={"width": width, "height": 900},
+                                   timezone_id=ZONE)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, base, username)
+    page.wait_for_load_state("load")  # the style sheet too, before anything is measured
+    return context, page
+
+
+def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, admin,
+                                                api_token, settings):
+    from playwright.sync_api import expect
+
+    farm.configure(MAX_RENDER_ATTEMPTS=1)
+    set_password(user, settings)
+    set_password(admin, settings)
+    base = daphne.base
+    farm.start_worker()
+    done = submit(base, api_token, farm.dropbox, "spot.aep", frames=25, width=320, height=180)
+    failed = submit(base, api_token, farm.dropbox, "broken.aep",
+                    fail="Missing footage: hero.mov")
+    old = submit(base, api_token, farm.dropbox, "promo.aep", composition="Story 9x16")
+    newer = submit(base, api_token, farm.dropbox, "promo.aep", composition="Story 9x16",
+                   frames=3000, frame_seconds=0.04)
+    assert status_of(old) == Status.CANCELLED
+    wait_for(lambda: JobProxy.objects.filter(job_id=done).exists(), timeout=LIVE / 1000 * 3,
+             message="the completed job got no preview video")
+    wait_for(lambda: status_of(failed) == Status.FAILED and status_of(newer) == Status.RENDERING,
+             timeout=LIVE / 1000 * 3)
+
+    contrasts: dict[str, float] = {}
+    for width in WIDTHS:
+        # Signed out: the sign-in page.
+        context = chromium.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        page.goto(f"{base}/")
+        fits(page, width)
+        assert "GOOGLE_CLIENT_ID" not in page.content()
+        shoot(page, "sign-in", width)
+        context.close()
+
+        context, page = sign_in_at(chromium, base, width, "alice")
+        expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+        check_list(page, width, admin=False, rendering=newer)
+        # The superseded job links the job that replaced it.
+        link = page.locator(f"#job-{old} .superseded-link")
+        assert link.get_attribute("href") == f"/jobs/{newer}"
+        if width < 1000:
+            # Filters fold away on a phone; the search stays.
+            assert page.locator("#more-filters").evaluate("el => el.open") is False
+            on_screen(page.locator("#q"), width, "the search box")
+            on_screen(page.locator("#sign-out"), width, "Sign out")
+        check_contrast(page, contrasts)
+        shoot(page, "job-list", width)
+
+        # The completed job: its preview video plays in the page.
+        page.goto(f"{base}/jobs/{done}")
+        fits(page, width)
+        video = page.locator("#job-video")
+        on_screen(video, width, "the player")
+        video.evaluate("v => { v.muted = true; return v.play(); }")
+        page.wait_for_function("""() => { const v = document.querySelector('#job-video');
+            return v.readyState >= 2 && v.currentTime > 0.2; }""", timeout=LIVE)
+        on_screen(page.locator("#mac-output"), width, "the output's Mac path")
+        # Times are the viewer's, with the zone named.
+        expect(page.locator("#time-zone-note")).to_contain_text(ZONE)
+        assert re.search(r"\d\d:\d\d:\d\d (CET|CEST|GMT\+[12])$",
+                         page.locator("#job-facts time.local").first.inner_text())
+        check_contrast(page, contrasts)
+        shoot(page, "job-completed", width)
+
+        # The failed job: its cause, and the log viewer.
+        page.goto(f"{base}/jobs/{failed}")
+        fits(page, width)
+        on_screen(page.locator("#job-failure"), width, "the failure")
+        check_contrast(page, contrasts)
+        shoot(page, "job-failed", width)
+        page.goto(f"{base}/jobs/{failed}/log")
+        fits(page, width)
+        expect(page.locator(".ln-error").first).to_be_visible()
+        page.fill("#log-search", "hero.mov")
+        expect(page.locator("#log-found")).to_contain_text("lines")
+        shoot(page, "log-viewer", width)
+
+        # The rendering job: actions and ETA at the top of its page.
+        page.goto(f"{base}/jobs/{newer}")
+        fits(page, width)
+        on_screen(page.locator("#cancel-button"), width, "Cancel job")
+        page.wait_for_function("""() => document.querySelector('#job-progress')
+            .textContent.includes('ETA')""", timeout=LIVE)
+        assert page.locator("#job-progress").evaluate(
+            "el => el.getBoundingClientRect().top") < 900 * 1.2
+        shoot(page, "job-rendering", width)
+
+        for path, name in (("/jobs/new", "submit"), ("/profile", "profile"),
+                           ("/review", "review"), ("/batches", "batches"),
+                           ("/batches/new", "batch-new"), ("/nothing-here", "not-found")):
+            page.goto(f"{base}{path}")
+            fits(page, width)
+            check_contrast(page, contrasts)
+            shoot(page, name, width)
+        context.close()
+
+        # An admin: everyone's jobs with their owner, the admin panel, every token.
+        context, page = sign_in_at(chromium, base, width, "admin")
+        check_list(page, width, admin=True, rendering=newer)
+        shoot(page, "job-list-admin", width)
+        for path, name in (("/system", "admin-panel"), ("/profile", "profile-admin")):
+            page.goto(f"{base}{path}")
+            fits(page, width)
+            check_contrast(page, contrasts)
+            shoot(page, name, width)
+        context.close()
+    # Every main style was found and measured somewhere.
+    assert set(TEXT_STYLES) <= set(contrasts), set(TEXT_STYLES) - set(contrasts)
+    print("lowest contrast per style:", ", ".join(
+        f"{style} {ratio:.2f}" for style, ratio in sorted(contrasts.items(), key=lambda i: i[1])))
+
+
+def test_a_token_made_in_the_profile_submits_and_revoked_gets_401(farm, daphne, chromium, user,
+                                                                  settings):
+    from playwright.sync_api import expect
+
+    set_password(user, settings)
+    make_project(farm.dropbox, "script.aep")
+    context, page = sign_in_at(chromium, daphne.base, 1440, "alice")
+    page.goto(f"{daphne.base}/profile")
+    page.fill("#token-name", "my render script")
+    page.click("#create-token")
+    token = page.locator("#new-token-value").inner_text()
+    assert token.startswith("rm_")
+    body = {"project_path": "/Users/alice/Dropbox/projects/script.aep",
+            "saved_at": "2000-01-01T00:00:00Z",
+            "nexrender": {"template": {"composition": "main"}}}
+
+    made = requests.post(f"{daphne.base}/api/jobs", headers={"X-API-Token": token}, json=body,
+                         timeout=10)
+    assert made.status_code == 202, made.text
+    assert Job.objects.get(pk=made.json()["id"]).user == user
+    # Reloaded, the page lists it by name and when it was last used, never the token.
+    page.goto(f"{daphne.base}/profile")
+    row = page.locator("#token-list tbody tr", has_text="my render script")
+    expect(row).not_to_contain_text("never")
+    assert token not in page.content()
+
+    row.locator("button", has_text="Revoke").click()
+    expect(page.locator(".messages")).to_contain_text("no longer works")
+    refused = requests.post(f"{daphne.base}/api/jobs", headers={"X-API-Token": token},
+                            json=body, timeout=10)
+    assert refused.status_code == 401
+    context.close()
+
+
+def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, user,
+                                                       api_token, settings):
+    from playwright.sync_api import expect
+
+    set_password(user, settings)
+    base = daphne.base
+    context = chromium.new_context(viewport={"width": 1440, "height": 900}, timezone_id=ZONE,
+                                   permissions=["notifications"])
+    # Notifications are shown by the browser; each one is also noted for the test.
+    context.add_init_script("""(() => {
+        const Real = window.Notification; window.__notes = [];
+        window.Notification = function (title, options) {
+            window.__notes.push(title); return new Real(title, options); };
+        window.Notification.permission = Real.permission;
+        window.Notification.requestPermission = Real.requestPermission.bind(Real);
+    })();""")
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    problems: list[str] = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    sign_in(page, base, "alice", next_url="/profile")
+    # Completed renders are announced in this browser.
+    page.check("#browser-completed")
+    page.click("#notify-form button[type=submit]")
+    expect(page.locator(".messages")).to_contain_text("Notification settings saved")
+
+    page.goto(f"{base}/")
+    expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#jobs-empty")).to_be_visible()
+    # Bulk actions wait for a selection.
+    for button in ("#bulk-retry", "#bulk-cancel"):
+        expect(page.locator(button)).to_be_disabled()
+    # The skip link is the first stop on the page.
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip-link")).to_be_focused()
+
+    farm.start_worker()
+    first = submit(base, api_token, farm.dropbox, "first.aep", frames=10)
+    row = page.locator(f"#job-{first}")
+    expect(row).to_be_visible(timeout=LIVE)
+    expect(page.locator("#jobs-empty")).to_be_hidden()
+    expect(row.locator(".status")).to_have_text("COMPLETED", timeout=LIVE)
+    expect(page.locator("#job-count")).to_have_text("1 job", timeout=LIVE)
+    expect(page.locator('#status-tabs [data-tab="completed"] .count')).to_have_text(
+        "1", timeout=LIVE)
+    page.wait_for_function("window.__notes.length > 0", timeout=LIVE)
+    assert page.evaluate("window.__notes") == ["Render completed: first.aep"]
+
+    second = submit(base, api_token, farm.dropbox, "second.aep", frames=10)
+    expect(page.locator(f"#job-{second} .status")).to_have_text("COMPLETED", timeout=LIVE)
+    expect(page.locator("#job-count")).to_have_text("2 jobs", timeout=LIVE)
+    expect(page.locator(f"#job-{second} time.ago")).to_have_text("just now")
+    assert page.locator("tr.job-row").count() == 2  # each once
+    page.check(f"#job-{first} input[name=job]")
+    expect(page.locator("#bulk-retry")).to_be_enabled()
+    page.uncheck(f"#job-{first} input[name=job]")
+
+    # The keyboard: skip link, then the list, then the first job within two stops.
+    page.goto(f"{base}/")
+    expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    stops = []
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate("document.activeElement.outerHTML.slice(0, 80)"))
+        if page.evaluate(f"document.activeElement.closest('#job-{second}') !== null"):
+            break
+    assert page.evaluate(f"document.activeElement.closest('#job-{second}') !== null"), stops
+    page.evaluate("window.__sameDocument = true")
+
+    # A long render, watched on its page too; then the web server goes away.
+    long = submit(base, api_token, farm.dropbox, "long.aep", frames=400, frame_seconds=0.03)
+    expect(page.locator(f"#job-{long} .status")).to_have_text("RENDERING", timeout=LIVE)
+    expect(page.locator("#job-count")).to_have_text("3 jobs", timeout=LIVE)
+    detail = context.new_page()
+    detail.goto(f"{base}/jobs/{long}")
+    expect(detail.locator("#live")).to_have_text("Live", timeout=LIVE)
+    daphne.stop()
+    for shown in (page, detail):
+        expect(shown.locator("#stale-note")).to_be_visible(timeout=LIVE)
+        expect(shown.locator(".live-area")).to_have_class(re.compile(r"\bstale\b"))
+    # The rows say no more than what was known: no ETA, no moving stripes.
+    assert page.locator(f"#job-{long} .live-only").evaluate_all(
+        "els => els.every(el => getComputedStyle(el).display === 'none')")
+    shoot(page, "job-list-stale", 1440)
+    wait_for(lambda: status_of(long) == Status.COMPLETED, timeout=LIVE / 1000 * 2)
+
+    # Back again: the pages catch up with what happened meanwhile, without a reload.
+    daphne.start()
+    for shown in (page, detail):
+        expect(shown.locator("#stale-note")).to_be_hidden(timeout=LIVE)
+    expect(page.locator(f"#job-{long} .status")).to_have_text("COMPLETED", timeout=LIVE)
+    expect(page.locator('#status-tabs [data-tab="completed"] .count')).to_have_text("3")
+    expect(detail.locator("#job-status .status")).to_have_text("COMPLETED", timeout=LIVE)
+    assert page.evaluate("window.__sameDocument") is True
+    assert detail.locator("#timeline li", has_text="RENDERING → COMPLETED").count() == 1
+    assert not [p for p in problems if "oobErrorNoTarget" in p or "htmx" in p], problems
+    context.close()
+
+
+def test_a_sequence_shows_its_newest_frame_and_a_cancellation_shows_once(
+        farm, daphne, chromium, user, api_token, settings):
+    from playwright.sync_api import expect
+
+    set_password(user, settings)
+    farm.configure(LIVE_FRAME_SECONDS=0.5)
+    base = daphne.base
+    context, page = sign_in_at(chromium, base, 1440, "alice")
+    farm.start_worker()
+    job = submit(base, api_token, farm.dropbox, "cancel-me.aep", frames=3000,
+                 frame_seconds=0.03, width=160, height=90, template={"outputExt": "png"})
+    page.goto(f"{base}/jobs/{job}")
+    expect(page.locator("#job-status .status")).to_have_text("RENDERING", timeout=LIVE)
+    expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+    # The image sequence's newest frame, refreshed while it renders, in the same page.
+    frame = page.locator("#live-frame img")
+    expect(frame).to_be_visible(timeout=LIVE)
+    first = frame.get_attribute("src")
+    page.wait_for_function(f"""() => {{ const img = document.querySelector('#live-frame img');
+        return img && img.getAttribute('src') !== {first!r} && img.complete
+            && img.naturalWidth > 0; }}""", timeout=LIVE)
+    page.click("#cancel-button")
+    expect(page.locator("#job-status .status")).to_have_text("CANCELLED", timeout=LIVE)
+    expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+    # Whatever arrives after the cancel (the render node's last words, the page's own
+    # reconnect), the cancellation is on the timeline once.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        items = page.locator("#timeline li").evaluate_all(
+            "els => els.map(el => el.id + ' ' + el.textContent.replace(/\\s+/g, ' ').trim())")
+        cancels = [i for i in items if "→ CANCELLED" in i]
+        assert len(cancels) == 1, cancels
+        time.sleep(0.25)
+    shoot(page, "job-cancelled", 1440)
+    context.close()

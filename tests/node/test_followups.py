@@ -1,0 +1,204 @@
+"""Work after completion: recorded with the completion, done by any node, restartable;
+and the preview video (JobProxy) it makes of a completed video."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs import lifecycle, media
+from jobs.models import FollowUp, Job, JobFollowUp, JobProxy, RenderNode, Status
+from jobs.node import followups, proxy
+from jobs.node.retention import purge_jobs
+from tests.helpers import media as mh
+from tests.helpers.common import wait_for
+from tests.helpers.farm import submit, use_aerender, wait_status
+
+pytestmark = pytest.mark.django_db
+
+
+def node(name="node-a", alive=True) -> RenderNode:
+    beat = timezone.now() - (timedelta(0) if alive else timedelta(hours=1))
+    made, _ = RenderNode.objects.update_or_create(name=name, defaults={"last_heartbeat": beat})
+    return made
+
+
+def lossless_avi(path, seconds=2.0, size="640x360"):
+    """What After Effects writes with its "Lossless" output module: no browser plays it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mh.ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d={seconds}", "-f", "lavfi",
+              "-i", f"sine=frequency=440:duration={seconds}", "-c:v", "ffv1", "-c:a",
+              "pcm_s16le", "-shortest", str(path))
+    return path
+
+
+def completed(user, dropbox, output, follow_ups=("proxy",), template=None) -> Job:
+    """A job completed the way a render node completes one (lifecycle.complete)."""
+    lease = uuid.uuid4()
+    job = Job.objects.create(user=user, status=Status.RENDERING, lease=lease, name="spot",
+                             config={"template": {"composition": "main", **(template or {})}})
+    assert lifecycle.complete(job.pk, lease, output_path=output.name,
+                              output_size=output.stat().st_size, follow_ups=follow_ups)
+    job.refresh_from_db()
+    return job
+
+
+@pytest.fixture
+def output(dropbox):
+    return lossless_avi(dropbox / "renders" / "spot_1234abcd.avi")
+
+
+def test_completion_records_the_follow_up_and_does_not_wait_for_it(user, dropbox, output):
+    job = completed(user, dropbox, output)
+
+    assert job.status == Status.COMPLETED
+    row = JobFollowUp.objects.get(job=job)
+    assert (row.kind, row.status, row.attempts) == ("proxy", FollowUp.PENDING, 0)
+    assert not JobProxy.objects.exists()
+
+
+def test_a_lossless_render_gets_a_small_h264_the_browser_plays(user, dropbox, output):
+    job = completed(user, dropbox, output)
+
+    row = followups.run_one(node())
+
+    assert row.status == FollowUp.DONE, row.message
+    made = JobProxy.objects.get(job=job)
+    path = dropbox / "proxy.mp4"
+    path.write_bytes(bytes(made.mp4))
+    info = media.probe(path)
+    assert info.demuxer == "mov" and info.video.codec == "h264"
+    assert info.audio is not None and info.audio.codec == "aac"
+    assert (made.width, made.height) == (info.video.width, info.video.height) == (640, 360)
+    assert abs(made.duration - 2.0) < 0.2 and not made.partial
+    assert made.size == len(bytes(made.mp4)) <= 8 * 1024 * 1024
+    # faststart: the index comes first, so a browser starts playing before the end arrives.
+    head = bytes(made.mp4)[:4096]
+    assert head.find(b"moov") != -1 and head.find(b"moov") < max(head.find(b"mdat"), 4096)
+    event = job.events.get(kind="proxy")
+    assert event.message.startswith("Preview video ready (360p")
+    # Nothing landed in Dropbox beside the render.
+    assert sorted(p.name for p in (dropbox / "renders").iterdir()) == [output.name]
+
+
+def test_the_size_cap_holds_for_a_long_video(user, dropbox, settings):
+    settings.PROXY_MAX_BYTES = 150_000
+    long = mh.noise(dropbox / "renders" / "long.mp4", seconds=12, size="640x360")
+    job = completed(user, dropbox, long)
+
+    row = followups.run_one(node())
+
+    assert row.status == FollowUp.DONE, row.message
+    made = JobProxy.objects.get(job=job)
+    assert made.size <= 150_000
+    # 150 kB hold 12 s only at a bitrate nobody can watch: the proxy is its beginning.
+    assert made.partial and 3 <= made.duration < 12
+    assert "the first" in row.message
+
+
+def test_the_plan_fits_the_cap():
+    whole = proxy.plan(30.0, True, 8 * 1024 * 1024)
+    assert whole[2] is None and whole[0] == proxy.MAX_VIDEO_BPS and whole[1] == 540
+    tighter = proxy.plan(120.0, True, 8 * 1024 * 1024)
+    assert tighter[2] is None and (tighter[0] + proxy.AUDIO_BPS) * 120 / 8 <= 8 * 1024 * 1024
+    part = proxy.plan(3600.0, True, 8 * 1024 * 1024)
+    assert part[2] is not None and part[2] < 3600 and part[1] == 360
+
+
+def test_image_sequences_and_nothing_to_play_get_no_proxy(user, dropbox, settings):
+    frames = dropbox / "renders" / "frames.zip"
+    frames.parent.mkdir(parents=True, exist_ok=True)
+    frames.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    sequence = Job(config={"template": {"composition": "main", "outputExt": "png"}})
+    assert not proxy.wanted(sequence, frames)
+    assert proxy.wanted(Job(config={"template": {"composition": "main"}}),
+                        dropbox / "renders" / "x.mov")
+    settings.PROXY_MAX_BYTES = 0
+    assert not proxy.wanted(Job(config={}), dropbox / "renders" / "x.mov")
+
+    still = mh.still(dropbox / "renders" / "still.png")
+    job = completed(user, dropbox, still)
+    row = followups.run_one(node())
+    assert row.status == FollowUp.DONE and "no moving picture" in row.message
+    assert not JobProxy.objects.filter(job=job).exists()
+
+
+def test_a_claim_of_a_dead_node_is_taken_over_and_a_restart_takes_its_own_back(
+        user, dropbox, output):
+    job = completed(user, dropbox, output)
+    dead = node("node-dead", alive=False)
+    assert followups.claim_next(dead) is not None  # it claimed, then died
+    alive = node("node-b")
+    # Nobody takes a live node's claim...
+    busy = node("node-busy")
+    JobFollowUp.objects.filter(job=job).update(node=busy)
+    assert followups.claim_next(alive) is None
+    # ...a dead node's is anyone's (a second attempt)...
+    JobFollowUp.objects.filter(job=job).update(node=dead)
+    row = followups.run_one(alive)
+    assert (row.status, row.attempts, row.node_id) == (FollowUp.DONE, 2, alive.pk)
+    assert JobProxy.objects.filter(job=job).exists()
+
+    # ...and a node that restarts gives back what it held before.
+    other = completed(user, dropbox, lossless_avi(dropbox / "renders" / "b.avi"))
+    assert followups.claim_next(busy).job_id == other.pk
+    assert followups.release_abandoned(busy) == 1
+    assert JobFollowUp.objects.get(job=other).status == FollowUp.PENDING
+
+
+def test_a_shutdown_puts_it_back_without_using_an_attempt(user, dropbox, output):
+    job = completed(user, dropbox, output)
+    stop = threading.Event()
+    stop.set()
+
+    row = followups.run_one(node(), stop)
+
+    assert (row.status, row.attempts, row.node_id) == (FollowUp.PENDING, 0, None)
+    assert not JobProxy.objects.filter(job=job).exists()
+
+
+def test_an_output_not_synced_here_yet_is_tried_again_later_then_given_up(
+        user, dropbox, output, settings):
+    settings.FOLLOW_UP_ATTEMPTS = 2
+    job = completed(user, dropbox, output)
+    output.rename(output.with_suffix(".away"))  # published on a node whose copy lags
+
+    first = followups.run_one(node())
+    assert first.status == FollowUp.PENDING and "not on this node yet" in first.message
+    assert first.run_after > timezone.now()
+    assert followups.run_one(node()) is None  # not due yet
+    JobFollowUp.objects.filter(pk=first.pk).update(run_after=timezone.now())
+    second = followups.run_one(node())
+    assert (second.status, second.attempts) == (FollowUp.FAILED, 2)
+    assert not JobProxy.objects.filter(job=job).exists()
+
+
+def test_retention_takes_the_proxy_with_the_job(user, dropbox, output, settings):
+    job = completed(user, dropbox, output)
+    followups.run_one(node())
+    Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=30))
+
+    purge_jobs(days=7)
+
+    assert not JobProxy.objects.exists() and not JobFollowUp.objects.exists()
+
+
+@pytest.mark.slow
+def test_a_real_worker_makes_the_preview_after_completing(farm, user):
+    use_aerender(farm)
+    farm.start_worker()
+    job = submit(farm, user, frames=25, width=320, height=180)
+
+    wait_status(job, Status.COMPLETED, Status.FAILED)
+    assert job.status == Status.COMPLETED, job.error
+    made = wait_for(lambda: JobProxy.objects.filter(job=job).first(), timeout=60,
+                    message="no preview video was made")
+    assert made.size > 0 and (made.width, made.height) == (320, 180)
+    assert JobFollowUp.objects.get(job=job).status == FollowUp.DONE
+    completed_at = job.events.get(to_status=Status.COMPLETED).created_at
+    assert job.events.get(kind="proxy").created_at >= completed_at
+
