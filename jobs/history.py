@@ -27,7 +27,8 @@ FIELDS = ("id", "status", "priority", "created_at", "path_key", "engine", "frame
           "frames_done", "eta_seconds", "last_output_at", "phase", "started_at", "user_id",
           "needs_preview")
 JSON_VALUES = {
-    "composition": "config__template__composition",
+    # Not "composition": Job has a (shortened) column of that name.
+    "template_composition": "config__template__composition",
     "frame_start": "config__template__frameStart",
     "frame_end": "config__template__frameEnd",
     "frame_increment": "config__template__frameIncrement",
@@ -136,7 +137,7 @@ def make_row(values: dict, order=()) -> estimates.Row:
         width, height = _whole(values.get("timeline_width")), _whole(values.get(
             "timeline_height"))
     else:
-        composition = values.get("composition")
+        composition = values.get("template_composition")
         composition = composition if isinstance(composition, str) else ""
         width, height = _whole(values.get("width")), _whole(values.get("height"))
     size = (width, height) if width and height else None

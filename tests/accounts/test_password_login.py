@@ -87,7 +87,7 @@ def test_google_sessions_do_not_depend_on_the_password_setting(superuser, settin
 # --- Through daphne -------------------------------------------------------------------------
 
 
-server = browser_helpers.server
+daphne, server = browser_helpers.daphne, browser_helpers.server
 
 
 def csrf_post(session: requests.Session, url: str, data: dict) -> requests.Response:

@@ -29,7 +29,6 @@ from tests.helpers.farm import render_processes, submit, use_aerender, wait_stat
 
 pytestmark = [pytest.mark.slow]
 chromium = browser_helpers.chromium
-server = browser_helpers.server
 
 ADMIN_EMAIL = "admin@studio.test"
 LONG = {"frames": 6000, "frame_seconds": 0.02, "spawn_child": True}  # about two minutes

@@ -26,7 +26,6 @@ from tests.helpers.common import make_project, wait_for
 pytestmark = [pytest.mark.slow]
 # Shared fixtures (Chromium, daphne on the test database).
 chromium = browser_helpers.chromium
-server = browser_helpers.server
 
 
 def submit(base, token, dropbox, name, **behaviour) -> str:

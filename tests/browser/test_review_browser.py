@@ -23,7 +23,6 @@ from tests.helpers.media import still
 
 pytestmark = [pytest.mark.slow]
 chromium = browser_helpers.chromium
-server = browser_helpers.server
 
 
 def test_review_a_preview_in_the_page_and_watch_the_final_render_live(

@@ -21,7 +21,7 @@ from jobs.links import signed_download_url
 from jobs.models import Job, Status
 from tests.helpers import browser as browser_helpers
 
-server = browser_helpers.server
+daphne, server = browser_helpers.daphne, browser_helpers.server
 
 pytestmark = pytest.mark.slow
 

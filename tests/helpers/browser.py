@@ -6,7 +6,9 @@ Test modules take the fixtures in by name::
 
     from tests.helpers import browser as browser_helpers
     chromium = browser_helpers.chromium
-    server = browser_helpers.server
+    daphne, server = browser_helpers.daphne, browser_helpers.server
+
+(tests/browser/conftest.py does this for the browser tests.)
 """
 
 from __future__ import annotations
