@@ -72,7 +72,8 @@ def test_stop_then_kill_puts_the_render_back_without_using_an_attempt(farm, queu
 
 
 def test_drain_then_kill_finishes_the_render_and_starts_no_other(farm, queued_jobs):
-    first, second = queued_jobs(2, frames=80, frame_seconds=0.05)
+    # Long enough that the drain (a Django process starting) lands mid-render on a busy machine.
+    first, second = queued_jobs(2, frames=200, frame_seconds=0.05)
     with RenderWatcher(farm) as watcher:
         worker, done, _waited = command_mid_render(farm, first, "drain")
         # The render in progress finished; the next job never started.
