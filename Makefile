@@ -5,8 +5,6 @@
 # node_modules by `make setup`.
 
 .DEFAULT_GOAL := help
-# The two test passes share files and a port range: never run them in parallel.
-.NOTPARALLEL:
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 VENV := .venv
@@ -42,11 +40,11 @@ APT_MISSING := $(if $(HAVE_PG),,postgresql) $(if $(HAVE_CHROMIUM),,chromium)
 BENCHES := $(shell grep -l '__main__' bench/*.py 2>/dev/null)
 BENCH_ARGS ?=
 
-.PHONY: help setup run test test-deps test-sqlite test-postgres lint bench clean distclean
+.PHONY: help setup run test test-setup test-deps test-sqlite test-postgres lint bench clean distclean
 
 help:
 	@echo "make run        set everything up and start the web server + one render worker (demo)"
-	@echo "make test       ruff, then pytest on SQLite and again on a throwaway PostgreSQL"
+	@echo "make test       ruff, then pytest on SQLite and on a throwaway PostgreSQL, at once"
 	@echo "make setup      .venv, Python packages, the pinned nexrender CLI, migrations, simulator"
 	@echo "make lint       ruff check"
 	@echo "make bench      run every benchmark in bench/ (BENCH_ARGS=\"--db postgres\" passes options)"
@@ -95,7 +93,21 @@ run: .env setup
 
 # --- Tests ------------------------------------------------------------------
 
-test: lint test-sqlite test-postgres
+# The two passes run at the same time (they share no files: SQLite's test
+# database is a file under $(DATA_DIR), PostgreSQL's a throwaway server, and
+# every test server or worker takes a free port), their output printed as each
+# ends. TEST_PASSES=serial runs them one after the other, output as it comes.
+TEST_PASSES ?= parallel
+
+test: lint test-setup
+ifeq ($(TEST_PASSES),serial)
+	$(MAKE) --no-print-directory test-sqlite test-postgres
+else
+	@echo "== both pytest passes (SQLite, PostgreSQL) at once; each one's output follows when it ends"
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
+endif
+
+test-setup: setup test-deps
 
 lint: $(PIP_STAMP)
 	$(BIN)/ruff check .
@@ -111,7 +123,7 @@ test-sqlite: setup test-deps
 test-postgres: setup test-deps
 	@echo "== pytest on PostgreSQL =="
 	@mkdir -p $(ARTIFACTS)
-	$(TEST_ENV) $(PY) tools/pgtest.py run --optional $(PGTEST_DIR) -- \
+	$(TEST_ENV) TESTS_DATABASE_ONLY=true $(PY) tools/pgtest.py run --optional $(PGTEST_DIR) -- \
 	  $(PY) -m pytest --junitxml=$(ARTIFACTS)/junit-postgres.xml $(PYTEST_ARGS); $(PYTEST_RC)
 
 # Under CI=true nothing the tests need may be missing: install it with apt.

@@ -24,9 +24,33 @@ def pytest_configure(config):
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+# Fixtures through which a test reaches the database (farm: real workers on it).
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences",
+                     "django_db_serialized_rollback", "live_server"}
+
+
+def touches_database(item) -> bool:
+    """True unless the test never reaches the database: no django_db mark, no
+    database fixture, and not in tests/ops (those start processes that do)."""
+    if item.get_closest_marker("django_db") is not None:
+        return True
+    if DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return Path(str(item.fspath)).parent.name == "ops"
+
+
 def pytest_collection_modifyitems(config, items):
     is_pg = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     if is_pg:
+        # `make test` runs every test on SQLite first; the PostgreSQL pass adds
+        # what a second database can change, so it leaves out (deselects, and
+        # pytest counts them) the tests that never reach a database.
+        if os.environ.get("TESTS_DATABASE_ONLY") == "true":
+            kept, dropped = [], []
+            for item in items:
+                (kept if touches_database(item) else dropped).append(item)
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: run `make test` (it starts a throwaway "
                             "server) or set DATABASE_URL=postgres://...")
