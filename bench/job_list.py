@@ -65,8 +65,15 @@ def main():
 
             def get(who, url):
                 conn = connections[who]
-                conn.request("GET", url, headers={"Host": "localhost", **headers[who]})
-                response = conn.getresponse()
+                try:
+                    conn.request("GET", url, headers={"Host": "localhost", **headers[who]})
+                    response = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionError):
+                    # daphne closes a connection left idle for a while (between a
+                    # persona's scenarios); a browser reconnects too (in the warm-up).
+                    conn.close()
+                    conn.request("GET", url, headers={"Host": "localhost", **headers[who]})
+                    response = conn.getresponse()
                 body = response.read()
                 if response.status != 200:
                     raise SystemExit(f"GET {url} as {who}: {response.status} {body[:300]!r}")
