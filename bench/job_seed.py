@@ -57,7 +57,7 @@ def _seed_postgres(total: int, user_ids: list[int]) -> None:
         f" 'D:\\Dropbox\\Clients\\client' || mod(g, 300) || '\\spot_' || mod(g, 5000)"
         f" || '.aep' AS project,"
         f" now() - make_interval(secs => {total} - g + mod(g * 31, 1000) / 1000.0) AS created"
-        f" FROM generate_series(1, {int(total)}) AS g")
+        f" FROM generate_series(1::bigint, {int(total)}) AS g")
     overrides = {
         "id": "md5('job' || g)::uuid",
         "name": "CASE WHEN mod(g, 4) = 0 THEN 'spot ' || g ELSE '' END",
