@@ -18,6 +18,9 @@ STATUS_MIX = [("COMPLETED", 80), ("FAILED", 8), ("CANCELLED", 6), ("QUEUED", 3),
               ("RENDERING", 1), ("VALIDATING", 1), ("PENDING", 1)]
 FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
 PRIORITIES = [0, 0, 0, 5, 10]
+# A row's status bucket (0..99): (g * HASH_MULTIPLIER mod HASH_PRIME) mod 100.
+HASH_MULTIPLIER = 2654435761
+HASH_PRIME = 4294967291
 
 
 def seed(total: int, user_ids: list[int]) -> None:
@@ -49,10 +52,11 @@ def _seed_postgres(total: int, user_ids: list[int]) -> None:
     users = ", ".join(str(int(pk)) for pk in user_ids)
     comps = ", ".join("'" + c.replace("'", "''") + "'" for c in COMPOSITIONS)
     prios = ", ".join(str(p) for p in PRIORITIES)
-    # Per-row values, from the row number g alone (the same seed every run). 7919 is
-    # prime to 100: every 100 consecutive rows hold the exact status mix.
+    # Per-row values, from the row number g alone (the same seed every run); the
+    # status from a hash of g, so that it does not follow the user or the
+    # composition (both g modulo a small number).
     rows = (
-        f"SELECT g, {_status_case('mod(g * 7919, 100)')} AS s,"
+        f"SELECT g, {_status_case(f'mod(mod(g * {HASH_MULTIPLIER}, {HASH_PRIME}), 100)')} AS s,"
         f" (ARRAY[{comps}])[mod(g, {len(COMPOSITIONS)}) + 1] AS comp,"
         f" 'D:\\Dropbox\\Clients\\client' || mod(g, 300) || '\\spot_' || mod(g, 5000)"
         f" || '.aep' AS project,"
@@ -105,7 +109,7 @@ def _seed_orm(total: int, user_ids: list[int]) -> None:
     buckets = [status for status, share in STATUS_MIX for _ in range(share)]
     batch = []
     for g in range(1, total + 1):
-        status = buckets[g * 7919 % 100]
+        status = buckets[g * HASH_MULTIPLIER % HASH_PRIME % 100]
         project = f"D:\\Dropbox\\Clients\\client{g % 300}\\spot_{g % 5000}.aep"
         key = project.casefold() if status in FINISHED else f"{project.casefold()}#{g}"
         created = now - timedelta(seconds=total - g + rng.random())
