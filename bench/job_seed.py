@@ -21,6 +21,9 @@ PRIORITIES = [0, 0, 0, 5, 10]
 # A row's status bucket (0..99): (g * HASH_MULTIPLIER mod HASH_PRIME) mod 100.
 HASH_MULTIPLIER = 2654435761
 HASH_PRIME = 4294967291
+# Compositions change every this many rows: each user (g modulo the number of
+# users, at most this many) gets every composition.
+COMPOSITION_RUN = 20
 
 
 def seed(total: int, user_ids: list[int]) -> None:
@@ -57,7 +60,7 @@ def _seed_postgres(total: int, user_ids: list[int]) -> None:
     # composition (both g modulo a small number).
     rows = (
         f"SELECT g, {_status_case(f'mod(mod(g * {HASH_MULTIPLIER}, {HASH_PRIME}), 100)')} AS s,"
-        f" (ARRAY[{comps}])[mod(g, {len(COMPOSITIONS)}) + 1] AS comp,"
+        f" (ARRAY[{comps}])[mod(g / {COMPOSITION_RUN}, {len(COMPOSITIONS)}) + 1] AS comp,"
         f" 'D:\\Dropbox\\Clients\\client' || mod(g, 300) || '\\spot_' || mod(g, 5000)"
         f" || '.aep' AS project,"
         f" now() - make_interval(secs => {total} - g + mod(g * 31, 1000) / 1000.0) AS created"
@@ -113,7 +116,7 @@ def _seed_orm(total: int, user_ids: list[int]) -> None:
         project = f"D:\\Dropbox\\Clients\\client{g % 300}\\spot_{g % 5000}.aep"
         key = project.casefold() if status in FINISHED else f"{project.casefold()}#{g}"
         created = now - timedelta(seconds=total - g + rng.random())
-        composition = COMPOSITIONS[g % len(COMPOSITIONS)]
+        composition = COMPOSITIONS[g // COMPOSITION_RUN % len(COMPOSITIONS)]
         batch.append(Job(
             user_id=user_ids[g % len(user_ids)], status=status, client="bravo",
             name=f"spot {g}" if g % 4 == 0 else "", priority=PRIORITIES[g % len(PRIORITIES)],
