@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import uuid
+from collections import Counter
 
 from django.contrib.auth import get_user_model
 from django.db import connections
@@ -288,11 +289,30 @@ def capped_counts(jobs, statuses) -> dict[str, tuple[int, bool]]:
             for status, n in zip(statuses, found, strict=True)}
 
 
+def sampled_counts(jobs, statuses) -> dict[str, tuple[int, bool]]:
+    """(count, at least that) of ``jobs`` in each of ``statuses`` from one pass over
+    at most COUNT_CAP + 1 of them, newest first (the order of the page itself).
+
+    A search is counted this way: its matches come from trigram indexes or a walk of
+    the newest jobs, whichever the database finds cheaper for the text (as for the
+    page), and never more than COUNT_CAP + 1 rows, where one capped count per
+    status would collect every match of a common word once per status. When the
+    search matches more than COUNT_CAP jobs in all, each count is what the newest
+    COUNT_CAP + 1 hold: a true lower bound, shown with a "+".
+    """
+    sample = list(jobs.order_by("-created_at").values_list("status", flat=True)
+                  [: COUNT_CAP + 1])
+    found = Counter(sample)
+    cut = len(sample) > COUNT_CAP
+    return {status: (min(found[status], COUNT_CAP), cut) for status in statuses}
+
+
 def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool]]:
-    """(count, more than that) for every status tab, under the other filters (a
-    search too): every status capped at COUNT_CAP (``capped_counts``), one query.
-    The groups add their statuses up; a group is "more than" when any of its
-    statuses is, or their sum passes the cap.
+    """(count, more than that) for every status tab, under the other filters, in one
+    query: every status capped at COUNT_CAP (``capped_counts``), or, for a search,
+    a sample of its newest COUNT_CAP + 1 matches (``sampled_counts``). The groups
+    add their statuses up; a group is "more than" when any of its statuses is, or
+    their sum passes the cap.
 
     Why capped and not counted: an exact count of 1 000 000 rows (or of a search
     matching a fifth of them) reads them all on every page view; a counter kept
@@ -301,7 +321,10 @@ def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool]]:
     says, and it is true.
     """
     jobs = filters.queryset(by_status=False)
-    per_status = capped_counts(jobs, Status.values)
+    if filters.q:
+        per_status = sampled_counts(jobs, Status.values)
+    else:
+        per_status = capped_counts(jobs, Status.values)
     counts = {}
     for key, (_, statuses) in STATUS_GROUPS.items():
         parts = [per_status[status] for status in (statuses or Status.values)]
