@@ -141,7 +141,8 @@ class JobsView(JsonApiView):
         operation_id="jobs_list",
         summary="List jobs",
         description="A token sees the jobs its client submitted; a signed-in user their own "
-                    "jobs, an admin everyone's. Newest first.",
+                    "jobs, an admin everyone's. Newest first, numbered pages; `count` is "
+                    "the exact number of jobs the filter matches.",
         parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=Status.values,
                                      description="Only jobs in this status."),
                     OpenApiParameter("page", OpenApiTypes.INT),
