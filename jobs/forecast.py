@@ -178,6 +178,58 @@ def _knowing(forecast: estimates.Forecast, row: estimates.Row) -> estimates.Fore
                    looked_up=forecast.looked_up | set(missing))
 
 
+def _placed(job: Job, forecast: estimates.Forecast) -> bool:
+    """Whether the forecast's estimate of ``job`` still holds as it is."""
+    if job.status == Status.RENDERING:
+        return False
+    found = forecast.get(job.pk)
+    return found is not None and (found.position is not None) == (job.status == Status.QUEUED)
+
+
+def _known(job: Job, forecast: estimates.Forecast) -> bool:
+    """Whether ``estimate_for`` can estimate ``job`` from the forecast alone (no JSON
+    of the job's own, no history the forecast did not read)."""
+    if job.status in FINAL or _placed(job, forecast):
+        return True
+    known = forecast.rows.get(job.pk)
+    return known is not None and known.status == job.status
+
+
+def for_page(jobs, forecast: estimates.Forecast | None = None) -> estimates.Forecast | None:
+    """The forecast to estimate a page of ``jobs`` with: None when all are final.
+
+    Jobs it does not know (submitted or moved since it was built, or while a slow
+    build runs in the background) are estimated from their own rows: they get the
+    JSON columns a list defers in one query and their history in one more, and
+    the forecast returned knows that history, instead of a query or three per row.
+    """
+    jobs = [job for job in jobs if job.status not in FINAL]
+    if not jobs:
+        return forecast
+    forecast = forecast or current()
+    unknown = [job for job in jobs if not _known(job, forecast)]
+    if not unknown:
+        return forecast
+    deferred = {"config", "project"} & set().union(*(job.get_deferred_fields()
+                                                     for job in unknown))
+    if deferred:
+        found = {row["pk"]: row for row in Job.objects.filter(
+            pk__in=[job.pk for job in unknown]).values("pk", *sorted(deferred))}
+        for job in unknown:
+            for name in deferred:
+                if job.pk in found:
+                    setattr(job, name, found[job.pk][name])
+    keys = set()
+    for job in unknown:
+        row = history.make_row(history.values_of(job), QUEUE_ORDER)
+        keys.update(history.keys_of(row, row.node))
+    missing = [key for key in keys if key and key not in forecast.looked_up]
+    if not missing:
+        return forecast
+    return replace(forecast, stats={**forecast.stats, **history.load_stats(missing)},
+                   looked_up=forecast.looked_up | set(missing))
+
+
 def estimate_for(job: Job, forecast: estimates.Forecast | None = None,
                  now=None) -> estimates.Estimate | None:
     """The estimate of ``job`` (None once it is final)."""
@@ -185,10 +237,8 @@ def estimate_for(job: Job, forecast: estimates.Forecast | None = None,
         return None
     forecast = forecast or current()
     now = now or timezone.now()
-    if job.status != Status.RENDERING:
-        found = forecast.get(job.pk)
-        if found is not None and (found.position is not None) == (job.status == Status.QUEUED):
-            return estimates.with_times_from(found, now)
+    if _placed(job, forecast):
+        return estimates.with_times_from(forecast.get(job.pk), now)
     # Rendering (its live rate changes with every progress report), or its
     # status changed since the forecast was built.
     known = forecast.rows.get(job.pk)

@@ -285,6 +285,11 @@ class Job(models.Model):
             models.Index(fields=["-priority", "-created_at"], name="job_priority_created"),
             models.Index(fields=["user", "-created_at"], name="job_user_created"),
             models.Index(fields=["client", "-created_at"], name="job_client_created"),
+            # What a user or an API client sees, by status: the list's status tabs and
+            # their capped counts, GET /api/jobs?status= (an index-only count).
+            models.Index(fields=["user", "status", "-created_at"], name="job_user_status_created"),
+            models.Index(fields=["client", "status", "-created_at"],
+                         name="job_client_status_created"),
             models.Index(fields=["path_key"], name="job_path_key"),
             models.Index(fields=["finished_at"], name="job_finished"),
         ]

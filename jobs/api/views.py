@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import lifecycle
+from jobs import forecast, lifecycle
 from jobs.access import visible_jobs
 from jobs.api import schema  # noqa: F401  (registers the X-API-Token security scheme)
 from jobs.api.errors import ConflictError, Gone
@@ -141,7 +141,8 @@ class JobsView(JsonApiView):
         operation_id="jobs_list",
         summary="List jobs",
         description="A token sees the jobs its client submitted; a signed-in user their own "
-                    "jobs, an admin everyone's. Newest first.",
+                    "jobs, an admin everyone's. Newest first, numbered pages; `count` is "
+                    "the exact number of jobs the filter matches.",
         parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=Status.values,
                                      description="Only jobs in this status."),
                     OpenApiParameter("page", OpenApiTypes.INT),
@@ -150,7 +151,10 @@ class JobsView(JsonApiView):
         responses={200: JOB_PAGE, **errors(400, 401, 404)},
     )
     def get(self, request):
-        jobs = with_related(visible_jobs(request.user)).order_by("-created_at", "-pk")
+        # The list's serializer reads none of the large columns (a job's page does).
+        jobs = (with_related(visible_jobs(request.user)).select_related("node")
+                .order_by("-created_at", "-pk")
+                .defer("config", "project", "callback_url", "submitted_path"))
         wanted = request.query_params.get("status")
         if wanted is not None:
             wanted = wanted.strip().upper()
@@ -160,7 +164,10 @@ class JobsView(JsonApiView):
             jobs = jobs.filter(status=wanted)
         paginator = JobPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobSerializer(page, many=True).data)
+        # One forecast for the page's estimates, knowing every job on it (jobs.forecast).
+        context = {"forecast": forecast.for_page(page)}
+        return paginator.get_paginated_response(JobSerializer(page, many=True,
+                                                              context=context).data)
 
     @extend_schema(
         operation_id="jobs_submit",

@@ -87,7 +87,7 @@ def job_list(request):
         "needs_mac_username": not request.user.mac_usernames.exists(),
         "is_admin": request.user.is_admin,
         # Queue ETAs: computed once per change of the queue, not per row.
-        "forecast": forecast.current() if any(not job.is_final for job in rows) else None,
+        "forecast": forecast.for_page(rows),
     }
     return render(request, "jobs/list.html", context)
 

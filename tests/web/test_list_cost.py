@@ -1,0 +1,126 @@
+"""What the job list costs does not grow with the jobs on it, and its counts stay honest:
+capped where they stop, a lower bound for a large search, never counting jobs the
+reader may not see (bench/job_list.py measures the time at 100 000 and 1 000 000 jobs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs import forecast
+from jobs.models import Job, RenderNode, Status
+from jobs.web import filters
+from jobs.web.filters import JobFilter, tab_counts
+
+pytestmark = pytest.mark.django_db
+
+# A page's mix: every kind of row (a node, a failure, a cancellation, ETAs).
+MIX = [Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.QUEUED, Status.RENDERING,
+       Status.PENDING, Status.VALIDATING, Status.REJECTED, Status.AWAITING_REVIEW]
+
+
+def make_jobs(user, n: int, composition: str = "Main", hours_ago: int = 0) -> None:
+    node, _ = RenderNode.objects.get_or_create(name="node-1")
+    now = timezone.now() - dt.timedelta(hours=hours_ago)
+    Job.objects.bulk_create([
+        Job(user=user, status=MIX[i % len(MIX)], mac_username=user.username,
+            project_path=f"projects/p{i}.aep", path_key=f"projects/p{i}.aep#{i}",
+            composition=composition,
+            config={"template": {"composition": composition}},
+            node=node if MIX[i % len(MIX)] == Status.RENDERING else None,
+            error="aerender Error: missing footage" if MIX[i % len(MIX)] == Status.FAILED
+            else "", created_at=now - dt.timedelta(seconds=i))
+        for i in range(n)])
+
+
+def queries_for(client, url: str, owner, n: int) -> int:
+    """Queries of ``url`` with ``n`` more jobs, submitted since the queue forecast was
+    built (the case that reads each job's own row: jobs.forecast.for_page)."""
+    forecast.forget()
+    forecast.current()
+    make_jobs(owner, n)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(captured.captured_queries)
+
+
+@pytest.mark.parametrize("url", ["/", "/?status=active", "/?status=failed", "/?q=main"])
+def test_the_list_costs_the_same_queries_with_10_or_50_rows(browser_admin, admin, url):
+    few = queries_for(browser_admin, url, admin, 10)
+    many = queries_for(browser_admin, url, admin, 60)
+
+    assert many == few, "a query per row (N+1) on the job list"
+
+
+def test_the_status_sort_reads_at_most_a_query_per_status(browser_admin, admin):
+    few = queries_for(browser_admin, "/?sort=status", admin, 10)
+    many = queries_for(browser_admin, "/?sort=status", admin, 60)
+
+    # One keyset query per status until the page is full: fewer with more jobs.
+    assert many <= few
+
+
+def test_the_tabs_are_counted_in_one_query(browser_user, user):
+    make_jobs(user, 20)
+    with CaptureQueriesContext(connection) as captured:
+        tab_counts(JobFilter({}, user))
+    assert len(captured.captured_queries) == 1
+
+
+def test_a_user_is_never_counted_anyone_elses_jobs(browser_user, user, other_user):
+    make_jobs(other_user, 30)
+    make_jobs(user, 2)  # a completed job and a failed one
+
+    counts = tab_counts(JobFilter({}, user))
+    assert counts["all"] == (2, False)
+    assert counts["completed"] == (1, False) and counts["failed"] == (1, False)
+    assert counts["rendering"] == (0, False)
+    # Searching for what only the other person's jobs hold finds and counts nothing.
+    page = browser_user.get("/", {"q": "p29"}).content.decode()
+    assert "<tr id=\"job-" not in page
+    assert re.search(r'data-tab="all"[^>]*>All <span class="count" data-count="0">0<', page)
+
+
+def test_capped_tabs_say_more_than_and_exact_ones_do_not(user, monkeypatch):
+    monkeypatch.setattr(filters, "COUNT_CAP", 5)
+    make_jobs(user, 18)  # two of each status
+
+    counts = tab_counts(JobFilter({}, user))
+    assert counts["completed"] == (2, False)
+    # active: pending, validating, queued, rendering, awaiting review: 10 > 5
+    assert counts["active"] == (5, True)
+    assert counts["all"] == (5, True)
+
+
+def test_a_large_search_shows_lower_bounds_from_its_newest_matches(user, browser_user,
+                                                                   monkeypatch):
+    monkeypatch.setattr(filters, "COUNT_CAP", 5)
+    make_jobs(user, 4, composition="Holiday", hours_ago=1)
+    counts = tab_counts(JobFilter({"q": "holiday"}, user))
+    assert counts["all"] == (4, False)  # few matches: exact
+
+    make_jobs(user, 18, composition="Holiday Special")  # newer than the first four
+    counts = tab_counts(JobFilter({"q": "holiday"}, user))
+    # 22 match; the newest 6 are one of each of the first six statuses of MIX: each
+    # count is what they hold, marked as "at least".
+    assert counts["all"] == (5, True)
+    assert counts["completed"] == (1, True) and counts["failed"] == (1, True)
+    assert counts["rejected"] == (0, True)
+    page = browser_user.get("/", {"q": "holiday"}).content.decode()
+    assert 'data-count="1">1+</span>' in page
+    assert "More than 5 jobs match these filters" in " ".join(
+        re.sub(r"<[^>]+>", " ", page).split())
+
+
+@pytest.mark.parametrize("url", ["/api/jobs", "/api/jobs?status=QUEUED"])
+def test_the_api_list_costs_the_same_queries_with_10_or_50_jobs(admin_client, admin, url):
+    few = queries_for(admin_client, url, admin, 10)
+    many = queries_for(admin_client, url, admin, 90)
+
+    assert many == few, "a query per job (N+1) in GET /api/jobs"
