@@ -18,13 +18,10 @@ import requests
 from django.db import connections
 
 from jobs.models import Job, JobLog, Status
-from tests.helpers import browser as browser_helpers
-from tests.helpers.browser import LIVE, SCREENSHOTS
+from tests.helpers.browser import LIVE, shoot_at_widths
 from tests.helpers.common import make_project, wait_for
 
 pytestmark = [pytest.mark.slow]
-# Shared fixtures (Chromium, daphne on the test database).
-chromium = browser_helpers.chromium
 
 
 def submit(base, token, dropbox, name, **behaviour) -> str:
@@ -62,7 +59,6 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     user.set_password("pw")
     user.save()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     context.on("page", lambda p: p.on("dialog", lambda d: d.accept()))
     jobs_page = context.new_page()
@@ -94,7 +90,7 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
                                                                   timeout=LIVE)
     later = submit(server, api_token, farm.dropbox, "later.aep", frames=5, frame_seconds=0.02)
     expect(jobs_page.locator(f"#eta-{later}")).to_contain_text("#2 in queue", timeout=LIVE)
-    jobs_page.screenshot(path=str(SCREENSHOTS / "job-list.png"), full_page=True)
+    shoot_at_widths(jobs_page, "job-list-queue")
     # Its own page stays open too, and will follow it to the end without a reload.
     watched_page = context.new_page()
     watched_page.goto(f"{server}/jobs/{watched}")
@@ -117,7 +113,7 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
              interval=0.2, message="the log tail did not move on")
     expect(detail.locator("#job-progress [role=progressbar]")).not_to_have_attribute(
         "aria-valuenow", "0", timeout=LIVE)
-    detail.screenshot(path=str(SCREENSHOTS / "job-detail.png"), full_page=True)
+    shoot_at_widths(detail, "job-rendering-log")
     # Every value the watched row's progress bar shows, as the page changes (polling
     # from here would miss some on a busy machine).
     jobs_page.evaluate("""id => { window.__bar = [];

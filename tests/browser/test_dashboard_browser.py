@@ -21,7 +21,7 @@ from django.db import connections
 
 from jobs.models import Job, JobLog, JobProxy, Status
 from tests.helpers.aelogs import sample_lines
-from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, sign_in
+from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, shoot_at_widths, sign_in
 from tests.helpers.common import make_project, wait_for
 
 pytestmark = [pytest.mark.slow]
@@ -525,7 +525,7 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     # The rows say no more than what was known: no ETA, no moving stripes.
     assert page.locator(f"#job-{long} .live-only").evaluate_all(
         "els => els.every(el => getComputedStyle(el).display === 'none')")
-    shoot(page, "job-list-stale", 1440)
+    shoot_at_widths(page, "job-list-stale")
     wait_for(lambda: status_of(long) == Status.COMPLETED, timeout=LIVE / 1000 * 2)
 
     # Back again: the pages catch up with what happened meanwhile, without a reload.
@@ -574,5 +574,5 @@ def test_a_sequence_shows_its_newest_frame_and_a_cancellation_shows_once(
         cancels = [i for i in items if "→ CANCELLED" in i]
         assert len(cancels) == 1, cancels
         time.sleep(0.25)
-    shoot(page, "job-cancelled", 1440)
+    shoot_at_widths(page, "job-cancelled")
     context.close()
