@@ -208,6 +208,10 @@ def check_list(page, width: int, admin: bool, rendering: str) -> None:
     page.wait_for_function(f"""() => document.querySelector('#job-{rendering} .progress-cell')
         .textContent.includes('ETA')""", timeout=LIVE)
     on_screen(eta, width, "the rendering job's progress and ETA")
+    # Its elapsed time counts on in the page.
+    elapsed = page.locator(f"#job-{rendering} .elapsed").inner_text()
+    page.wait_for_function(f"""() => document.querySelector('#job-{rendering} .elapsed')
+        .textContent !== {elapsed!r}""", timeout=LIVE)
 
 
 def sign_in_at(chromium, base, width, username, permissions=()):
@@ -239,6 +243,11 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
     assert status_of(old) == Status.CANCELLED
     wait_for(lambda: JobProxy.objects.filter(job_id=done).exists(), timeout=LIVE / 1000 * 3,
              message="the completed job got no preview video")
+    # The render is an uncompressed AVI (aerender's default output module), which no
+    # browser plays: the page plays its H.264 proxy.
+    assert Job.objects.get(pk=done).output_path.endswith(".avi")
+    assert JobProxy.objects.get(job_id=done).size < (
+        farm.dropbox / "renders" / Job.objects.get(pk=done).output_path).stat().st_size
     wait_for(lambda: status_of(failed) == Status.FAILED and status_of(newer) == Status.RENDERING,
              timeout=LIVE / 1000 * 3)
 
@@ -436,6 +445,25 @@ def test_a_token_made_in_the_profile_submits_and_revoked_gets_401(farm, daphne, 
     refused = requests.post(f"{daphne.base}/api/jobs", headers={"X-API-Token": token},
                             json=body, timeout=10)
     assert refused.status_code == 401
+
+    # Without the plugin: the web form, with the path as the artist's Mac has it,
+    # rendered by a render node.
+    make_project(farm.dropbox, "from-the-web.aep", frames=30)
+    farm.start_worker()
+    page.goto(f"{daphne.base}/jobs/new")
+    page.fill("#project_path", "/Users/alice/Dropbox/projects/from-the-web.aep")
+    page.fill("#composition", "main")
+    page.fill("#frame_start", "5")
+    page.fill("#frame_end", "24")
+    page.select_option("#preset", index=0)
+    page.click("#submit-form button[type=submit]")
+    expect(page).to_have_url(re.compile(rf"{daphne.base}/jobs/[0-9a-f-]{{36}}$"))
+    expect(page.locator(".messages")).to_contain_text("Submitted")
+    job = Job.objects.get(pk=page.url.rsplit("/", 1)[1])
+    assert (job.user, job.composition, job.project_path) == (user, "main",
+                                                             "projects/from-the-web.aep")
+    expect(page.locator("#job-status .status")).to_have_text("COMPLETED", timeout=LIVE)
+    assert Job.objects.get(pk=job.pk).frames_done == 20
     context.close()
 
 
@@ -469,6 +497,9 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#jobs-empty")).to_be_visible()
+    # The empty list says where a first job comes from, with links.
+    expect(page.locator("#jobs-empty a[href='/jobs/new']")).to_be_visible()
+    expect(page.locator("#jobs-empty a[href='/api/docs']")).to_be_visible()
     # Bulk actions wait for a selection.
     for button in ("#bulk-retry", "#bulk-cancel"):
         expect(page.locator(button)).to_be_disabled()
