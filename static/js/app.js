@@ -131,7 +131,7 @@
   function refreshParts() {
     var ids = $$("[data-refresh]").map(function (el) { return el.id; });
     if (!ids.length) return Promise.resolve();
-    return fetch(location.href, { credentials: "same-origin" })
+    return fetch(location.href, { credentials: "same-origin", cache: "no-store" })
       .then(function (response) { return response.ok ? response.text() : Promise.reject(response); })
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html");

@@ -102,6 +102,40 @@ def test_the_browser_is_told_only_what_its_person_chose(user, other_user):
     run(scenario)
 
 
+# Each event a person may choose, and where the job goes for it.
+EVENT_PATHS = {"started": [Status.RENDERING],
+               "completed": [Status.RENDERING, Status.COMPLETED],
+               "failed": [Status.RENDERING, Status.FAILED],
+               "preview": [Status.RENDERING, Status.AWAITING_REVIEW]}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("event", list(EVENT_PATHS))
+def test_each_event_reaches_the_browser_when_chosen_alone(user, event):
+    user.notifications = {"browser": [event], "slack": []}
+    user.save()
+
+    async def scenario():
+        mine = socket("/ws/notify", user)
+        assert (await mine.connect())[0]
+
+        def happen():
+            job = Job.objects.create(user=user, status=Status.QUEUED, name="spot")
+            before = Status.QUEUED
+            for status in EVENT_PATHS[event]:
+                assert lifecycle.transition(job.pk, status, allowed_from=before)
+                before = status
+            return job
+
+        job = await database_sync_to_async(happen)()
+        news = json.loads(await mine.receive_from(timeout=5))
+        assert news["events"] == [event] and news["job"] == str(job.pk)
+        assert await mine.receive_nothing(timeout=1)  # the other steps were not chosen
+        await mine.disconnect()
+
+    run(scenario)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_nobody_signed_out_hears_anything():
     async def scenario():

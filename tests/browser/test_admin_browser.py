@@ -22,13 +22,11 @@ from django.utils import timezone
 
 from jobs.models import Job, JobEvent, Status
 from systemadmin.models import QueueSample, SystemEvent
-from tests.helpers import browser as browser_helpers
-from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, sign_in
+from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, shoot_at_widths, sign_in
 from tests.helpers.common import wait_for
 from tests.helpers.farm import render_processes, submit, use_aerender, wait_status
 
 pytestmark = [pytest.mark.slow]
-chromium = browser_helpers.chromium
 
 ADMIN_EMAIL = "admin@studio.test"
 LONG = {"frames": 6000, "frame_seconds": 0.02, "spawn_child": True}  # about two minutes
@@ -98,7 +96,7 @@ def run_panel(farm, server, chromium, admin, user, settings):
         "aria-valuenow", "0", timeout=LIVE)
     expect(page.locator("#queue-chart svg path.line-waiting")).to_have_count(1)
     expect(page.locator("#queue-rendering .queue-number")).to_have_text("1")
-    page.screenshot(path=str(SCREENSHOTS / "admin-panel.png"), full_page=True)
+    shoot_at_widths(page, "admin-panel-live")
 
     # --- Emergency stop: the dialog asks, with the server's count.
     page.click("#emergency-stop")

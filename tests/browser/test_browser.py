@@ -11,21 +11,17 @@ Screenshots of the list and a job's page are saved to artifacts/screenshots/.
 
 from __future__ import annotations
 
-import contextlib
-import time
+import re
 
 import pytest
 import requests
 from django.db import connections
 
 from jobs.models import Job, JobLog, Status
-from tests.helpers import browser as browser_helpers
-from tests.helpers.browser import LIVE, SCREENSHOTS
+from tests.helpers.browser import LIVE, shoot_at_widths
 from tests.helpers.common import make_project, wait_for
 
 pytestmark = [pytest.mark.slow]
-# Shared fixtures (Chromium, daphne on the test database).
-chromium = browser_helpers.chromium
 
 
 def submit(base, token, dropbox, name, **behaviour) -> str:
@@ -63,7 +59,6 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
     user.set_password("pw")
     user.save()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
     context.on("page", lambda p: p.on("dialog", lambda d: d.accept()))
     jobs_page = context.new_page()
@@ -95,7 +90,7 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
                                                                   timeout=LIVE)
     later = submit(server, api_token, farm.dropbox, "later.aep", frames=5, frame_seconds=0.02)
     expect(jobs_page.locator(f"#eta-{later}")).to_contain_text("#2 in queue", timeout=LIVE)
-    jobs_page.screenshot(path=str(SCREENSHOTS / "job-list.png"), full_page=True)
+    shoot_at_widths(jobs_page, "job-list-queue")
     # Its own page stays open too, and will follow it to the end without a reload.
     watched_page = context.new_page()
     watched_page.goto(f"{server}/jobs/{watched}")
@@ -109,13 +104,24 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     detail.goto(f"{server}/jobs/{blocker}")
     expect(detail.locator("#job-status .status")).to_have_text("RENDERING")
     log_text = detail.locator("#log-text")
-    expect(log_text).to_contain_text("PROGRESS", timeout=LIVE)
-    first_length = len(log_text.inner_text())
-    wait_for(lambda: len(log_text.inner_text()) > first_length, timeout=LIVE / 1000,
-             interval=0.2, message="the log tail did not grow")
+    # A frame line (aerender's "  0:00:00:12 (13): 0 Seconds"): the tail keeps only
+    # the end of a long log, so the start ("PROGRESS: Launching...") may be gone.
+    expect(log_text).to_contain_text(re.compile(r"\(\d+\): \d+ Seconds"), timeout=LIVE)
+    # It moves on (its length alone stops growing once it is only the end of the log).
+    first_text = log_text.inner_text()
+    wait_for(lambda: log_text.inner_text() != first_text, timeout=LIVE / 1000,
+             interval=0.2, message="the log tail did not move on")
     expect(detail.locator("#job-progress [role=progressbar]")).not_to_have_attribute(
         "aria-valuenow", "0", timeout=LIVE)
-    detail.screenshot(path=str(SCREENSHOTS / "job-detail.png"), full_page=True)
+    shoot_at_widths(detail, "job-rendering-log")
+    # Every value the watched row's progress bar shows, as the page changes (polling
+    # from here would miss some on a busy machine).
+    jobs_page.evaluate("""id => { window.__bar = [];
+        const note = () => { const bar = document.querySelector(`#job-${id} [role=progressbar]`);
+            const value = bar && Number(bar.getAttribute('aria-valuenow'));
+            if (bar && value !== window.__bar[window.__bar.length - 1]) window.__bar.push(value); };
+        new MutationObserver(note).observe(document.body, {subtree: true, childList: true,
+            attributes: true, attributeFilter: ['aria-valuenow']}); }""", watched)
     detail.click("#cancel-button")
     expect(detail.locator("#job-status .status")).to_have_text("CANCELLED", timeout=LIVE)
     expect(detail.locator(".messages")).to_contain_text("Cancelled: blocker.aep")
@@ -128,18 +134,8 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     # The job behind it moved up, though nothing happened to it: the queue ETAs are
     # pushed when the queue moves.
     expect(jobs_page.locator(f"#eta-{later}")).to_contain_text("#1 in queue", timeout=LIVE)
-    bar = jobs_page.locator(f"#job-{watched} [role=progressbar]")
-    seen: list[int] = []
-    deadline = time.monotonic() + LIVE / 1000
-    while time.monotonic() < deadline:
-        if row_status(jobs_page, watched).inner_text() == "COMPLETED":
-            break
-        with contextlib.suppress(Exception):
-            value = int(bar.get_attribute("aria-valuenow", timeout=200))
-            if not seen or value != seen[-1]:
-                seen.append(value)
-        time.sleep(0.05)
     expect(row_status(jobs_page, watched)).to_have_text("COMPLETED", timeout=LIVE)
+    seen = jobs_page.evaluate("window.__bar")
     partial = [v for v in seen if 0 < v < 100]
     assert len(set(partial)) >= 2 and partial == sorted(partial), seen
     assert jobs_page.evaluate("window.__sameDocument") is True

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from django.db import connections
 
-from jobs.models import Job, JobProxy, Status
-from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, sign_in
+from jobs.models import Job, JobLog, JobProxy, Status
+from tests.helpers.aelogs import sample_lines
+from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, shoot_at_widths, sign_in
 from tests.helpers.common import make_project, wait_for
 
 pytestmark = [pytest.mark.slow]
@@ -142,7 +144,27 @@ COLOURS = """sel => Array.from(document.querySelectorAll(sel)).filter(el =>
 TEXT_STYLES = ["main h1", ".job-name", ".muted", ".faint", "a", "label", ".help",
                "table.jobs th", ".job-path", ".comp", ".status", ".problem-failed > summary",
                ".problem-cancelled", ".tabs a", ".tabs .count", ".progress-meta",
-               ".nav a", ".live-dot", "time", "dl.facts dt", ".failure-cause", "code"]
+               ".nav a", ".live-dot", "time", "dl.facts dt", ".failure-cause", "code",
+               ".ln", ".ln-error", ".ln-warning"]
+# Every status badge, whether or not a job of that status is on the page.
+TONES = ("pending", "validating", "queued", "rendering", "completed", "failed", "cancelled",
+         "review", "rejected")
+BADGES = """tones => { const box = document.createElement('div');
+    document.querySelector('main').append(box);
+    const found = tones.map(tone => { const badge = document.createElement('span');
+        badge.className = `status status-${tone}`; badge.textContent = tone.toUpperCase();
+        box.append(badge);
+        const rgb = text => (text.match(/[\\d.]+/g) || []).map(Number).slice(0, 3);
+        const style = getComputedStyle(badge);
+        return {tone, color: rgb(style.color), background: rgb(style.backgroundColor)}; });
+    box.remove(); return found; }"""
+
+
+def check_badges(page, seen: dict) -> None:
+    for found in page.evaluate(BADGES, list(TONES)):
+        ratio = contrast(found["color"], found["background"])
+        seen[f"badge {found['tone']}"] = ratio
+        assert ratio >= 4.5, f"the {found['tone']} badge has a contrast of {ratio:.2f}:1"
 
 
 def check_contrast(page, seen: dict) -> None:
@@ -186,11 +208,15 @@ def check_list(page, width: int, admin: bool, rendering: str) -> None:
     page.wait_for_function(f"""() => document.querySelector('#job-{rendering} .progress-cell')
         .textContent.includes('ETA')""", timeout=LIVE)
     on_screen(eta, width, "the rendering job's progress and ETA")
+    # Its elapsed time counts on in the page.
+    elapsed = page.locator(f"#job-{rendering} .elapsed").inner_text()
+    page.wait_for_function(f"""() => document.querySelector('#job-{rendering} .elapsed')
+        .textContent !== {elapsed!r}""", timeout=LIVE)
 
 
-def sign_in_at(chromium, base, width, username):
+def sign_in_at(chromium, base, width, username, permissions=()):
     context = chromium.new_context(viewport={"width": width, "height": 900},
-                                   timezone_id=ZONE)
+                                   timezone_id=ZONE, permissions=list(permissions))
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
     sign_in(page, base, username)
@@ -204,6 +230,7 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
 
     farm.configure(MAX_RENDER_ATTEMPTS=1)
     set_password(user, settings)
+    admin.is_staff = admin.is_superuser = True  # as `manage.py add_user --admin` makes them
     set_password(admin, settings)
     base = daphne.base
     farm.start_worker()
@@ -216,8 +243,25 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
     assert status_of(old) == Status.CANCELLED
     wait_for(lambda: JobProxy.objects.filter(job_id=done).exists(), timeout=LIVE / 1000 * 3,
              message="the completed job got no preview video")
+    # The render is an uncompressed AVI (aerender's default output module), which no
+    # browser plays: the page plays its H.264 proxy.
+    assert Job.objects.get(pk=done).output_path.endswith(".avi")
+    assert JobProxy.objects.get(job_id=done).size < (
+        farm.dropbox / "renders" / Job.objects.get(pk=done).output_path).stat().st_size
     wait_for(lambda: status_of(failed) == Status.FAILED and status_of(newer) == Status.RENDERING,
              timeout=LIVE / 1000 * 3)
+
+    # A job tried twice, with a real After Effects log (tests/data/aelogs/03_*: a missing
+    # composition and missing fonts, as a user posted it) in each attempt's section.
+    real = "\n".join(sample_lines("03_"))
+    log = (f"=== attempt 1 on render-01 at 2025-03-01 12:00:00 UTC ===\n{real}\n"
+           f"=== attempt 2 on render-02 at 2025-03-01 12:05:00 UTC ===\n{real}\n")
+    tried = Job.objects.create(
+        user=user, status=Status.FAILED, name="two-tries.aep", composition="Main Comp",
+        project_path="/Users/alice/Dropbox/projects/two-tries.aep", attempts=2,
+        error="aerender ERROR: No comp was found with the given name.").pk
+    JobLog.objects.create(job_id=tried, head=log, tail="")
+    problems = sum(1 for line in real.splitlines() if "ERROR" in line or "WARNING" in line)
 
     contrasts: dict[str, float] = {}
     for width in WIDTHS:
@@ -230,7 +274,8 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
         shoot(page, "sign-in", width)
         context.close()
 
-        context, page = sign_in_at(chromium, base, width, "alice")
+        context, page = sign_in_at(chromium, base, width, "alice",
+                                   permissions=["clipboard-read", "clipboard-write"])
         expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
         check_list(page, width, admin=False, rendering=newer)
         # The superseded job links the job that replaced it.
@@ -242,6 +287,15 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
             on_screen(page.locator("#q"), width, "the search box")
             on_screen(page.locator("#sign-out"), width, "Sign out")
         check_contrast(page, contrasts)
+        check_badges(page, contrasts)
+        if width == WIDTHS[-1]:
+            # Dark mode (the system's setting) keeps to 4.5:1 as well.
+            page.emulate_media(color_scheme="dark")
+            dark: dict[str, float] = {}
+            check_contrast(page, dark)
+            check_badges(page, dark)
+            shoot(page, "job-list-dark", width)
+            page.emulate_media(color_scheme="light")
         shoot(page, "job-list", width)
 
         # The completed job: its preview video plays in the page.
@@ -253,6 +307,14 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
         page.wait_for_function("""() => { const v = document.querySelector('#job-video');
             return v.readyState >= 2 && v.currentTime > 0.2; }""", timeout=LIVE)
         on_screen(page.locator("#mac-output"), width, "the output's Mac path")
+        # The path as the artist's Mac has it, to paste into Finder's "Go to Folder".
+        mac = page.locator("#mac-output").inner_text()
+        assert mac.startswith("/Users/alice/") and "/Dropbox/renders/" in mac, mac
+        copy = page.locator("[data-copy=mac-output]")
+        on_screen(copy, width, "the Copy button")
+        copy.click()
+        expect(copy).to_have_text("Copied")
+        assert page.evaluate("navigator.clipboard.readText()") == mac
         # Times are the viewer's, with the zone named.
         expect(page.locator("#time-zone-note")).to_contain_text(ZONE)
         assert re.search(r"\d\d:\d\d:\d\d (CET|CEST|GMT\+[12])$",
@@ -272,6 +334,44 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
         page.fill("#log-search", "hero.mov")
         expect(page.locator("#log-found")).to_contain_text("lines")
         shoot(page, "log-viewer", width)
+
+        # The log viewer: a section per attempt, started at the viewer's time, named.
+        page.goto(f"{base}/jobs/{tried}/log")
+        fits(page, width)
+        expect(page.locator(".log-section")).to_have_count(2)
+        expect(page.locator("#attempt-2 h2")).to_contain_text("Attempt 2 on render-02")
+        expect(page.locator("#attempt-2 h2 time.local")).to_have_text(
+            re.compile(r"^2025-03-01 13:05:00 (CET|GMT\+1)$"))
+        expect(page.locator("#time-zone-note")).to_contain_text(ZONE)
+        # AE's errors and warnings stand out (their own colours, 4.5:1 or more).
+        error = page.locator("#attempt-1 .ln-error").first
+        expect(error).to_contain_text("No comp was found")
+        plain = page.locator("#attempt-1 .ln:not(.ln-error):not(.ln-warning)").first
+        assert error.evaluate("el => getComputedStyle(el).color") != plain.evaluate(
+            "el => getComputedStyle(el).color")
+        check_contrast(page, contrasts)
+        # Wrap: long lines fold within the screen instead of scrolling sideways.
+        lines = page.locator("#attempt-1 pre.log-lines")
+        assert lines.evaluate("el => getComputedStyle(el).whiteSpace") == "pre"
+        page.check("#log-wrap")
+        assert lines.evaluate("el => getComputedStyle(el).whiteSpace") == "pre-wrap"
+        assert lines.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
+        # Errors and warnings only; then a search.
+        total = page.locator(".ln").count()
+        page.check("#log-problems")
+        expect(page.locator("#log-found")).to_have_text(f"{2 * problems} of {total} lines")
+        assert page.locator(".ln:visible").evaluate_all(
+            "els => els.every(el => /ln-(error|warning)/.test(el.className))")
+        page.uncheck("#log-problems")
+        page.fill("#log-search", "no comp was found")
+        expect(page.locator("#log-found")).to_have_text(f"2 of {total} lines")
+        expect(page.locator(".ln.hit")).to_have_count(2)
+        shoot(page, "log-viewer-attempts", width)
+        # The download is the whole log.
+        with page.expect_download() as download:
+            page.click("#log-download")
+        assert Path(download.value.path()).read_text() == log
+        page.uncheck("#log-wrap")  # remembered in this browser
 
         # The rendering job: actions and ETA at the top of its page.
         page.goto(f"{base}/jobs/{newer}")
@@ -296,11 +396,17 @@ def test_every_page_at_phone_and_desktop_widths(farm, daphne, chromium, user, ad
         context, page = sign_in_at(chromium, base, width, "admin")
         check_list(page, width, admin=True, rendering=newer)
         shoot(page, "job-list-admin", width)
-        for path, name in (("/system", "admin-panel"), ("/profile", "profile-admin")):
+        for path, name in (("/system", "admin-panel"), ("/profile", "profile-admin"),
+                           ("/system/usage", "usage")):
             page.goto(f"{base}{path}")
             fits(page, width)
             check_contrast(page, contrasts)
             shoot(page, name, width)
+        # The Django admin (its own styles; only looked at), reached from the panel.
+        page.goto(f"{base}/system")
+        page.click("#django-admin-link")
+        expect(page.locator("#site-name")).to_be_visible()
+        shoot(page, "django-admin", width)
         context.close()
     # Every main style was found and measured somewhere.
     assert set(TEXT_STYLES) <= set(contrasts), set(TEXT_STYLES) - set(contrasts)
@@ -339,6 +445,25 @@ def test_a_token_made_in_the_profile_submits_and_revoked_gets_401(farm, daphne, 
     refused = requests.post(f"{daphne.base}/api/jobs", headers={"X-API-Token": token},
                             json=body, timeout=10)
     assert refused.status_code == 401
+
+    # Without the plugin: the web form, with the path as the artist's Mac has it,
+    # rendered by a render node.
+    make_project(farm.dropbox, "from-the-web.aep", frames=30)
+    farm.start_worker()
+    page.goto(f"{daphne.base}/jobs/new")
+    page.fill("#project_path", "/Users/alice/Dropbox/projects/from-the-web.aep")
+    page.fill("#composition", "main")
+    page.fill("#frame_start", "5")
+    page.fill("#frame_end", "24")
+    page.select_option("#preset", index=0)
+    page.click("#submit-form button[type=submit]")
+    expect(page).to_have_url(re.compile(rf"{daphne.base}/jobs/[0-9a-f-]{{36}}$"))
+    expect(page.locator(".messages")).to_contain_text("Submitted")
+    job = Job.objects.get(pk=page.url.rsplit("/", 1)[1])
+    assert (job.user, job.composition, job.project_path) == (user, "main",
+                                                             "projects/from-the-web.aep")
+    expect(page.locator("#job-status .status")).to_have_text("COMPLETED", timeout=LIVE)
+    assert Job.objects.get(pk=job.pk).frames_done == 20
     context.close()
 
 
@@ -372,6 +497,9 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#jobs-empty")).to_be_visible()
+    # The empty list says where a first job comes from, with links.
+    expect(page.locator("#jobs-empty a[href='/jobs/new']")).to_be_visible()
+    expect(page.locator("#jobs-empty a[href='/api/docs']")).to_be_visible()
     # Bulk actions wait for a selection.
     for button in ("#bulk-retry", "#bulk-cancel"):
         expect(page.locator(button)).to_be_disabled()
@@ -428,7 +556,7 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     # The rows say no more than what was known: no ETA, no moving stripes.
     assert page.locator(f"#job-{long} .live-only").evaluate_all(
         "els => els.every(el => getComputedStyle(el).display === 'none')")
-    shoot(page, "job-list-stale", 1440)
+    shoot_at_widths(page, "job-list-stale")
     wait_for(lambda: status_of(long) == Status.COMPLETED, timeout=LIVE / 1000 * 2)
 
     # Back again: the pages catch up with what happened meanwhile, without a reload.
@@ -477,5 +605,5 @@ def test_a_sequence_shows_its_newest_frame_and_a_cancellation_shows_once(
         cancels = [i for i in items if "→ CANCELLED" in i]
         assert len(cancels) == 1, cancels
         time.sleep(0.25)
-    shoot(page, "job-cancelled", 1440)
+    shoot_at_widths(page, "job-cancelled")
     context.close()

@@ -16,13 +16,11 @@ import requests
 from django.db import connections
 
 from jobs.models import Batch, Job, JobEvent, Status
-from tests.helpers import browser as browser_helpers
-from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, sign_in
+from tests.helpers.browser import LIVE, set_password, shoot_at_widths, sign_in
 from tests.helpers.common import make_project, wait_for
 from tests.helpers.media import still
 
 pytestmark = [pytest.mark.slow]
-chromium = browser_helpers.chromium
 
 
 def test_review_a_preview_in_the_page_and_watch_the_final_render_live(
@@ -61,7 +59,6 @@ def review_in_the_browser(farm, server, chromium, user, api_token, settings):
              timeout=LIVE / 1000 * 4, interval=0.2, message="the previews never got ready: "
              + str(list(Job.objects.values_list("status", "error"))))
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     sign_in(page, server, "alice", next_url="/review")
@@ -79,7 +76,7 @@ def review_in_the_browser(farm, server, chromium, user, api_token, settings):
         arg=f"preview-{approved}", timeout=LIVE)
     assert video.evaluate("v => [v.videoWidth, v.videoHeight]") == [160, 90]
     assert video.evaluate("v => v.error") is None
-    page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+    shoot_at_widths(page, "review-previews")
 
     # --- Approve with a comment: decided in place; the row follows the final render live.
     page.fill(f"#comment-{approved}", "Great, ship it")
@@ -114,7 +111,7 @@ def review_in_the_browser(farm, server, chromium, user, api_token, settings):
     expect(page.locator(f"#row-{rows[2]}")).to_have_attribute("data-status", "REJECTED")
     expect(page.locator(f"#row-{rows[1]} img")).to_be_visible()
     expect(page.locator("#batch-counts")).to_contain_text("COMPLETED 1")
-    page.screenshot(path=str(SCREENSHOTS / "batch.png"), full_page=True)
+    shoot_at_widths(page, "batch")
     csv_text = page.evaluate("url => fetch(url).then(r => r.text())",
                              page.locator("#results-csv").get_attribute("href"))
     assert "Ana-1.avi" in csv_text and "Wrong photo" in csv_text

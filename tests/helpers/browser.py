@@ -2,13 +2,9 @@
 daphne serving the app from a subprocess on the test database (with the
 ``farm`` fixture's settings, so it sees what the render workers see).
 
-Test modules take the fixtures in by name::
-
-    from tests.helpers import browser as browser_helpers
-    chromium = browser_helpers.chromium
-    daphne, server = browser_helpers.daphne, browser_helpers.server
-
-(tests/browser/conftest.py does this for the browser tests.)
+A package's conftest.py takes the fixtures in (tests/browser/conftest.py); a test
+module outside such a package assigns them by name (``daphne, server =
+browser_helpers.daphne, browser_helpers.server``), which gives it fixtures of its own.
 """
 
 from __future__ import annotations
@@ -38,8 +34,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="package")
 def chromium():
+    """One Chromium for every test of a package (each test opens its own contexts:
+    nothing is shared between them but the process). Package-scoped, not session:
+    Playwright's sync API keeps an event loop on this thread while it runs, which the
+    asyncio tests of other packages must not find."""
     if not CHROMIUM.exists():
         requires("Chromium", "apt-get install chromium")
     try:
@@ -127,3 +127,22 @@ def sign_in(page, base: str, username: str, password: str = "pw", next_url: str 
     page.fill("#id_password", password)
     page.click("#password-login button[type=submit]")
     expect(page).to_have_url(f"{base}{next_url}")
+
+
+WIDTHS = (390, 1440)  # a phone, a desktop
+
+
+def shoot_at_widths(page, name: str) -> None:
+    """Screenshots of ``page`` at each of WIDTHS (artifacts/screenshots/NAME-WIDTH.png),
+    after checking that nothing makes it wider than the screen; the page's own size
+    comes back afterwards."""
+    size = page.viewport_size
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": size["height"]})
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= width, f"{page.url} is {wide} px wide at {width} px"
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+    finally:
+        page.set_viewport_size(size)

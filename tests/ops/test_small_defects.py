@@ -74,6 +74,13 @@ def test_events_and_logs_cannot_be_added_by_hand(staff):
     assert "/admin/jobs/jobevent/add/" not in page
 
 
-def test_the_admin_panel_links_the_django_admin(browser_admin):
-    page = browser_admin.get("/system").content.decode()
+def test_the_admin_panel_links_the_django_admin(staff):
+    page = staff.get("/system").content.decode()
     assert 'href="/admin/" id="django-admin-link"' in page
+
+
+def test_an_admin_without_staff_status_gets_no_link_that_ends_in_403(browser_admin):
+    # The Django admin refuses accounts without staff status (accounts.admin_site).
+    page = browser_admin.get("/system").content.decode()
+    assert "django-admin-link" not in page and 'id="django-admin-note"' in page
+    assert browser_admin.get("/admin/").status_code in (302, 403)
