@@ -49,6 +49,7 @@ LOG_FLUSH_SECONDS = 2.0
 LOST_CONTACT_SHARE = 0.8
 PUBLISH_FAILED = "publish_failed"
 PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
+SPARE_AFTER_SECONDS = 0.3  # into a render, the next render's process starts (node.spares)
 
 
 @dataclass
@@ -167,7 +168,12 @@ class Render:
         self.last_output = spawned
         if self.proc is not None:
             self.proc.close()
-        self.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
+        spares = getattr(self.worker, "spares", None)
+        if command.spare is not None and spares is not None:
+            self.proc = proc = spares.start(command, marker)
+        else:
+            spares = None
+            self.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
         self._update("the render's process id", render_pid=proc.pid,
                      render_spawned_at=timezone.now())
         # Parsers may keep their own chatter (ffmpeg's progress blocks) out of the log.
@@ -179,6 +185,12 @@ class Render:
         while True:
             lines = proc.read(READ_SLICE)
             now = time.monotonic()
+            if spares is not None and (now - spawned >= SPARE_AFTER_SECONDS
+                                       or proc.exited()):
+                # The next render's process, started once this one is under way
+                # (not while it competes for the CPU with this one's start-up).
+                spares.refill()
+                spares = None
             if lines:
                 if not heartbeats:
                     self.last_output = now

@@ -28,9 +28,11 @@ from django.db.models.functions import Now
 from jobs import lifecycle
 from jobs.models import Job, NodeCommand, RenderNode, Status
 from jobs.node import followups, housekeeping, outage, validation
+from jobs.node.engines import RenderError, get_engine
 from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import kill_marked
 from jobs.node.render import Render, RenderOutcome
+from jobs.node.spares import Spares
 from jobs.node.wakeup import Waker, wants_queue
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class Worker:
         # (job id, lease) of the render in progress, for the heartbeat thread.
         self.current: tuple | None = None
         self.waker = Waker()
+        # The next render's process, started ahead of its job (jobs.node.spares).
+        self.spares = Spares(self.node_name)
         self.heartbeat = Heartbeat(self)
         self.validator: threading.Thread | None = None
         self._register_lock = threading.Lock()
@@ -112,6 +116,7 @@ class Worker:
         if self.validator is not None:
             self.validator.join(timeout=5)
         self.waker.close()
+        self.spares.close()
         if self.node is not None:
             outage.best_effort("recording the node's stop",
                                RenderNode.objects.filter(pk=self.node.pk).update,
@@ -197,9 +202,19 @@ class Worker:
             return False
         job = lifecycle.claim_next(self.node)
         if job is None:
+            self.prepare_spare()
             return False
         self.render(job)
         return True
+
+    def prepare_spare(self) -> None:
+        """Idle: have the next render's process waiting (for the engine of the last
+        render, or the default one)."""
+        try:
+            spec = self.spares.spec or get_engine(settings.RENDER_ENGINE).spare()
+            self.spares.prepare(spec)
+        except (RenderError, OSError) as exc:
+            log.warning("cannot start a spare render process: %s", exc)
 
     def over_memory(self) -> bool:
         """Past WORKER_MEMORY_LIMIT_MB, stop between two renders (PM2 or systemd
