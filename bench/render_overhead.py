@@ -55,6 +55,11 @@ def show(label: str, figures: dict, first: float | None) -> None:
           f"(per-job gaps p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
           f"max {gaps[-1] * 1000:.1f} ms; aerender {figures['aerender_mean']:.2f} s a job"
           f"{first_text})")
+    if "parts" in figures:
+        before, after, between = figures["parts"]
+        print(f"    medians: claim -> aerender started {before * 1000:.1f} ms, aerender ended "
+              f"-> COMPLETED {after * 1000:.1f} ms, COMPLETED -> next claim "
+              f"{between * 1000:.1f} ms")
 
 
 def ours(args, bench, times_file) -> tuple[dict, float]:
@@ -81,6 +86,15 @@ def ours(args, bench, times_file) -> tuple[dict, float]:
     runs = aerender_runs_by_key(times_file, rows)
     keys = list(rows)
     figures = backlog_figures([rows[k][2].timestamp() for k in keys], [runs[k] for k in keys])
+    # Where the time outside aerender goes, per job (medians): claim -> aerender
+    # started, aerender ended -> COMPLETED, COMPLETED -> the next claim.
+    order = sorted(keys, key=lambda k: rows[k][1])
+    before = [runs[k]["start"] - rows[k][1].timestamp() for k in order]
+    after = [rows[k][2].timestamp() - runs[k]["end"] for k in order]
+    between = [rows[b][1].timestamp() - rows[a][2].timestamp()
+               for a, b in zip(order, order[1:], strict=False)]
+    figures["parts"] = (statistics.median(before), statistics.median(after),
+                        statistics.median(between))
     first_key = min(keys, key=lambda k: rows[k][2])
     first_run = runs[first_key]
     first = (rows[first_key][2].timestamp() - rows[first_key][1].timestamp()

@@ -341,7 +341,7 @@ def still_mine(job_id, lease) -> bool:
 
 
 def complete(job_id, lease, *, output_path: str, output_size: int | None,
-             has_thumbnail: bool = False, follow_ups=()) -> bool:
+             follow_ups=()) -> bool:
     """The render is published. Its times join the render history (jobs.history)
     in the same transaction, for the estimates of the jobs after it. ``follow_ups``:
     kinds of work to do for the job now that it is complete (jobs.node.followups),
@@ -352,7 +352,9 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                            expect_lease=lease,
                            message="Render completed", output_path=output_path,
                            output_size=output_size, progress=100, phase=Phase.NONE,
-                           eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
+                           eta_seconds=0, render_pid=None,
+                           # Its poster frame is a follow-up (thumbnail_ready).
+                           has_thumbnail=False)
         if moved:
             _add_to_history(job_id)
         if moved and follow_ups:
@@ -360,6 +362,18 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                 [JobFollowUp(job_id=job_id, kind=kind) for kind in follow_ups],
                 ignore_conflicts=True)
     return moved
+
+
+def thumbnail_ready(job_id) -> bool:
+    """A completed job's poster frame is stored (made after completion, see
+    jobs.node.engines.thumbnails): show it, and tell open pages (a ``thumbnail``
+    event). False if the job is no longer completed (retried meanwhile)."""
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job_id, status=Status.COMPLETED).update(
+                has_thumbnail=True):
+            return False
+        record(job_id, "thumbnail", message="Poster frame ready")
+    return True
 
 
 def _add_to_history(job_id) -> None:

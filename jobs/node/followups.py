@@ -28,7 +28,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
-from django.db.models import F, Q
+from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from jobs.models import FollowUp, Job, JobFollowUp, RenderNode, alive_q
@@ -36,6 +36,8 @@ from jobs.models import FollowUp, Job, JobFollowUp, RenderNode, alive_q
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+# Set to wake the thread at once (a completion on this node, a shutdown).
+_wake = threading.Event()
 RETRY_SECONDS = 30.0  # after a failed attempt, times the attempt number
 
 
@@ -66,7 +68,13 @@ KINDS: dict[str, tuple[Callable[[Job, Path], bool], Callable[[Run], str]]] = {}
 
 
 def register(kind: str, wanted: Callable[[Job, Path], bool], run: Callable[[Run], str]) -> None:
+    """Kinds registered first are taken first (a poster frame before a preview video)."""
     KINDS[kind] = (wanted, run)
+
+
+def poke() -> None:
+    """Look at the table now (this node just completed a job, or is stopping)."""
+    _wake.set()
 
 
 def after_completion(job: Job, output: Path) -> list[str]:
@@ -95,7 +103,10 @@ def claimable():
 
 def claim_next(node: RenderNode) -> JobFollowUp | None:
     """The oldest due follow-up, now this node's; None if there is none."""
-    for candidate in claimable().order_by("run_after", "id").values("pk", "status", "lease")[:5]:
+    rank = Case(*[When(kind=kind, then=Value(n)) for n, kind in enumerate(KINDS)],
+                default=Value(len(KINDS)), output_field=IntegerField())
+    due = claimable().order_by(rank, "run_after", "id")
+    for candidate in due.values("pk", "status", "lease")[:5]:
         lease = uuid.uuid4()
         taken = JobFollowUp.objects.filter(
             pk=candidate["pk"], status=candidate["status"], lease=candidate["lease"]
@@ -166,8 +177,9 @@ class Runner:
                     close_old_connections()
                     connection.close()
                     did = False
-                if not did:
-                    self.stop.wait(POLL_SECONDS)
+                if not did and not self.stop.is_set():
+                    _wake.wait(POLL_SECONDS)
+                    _wake.clear()
         finally:
             connection.close()
 

@@ -28,11 +28,14 @@ import psutil
 
 from jobs.node.guard import MARKER_ENV, kill_all
 
-__all__ = ["MARKER_ENV", "RenderProcess", "find_marked", "kill_marked", "kill_tree"]
+__all__ = ["MARKER_ENV", "SPARE_MARK", "RenderProcess", "find_marked", "kill_marked",
+           "kill_tree", "spares_of"]
 
 log = logging.getLogger(__name__)
 
 GUARD = Path(__file__).resolve().parent / "guard.py"
+# In the marker of a process started ahead of its job: "<node>/spare/<id>".
+SPARE_MARK = "/spare/"
 MAX_LINE = 64 * 1024
 READ_CHUNK = 256 * 1024
 # Batches of at most READ_CHUNK bytes: a full queue holds ~4 MiB of output, and a
@@ -63,8 +66,10 @@ def kill_tree(pid: int, create_time: float | None = None, timeout: float = 2.0) 
 
 
 def find_marked(prefix: str) -> list[psutil.Process]:
-    """Processes whose environment has MARKER_ENV starting with ``prefix``."""
-    found = []
+    """Processes whose environment has MARKER_ENV starting with ``prefix``, and the
+    spares (jobs.node.spares) that started them: a spare keeps the marker it was
+    started with, and only what it starts for its job carries the job's."""
+    found, spares = [], []
     me = os.getpid()
     for proc in psutil.process_iter():
         if proc.pid == me:
@@ -77,7 +82,24 @@ def find_marked(prefix: str) -> list[psutil.Process]:
             continue  # Windows: a process can vanish or refuse mid-read
         if value is not None and value.startswith(prefix):
             found.append(proc)
-    return found
+        elif value is not None and SPARE_MARK in value:
+            spares.append(proc)
+    return found + spares_of(found, spares)
+
+
+def spares_of(found: list[psutil.Process], spares: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes of ``spares`` that have one of ``found`` among their descendants."""
+    if not found or not spares:
+        return []
+    pids = {proc.pid for proc in found}
+    owners = []
+    for spare in spares:
+        try:
+            if any(child.pid in pids for child in spare.children(recursive=True)):
+                owners.append(spare)
+        except psutil.Error:
+            continue
+    return owners
 
 
 def kill_marked(prefix: str, timeout: float = 2.0) -> list[int]:

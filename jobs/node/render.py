@@ -29,7 +29,7 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
 from jobs.node import followups, live_frame, outage, preview
-from jobs.node.engines import RenderError, get_engine, thumbnails
+from jobs.node.engines import RenderError, get_engine
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
 from jobs.node.interrupt import Interrupted, watching
@@ -289,7 +289,6 @@ class Render:
             return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
         if not self._persist("checking the claim", lifecycle.still_mine, job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
-        has_thumbnail = self._persist("storing the thumbnail", thumbnails.capture, job, result)
         try:
             published = publish(result, output_folder(job), output_name(job, result),
                                 tag=job.lease.hex[:12])
@@ -299,7 +298,8 @@ class Render:
         # Stored relative to RENDER_OUTPUT_DIR: every machine finds it in its own.
         done = self._persist("completing the job", lifecycle.complete, job.pk, job.lease,
                              output_path=output_relative(published.path),
-                             output_size=published.size, has_thumbnail=has_thumbnail,
+                             output_size=published.size,
+                             # The poster frame and preview video come later (followups).
                              follow_ups=followups.after_completion(job, published.path))
         if not done:
             # A retried commit may have happened the first time round.
@@ -308,6 +308,7 @@ class Render:
         if not done:
             published.withdraw()  # only while it still is the file this render wrote
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing")
+        followups.poke()  # its poster frame, beside the next render
         return RenderOutcome(Status.COMPLETED)
 
     def _stop_frames(self, last: bool = False) -> None:

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.node.procs import RenderProcess
+from jobs.node.procs import SPARE_MARK, RenderProcess
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Spares:
 
     def _spawn(self, spec: SpareSpec) -> RenderProcess:
         Path(spec.cwd).mkdir(parents=True, exist_ok=True)
-        marker = f"{self.node_name}/spare/{uuid.uuid4().hex}"
+        marker = f"{self.node_name}{SPARE_MARK}{uuid.uuid4().hex}"
         return RenderProcess(spec.argv, dict(spec.env), spec.cwd, marker, wait=True)
 
     @staticmethod

@@ -112,6 +112,7 @@ class Worker:
 
     def shutdown(self) -> None:
         self.stop_requested.set()
+        followups.poke()
         self.heartbeat.join()
         if self.validator is not None:
             self.validator.join(timeout=5)

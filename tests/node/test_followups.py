@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import lifecycle, media
-from jobs.models import FollowUp, Job, JobFollowUp, JobProxy, RenderNode, Status
+from jobs.models import FollowUp, Job, JobFollowUp, JobProxy, JobThumbnail, RenderNode, Status
 from jobs.node import followups, proxy
 from jobs.node.retention import purge_jobs
 from tests.helpers import media as mh
@@ -188,7 +188,7 @@ def test_retention_takes_the_proxy_with_the_job(user, dropbox, output, settings)
 
 
 @pytest.mark.slow
-def test_a_real_worker_makes_the_preview_after_completing(farm, user):
+def test_a_real_worker_makes_the_poster_frame_and_preview_after_completing(farm, user):
     use_aerender(farm)
     farm.start_worker()
     job = submit(farm, user, frames=25, width=320, height=180)
@@ -198,7 +198,14 @@ def test_a_real_worker_makes_the_preview_after_completing(farm, user):
     made = wait_for(lambda: JobProxy.objects.filter(job=job).first(), timeout=60,
                     message="no preview video was made")
     assert made.size > 0 and (made.width, made.height) == (320, 180)
-    assert JobFollowUp.objects.get(job=job).status == FollowUp.DONE
+    done = dict(JobFollowUp.objects.filter(job=job).values_list("kind", "status"))
+    assert done == {"thumbnail": FollowUp.DONE, "proxy": FollowUp.DONE}
+    # Nothing of it before COMPLETED: the poster frame comes first, then the video.
     completed_at = job.events.get(to_status=Status.COMPLETED).created_at
-    assert job.events.get(kind="proxy").created_at >= completed_at
+    poster_at = job.events.get(kind="thumbnail").created_at
+    assert completed_at <= poster_at <= job.events.get(kind="proxy").created_at
+    job.refresh_from_db()
+    thumbnail = JobThumbnail.objects.get(job=job)
+    assert job.has_thumbnail and bytes(thumbnail.jpeg).startswith(b"\xff\xd8")
+    assert thumbnail.created_at >= completed_at
 
