@@ -286,6 +286,14 @@ class RenderProcess:
             return code
         return None
 
+    def child_alive(self) -> bool:
+        """The guard has a live child (a spare's launcher, waiting for its job)."""
+        try:
+            return any(child.status() != psutil.STATUS_ZOMBIE
+                       for child in psutil.Process(self.pid).children())
+        except psutil.Error:
+            return False
+
     def exited(self) -> bool:
         """The root process ended (its output may still be unread)."""
         return self._popen.poll() is not None

@@ -117,6 +117,9 @@ class Spares:
                         proc.pid, proc.returncode,
                         (": " + " | ".join(lines[-5:])) if lines else "")
             return False
+        if spec.argv and not proc.child_alive():
+            log.warning("the launcher of spare render process %s is gone", proc.pid)
+            return False
         return time.monotonic() - proc.started_at < MAX_AGE_SECONDS
 
     def _spawn(self, spec: SpareSpec) -> RenderProcess:
