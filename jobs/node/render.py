@@ -407,8 +407,10 @@ class Render:
 
     def _seed_log(self) -> None:
         job = self.job
+        if job.attempts <= 1:
+            return  # a first attempt has no earlier log to read
         previous = JobLog.objects.filter(job_id=job.pk).first()
-        if previous is not None and job.attempts > 1:
+        if previous is not None:
             self.buffer.add(previous.text())
 
     def _flush_log(self) -> None:

@@ -27,7 +27,7 @@ from django.db.models.functions import Now
 
 from jobs import lifecycle
 from jobs.models import Job, NodeCommand, RenderNode, Status
-from jobs.node import followups, housekeeping, outage, validation
+from jobs.node import bookkeeping, followups, housekeeping, outage, validation
 from jobs.node.engines import RenderError, get_engine
 from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import kill_marked
@@ -118,6 +118,7 @@ class Worker:
             self.validator.join(timeout=5)
         self.waker.close()
         self.spares.close()
+        bookkeeping.stop()
         if self.node is not None:
             outage.best_effort("recording the node's stop",
                                RenderNode.objects.filter(pk=self.node.pk).update,
@@ -167,6 +168,8 @@ class Worker:
         housekeeping.start(self.stop_requested)
         # Work after completion (preview videos) at low priority, beside the renders.
         followups.start(self.node, self.stop_requested)
+        # Counters, usage rows, alerts and notifications of transitions, beside them too.
+        bookkeeping.start()
         log.info("render node %s ready (pid %s)", self.node_name, os.getpid())
         try:
             while not self.stop_requested.is_set():
