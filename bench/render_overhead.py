@@ -1,7 +1,8 @@
 """Manager overhead per job in a backlog: the time outside aerender itself.
 
-    python bench/render_overhead.py [--db sqlite|postgres] [--engine nexrender|aerender]
-                                    [--jobs 50] [--render-seconds 1] [--no-peer]
+    python bench/render_overhead.py [--db sqlite|postgres] [--engines nexrender,aerender]
+                                    [--jobs 50] [--render-seconds 1]
+                                    [--peer-polling default,1000]
 
 One render node, ``--jobs`` jobs queued before it starts, each a simulated
 render of about ``--render-seconds``. The simulator writes when it started and
@@ -15,7 +16,8 @@ job reported done to the next (claim, start-up of the render process, reading
 its end, publishing, the final write). The first job (the node's start-up) is
 shown apart. nexrender's own server and worker run the same backlog with the
 same simulator in the same run (bench/nexrender_peer.py; its jobs are taken in
-random order, so completions are sorted).
+random order, so completions are sorted), once with its default
+NEXRENDER_API_POLLING (30 s) and once tuned (1 s).
 
 Targets: no more than nexrender's worker with the nexrender engine; at most
 50 ms with the aerender engine.
@@ -23,6 +25,7 @@ Targets: no more than nexrender's worker with the nexrender engine; at most
 
 import statistics
 import time
+from pathlib import Path
 
 from harness import Bench, parse_args
 from nexrender_peer import NexrenderPeer, aerender_runs_by_key
@@ -62,23 +65,28 @@ def show(label: str, figures: dict, first: float | None) -> None:
               f"{between * 1000:.1f} ms")
 
 
-def ours(args, bench, times_file) -> tuple[dict, float]:
+def ours(args, bench, engine: str, times_file) -> tuple[dict, float]:
     from jobs.models import Job, Status
 
     jobs = []
     frames = max(1, round(args.render_seconds * 25))
     for n in range(args.jobs):
-        path = bench.project(f"o{n}.aep", frames=frames, frame_seconds=args.render_seconds / frames)
+        path = bench.project(f"{engine}{n}.aep", frames=frames,
+                             frame_seconds=args.render_seconds / frames)
         jobs.append(Job.objects.create(
-            status=Status.QUEUED, engine=args.engine, project_path=str(path),
+            status=Status.QUEUED, engine=engine, project_path=str(path),
             path_key=str(path).casefold(), config={"template": {"composition": "main"}}))
-    bench.start_worker(AERENDER_SIM_TIMES=times_file)
+    pending = Job.objects.filter(pk__in=[job.pk for job in jobs])
+    worker = bench.start_worker(f"bench-{engine}", AERENDER_SIM_TIMES=times_file,
+                                RENDER_ENGINE=engine)
     deadline = time.monotonic() + 30 * 60
-    while Job.objects.exclude(status__in=[Status.COMPLETED, Status.FAILED]).exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("timed out")
+    while pending.exclude(status__in=[Status.COMPLETED, Status.FAILED]).exists():
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise SystemExit(f"the worker did not finish; see {bench.root}")
         time.sleep(0.2)
-    rows = {row[0].hex: row[1:] for row in Job.objects.values_list(
+    worker.terminate()
+    worker.wait(timeout=30)
+    rows = {row[0].hex: row[1:] for row in pending.values_list(
         "pk", "status", "started_at", "finished_at", "error")}
     failed = [(key, row[3]) for key, row in rows.items() if row[0] != Status.COMPLETED]
     if failed:
@@ -102,14 +110,16 @@ def ours(args, bench, times_file) -> tuple[dict, float]:
     return figures, first
 
 
-def peer(args, bench, times_file) -> dict:
+def peer(args, bench, polling_ms: int | None, times_file) -> dict:
     import uuid
 
     frames = max(1, round(args.render_seconds * 25))
-    with NexrenderPeer(bench.root / "peer", str(bench.aerender), times_file) as nx:
+    name = f"peer-{polling_ms or 'default'}"
+    with NexrenderPeer(bench.root / name, str(bench.aerender), times_file,
+                       polling_ms=polling_ms) as nx:
         uids = []
         for n in range(args.jobs):
-            path = bench.project(f"p{n}.aep", frames=frames,
+            path = bench.project(f"{name}-{n}.aep", frames=frames,
                                  frame_seconds=args.render_seconds / frames)
             uid = uuid.uuid4().hex
             nx.submit(uid, path)
@@ -125,30 +135,69 @@ def peer(args, bench, times_file) -> dict:
         return figures
 
 
+def simulator_startup(binary, times: int = 10) -> tuple[float, float]:
+    """The stand-in aerender's own cost outside its logged run, for both sides:
+    (median wall time of a ``-version`` run, median of that run's logged time)."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    walls, logged = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "times.jsonl"
+        env = dict(os.environ, AERENDER_SIM_TIMES=str(log))
+        for _ in range(times):
+            started = time.time()
+            subprocess.run([str(binary), "-version"], env=env, capture_output=True, check=True)
+            walls.append(time.time() - started)
+        for line in log.read_text().splitlines():
+            run = json.loads(line)
+            logged.append(run["end"] - run["start"])
+    return statistics.median(walls), statistics.median(logged)
+
+
 def main():
     args = parse_args(__doc__, jobs=(int, 50, "jobs in the backlog"),
-                      engine=(str, "nexrender", "render engine: nexrender or aerender"),
+                      engines=(str, "nexrender,aerender", "our render engines to run"),
                       render_seconds=(float, 1.0, "how long each simulated render takes"),
-                      peer=(int, 1, "1: also run nexrender's server and worker; 0: not"))
-    with Bench("overhead", args.db, RENDER_ENGINE=args.engine) as bench:
-        ours_times = bench.root / "aerender-times-ours.jsonl"
-        figures, first = ours(args, bench, ours_times)
+                      peer_polling=(str, "default,1000",
+                                    "nexrender peers to run, by NEXRENDER_API_POLLING "
+                                    "(ms, or 'default'); empty: no peer"))
+    engines = [e for e in args.engines.split(",") if e]
+    pollings = [None if p == "default" else int(p) for p in args.peer_polling.split(",") if p]
+    with Bench("overhead", args.db) as bench:
+        results = {}
+        for engine in engines:
+            results[engine] = ours(args, bench, engine,
+                                   bench.root / f"aerender-times-{engine}.jsonl")
+        peers = [peer(args, bench, polling, bench.root / f"aerender-times-peer-{polling}.jsonl")
+                 for polling in pollings]
+        wall, logged = simulator_startup(bench.aerender)
         print(f"backlog of {args.jobs} renders of ~{args.render_seconds:g} s on one node "
-              f"({args.db})")
-        show(f"ours, {args.engine} engine", figures, first)
-        if args.peer:
-            for proc in bench.workers:
-                proc.terminate()
-                proc.wait(timeout=30)
-            peer_figures = peer(args, bench, bench.root / "aerender-times-peer.jsonl")
-            show(peer_figures["label"], peer_figures, None)
-        target = 0.05 if args.engine == "aerender" else (
-            peer_figures["per_job"] if args.peer else None)
-        if target is not None:
-            what = "50 ms" if args.engine == "aerender" else \
-                f"nexrender's worker, {target * 1000:.1f} ms"
+              f"({args.db}); time outside aerender itself (the simulator logs its own runs)")
+        print(f"  (the stand-in aerender is a Python script: starting and ending its "
+              f"interpreter, outside its logged run, costs {(wall - logged) * 1000:.0f} ms "
+              f"now, in every gap on both sides)")
+        for engine, (figures, first) in results.items():
+            show(f"ours, {engine} engine", figures, first)
+        for figures in peers:
+            show(figures["label"], figures, None)
+        if peers:
+            print("  (in a backlog nexrender's worker takes the next job at once: its polling "
+                  "only matters when it is idle)")
+        best_peer = min((f["per_job"] for f in peers), default=None)
+        for engine, (figures, _first) in results.items():
+            if engine == "aerender":
+                target, what = 0.05, "50 ms"
+            elif best_peer is not None:
+                target = best_peer
+                what = f"nexrender's worker in this run, {best_peer * 1000:.1f} ms"
+            else:
+                continue
             verdict = "met" if figures["per_job"] <= target else "MISSED"
-            print(f"target: at most {what} per job: {verdict}")
+            print(f"target, {engine} engine: at most {what} per job: {verdict} "
+                  f"({figures['per_job'] * 1000:.1f} ms)")
 
 
 if __name__ == "__main__":

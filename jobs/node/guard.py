@@ -105,14 +105,19 @@ def worker_gone(worker: psutil.Process, worker_pid: int) -> bool:
         return True
 
 
-def leftovers(markers) -> list[psutil.Process]:
-    """Processes (not this one) whose marker variable is one of ``markers``."""
+def leftovers(markers, since: float | None = None) -> list[psutil.Process]:
+    """Processes (not this one) whose marker variable is one of ``markers``; with
+    ``since``, only those started since then (reading every process's
+    environment is the slow part: it is paid on every render's end)."""
     markers = {marker for marker in markers if marker}
     found = []
     if not markers:
         return found
-    for proc in psutil.process_iter():
+    for proc in psutil.process_iter(["create_time"]):
         if proc.pid == os.getpid():
+            continue
+        created = proc.info.get("create_time")
+        if since is not None and created is not None and created < since:
             continue
         try:
             if proc.environ().get(MARKER_ENV) in markers:
@@ -193,7 +198,8 @@ def main(argv: list[str]) -> int:
                     child.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     kill_all(_children(me))
-            return 0 if child is None or child.returncode in (0, None) else child.returncode
+            code = 0 if child is None or child.returncode is None else child.returncode
+            return 128 - code if code < 0 else code
         markers.append(job.get("marker"))
         if child is not None:
             with contextlib.suppress(OSError):
@@ -223,7 +229,9 @@ def main(argv: list[str]) -> int:
             return 137
     code = child.returncode
 
-    rest = _children(me) + leftovers(markers)
+    # What the render started cannot be older than this guard (a second's slack for
+    # clocks that count in ticks).
+    rest = _children(me) + leftovers(markers, since=me.create_time() - 1.0)
     if rest:
         killed = kill_all(rest)
         note(f"killed processes the render left behind (pids {killed})")
@@ -232,4 +240,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    # At once: the worker waits for this exit to go on, and an interpreter's
+    # orderly shutdown (its threads, modules) costs tens of milliseconds.
+    os._exit(status)

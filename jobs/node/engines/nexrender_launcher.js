@@ -40,6 +40,21 @@ for (const name of ['@nexrender/core', 'arg', 'chalk', 'rimraf', '../package.jso
     }
 }
 
+// The CLI logs this once the render succeeded, and then waits for node.js to
+// run out of work (timers, handles of its helpers) before the process ends,
+// which the render node waits for. Leave as soon as stdout has drained.
+const DONE = '> job rendering successfully finished';
+
+function exitWhenDone() {
+    const log = console.log;
+    console.log = (...args) => {
+        log.apply(console, args);
+        if (args.length === 1 && args[0] === DONE) {
+            process.stdout.write('', () => process.exit(0));
+        }
+    };
+}
+
 let input = '';
 let started = false;
 process.stdin.setEncoding('utf8');
@@ -64,6 +79,7 @@ process.stdin.on('data', (chunk) => {
     }
     process.chdir(job.cwd);
     process.argv = [process.argv[0], cli, ...job.args];
+    exitWhenDone();
     require(cli);
 });
 process.stdin.on('end', () => {
