@@ -49,7 +49,7 @@ LOG_FLUSH_SECONDS = 2.0
 LOST_CONTACT_SHARE = 0.8
 PUBLISH_FAILED = "publish_failed"
 PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
-SPARE_AFTER_SECONDS = 0.3  # into a render, the next render's process starts (node.spares)
+SPARE_AFTER_SECONDS = 0.0  # into a render, the next render's process starts (node.spares)
 
 
 @dataclass

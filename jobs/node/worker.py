@@ -33,9 +33,11 @@ from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import kill_marked
 from jobs.node.render import Render, RenderOutcome
 from jobs.node.spares import Spares
-from jobs.node.wakeup import Waker, wants_queue
+from jobs.node.wakeup import Waker, wants_queue, wants_submission
 
 log = logging.getLogger(__name__)
+
+SUBMISSION_POLL_SECONDS = 0.1
 
 
 def default_node_name() -> str:
@@ -57,6 +59,8 @@ class Worker:
         # (job id, lease) of the render in progress, for the heartbeat thread.
         self.current: tuple | None = None
         self.waker = Waker()
+        # The validator's own: a submission (NOTIFY on PostgreSQL) starts its check.
+        self.submissions = Waker()
         # The next render's process, started ahead of its job (jobs.node.spares).
         self.spares = Spares(self.node_name)
         self.heartbeat = Heartbeat(self)
@@ -113,6 +117,7 @@ class Worker:
     def shutdown(self) -> None:
         self.stop_requested.set()
         followups.poke()
+        self.submissions.poke()
         self.heartbeat.join()
         if self.validator is not None:
             self.validator.join(timeout=5)
@@ -235,19 +240,27 @@ class Worker:
         return True
 
     def _validate_forever(self) -> None:
-        while not self.stop_requested.is_set():
-            try:
-                validation.tick()
-                wait = validation.next_due_in()
-            except Error:
-                log.exception("validation tick failed; retrying")
-                outage.reset()
-                close_old_connections()
-                wait = 1.0
-            pause = settings.WORKER_POLL_SECONDS if wait is None else min(
-                max(wait, 0.05), settings.WORKER_POLL_SECONDS)
-            self.stop_requested.wait(pause)
-        connection.close()
+        try:
+            while not self.stop_requested.is_set():
+                try:
+                    if validation.tick():
+                        self.waker.poke()  # a job may be queued: claim it now
+                    wait = validation.next_due_in()
+                except Error:
+                    log.exception("validation tick failed; retrying")
+                    outage.reset()
+                    close_old_connections()
+                    wait = 1.0
+                idle = settings.WORKER_POLL_SECONDS
+                if not self.submissions.listening():
+                    # SQLite: no NOTIFY; a submission is looked for more often than the
+                    # queue (one cheap query), as it starts the way to a render.
+                    idle = min(idle, SUBMISSION_POLL_SECONDS)
+                pause = idle if wait is None else min(max(wait, 0.05), idle)
+                self.submissions.wait(pause, wanted=wants_submission)
+        finally:
+            self.submissions.close()
+            connection.close()
 
     # --- one render -------------------------------------------------------------------
 
