@@ -36,6 +36,7 @@ from jobs.models import FollowUp, Job, JobFollowUp, RenderNode, alive_q
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+AFTER_POKE_SECONDS = 0.3
 # Set to wake the thread at once (a completion on this node, a shutdown).
 _wake = threading.Event()
 RETRY_SECONDS = 30.0  # after a failed attempt, times the attempt number
@@ -177,9 +178,11 @@ class Runner:
                     close_old_connections()
                     connection.close()
                     did = False
-                if not did and not self.stop.is_set():
-                    _wake.wait(POLL_SECONDS)
+                if not did and not self.stop.is_set() and _wake.wait(POLL_SECONDS):
                     _wake.clear()
+                    # A completion on this node: let its next claim and render start
+                    # first (the database's write lock, the CPU), then follow.
+                    self.stop.wait(AFTER_POKE_SECONDS)
         finally:
             connection.close()
 
