@@ -27,7 +27,7 @@ import uuid
 
 import requests
 from harness import Bench, free_port, parse_args, percentile
-from nexrender_peer import NexrenderPeer, aerender_runs_by_key
+from nexrender_peer import POLLING_ARG, NexrenderPeer, aerender_runs_by_key, pollings
 
 
 def wait_run(times_file, key: str, timeout: float = 60) -> dict:
@@ -115,9 +115,7 @@ def main():
     args = parse_args(__doc__, jobs=(int, 30, "how many jobs"),
                       engine=(str, "nexrender", "our render engine"),
                       peer_jobs=(int, 4, "jobs for each nexrender peer (0: no peer)"),
-                      peer_polling=(str, "default,1000",
-                                    "nexrender peers, by NEXRENDER_API_POLLING (ms or "
-                                    "'default')"))
+                      peer_polling=POLLING_ARG)
     with Bench("dispatch", args.db) as bench:
         latencies, parts = ours(args, bench)
         peers = []
@@ -125,8 +123,7 @@ def main():
             for proc in bench.workers:
                 proc.terminate()
                 proc.wait(timeout=30)
-            for polling in args.peer_polling.split(","):
-                polling_ms = None if polling == "default" else int(polling)
+            for polling_ms in pollings(args.peer_polling):
                 peers.append(peer(args, bench, polling_ms, args.peer_jobs))
         target = 0.3 if args.db == "postgres" else 1.0
         print(f"dispatch on {args.db}: POST /api/jobs -> aerender started (as the stand-in "

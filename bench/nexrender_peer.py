@@ -31,6 +31,15 @@ from harness import REPO, free_port
 PEERS = REPO / "var" / "bench" / "peers"
 PRELOAD = REPO / "jobs" / "node" / "engines" / "nexrender_linux_preload.js"
 DEFAULT_POLLING_MS = 30_000  # @nexrender/worker's own default (src/index.js)
+# The benchmarks' --peer-polling: nexrender peers to run, by NEXRENDER_API_POLLING.
+POLLING_ARG = (str, "default,1000",
+               "nexrender peers to run, by NEXRENDER_API_POLLING (ms, or 'default' for "
+               "its own 30 s); empty: no peer")
+
+
+def pollings(text: str) -> list[int | None]:
+    """--peer-polling as NEXRENDER_API_POLLING values (None: the worker's default)."""
+    return [None if part == "default" else int(part) for part in text.split(",") if part]
 
 
 def pinned_major() -> str:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from harness import Bench, parse_args
-from nexrender_peer import NexrenderPeer, aerender_runs_by_key
+from nexrender_peer import POLLING_ARG, NexrenderPeer, aerender_runs_by_key, pollings
 
 
 def backlog_figures(completions: list[float], runs: list[dict]) -> dict:
@@ -161,18 +161,15 @@ def main():
     args = parse_args(__doc__, jobs=(int, 50, "jobs in the backlog"),
                       engines=(str, "nexrender,aerender", "our render engines to run"),
                       render_seconds=(float, 1.0, "how long each simulated render takes"),
-                      peer_polling=(str, "default,1000",
-                                    "nexrender peers to run, by NEXRENDER_API_POLLING "
-                                    "(ms, or 'default'); empty: no peer"))
+                      peer_polling=POLLING_ARG)
     engines = [e for e in args.engines.split(",") if e]
-    pollings = [None if p == "default" else int(p) for p in args.peer_polling.split(",") if p]
     with Bench("overhead", args.db) as bench:
         results = {}
         for engine in engines:
             results[engine] = ours(args, bench, engine,
                                    bench.root / f"aerender-times-{engine}.jsonl")
         peers = [peer(args, bench, polling, bench.root / f"aerender-times-peer-{polling}.jsonl")
-                 for polling in pollings]
+                 for polling in pollings(args.peer_polling)]
         wall, logged = simulator_startup(bench.aerender)
         print(f"backlog of {args.jobs} renders of ~{args.render_seconds:g} s on one node "
               f"({args.db}); time outside aerender itself (the simulator logs its own runs)")

@@ -32,6 +32,7 @@ from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from jobs.models import FollowUp, Job, JobFollowUp, RenderNode, alive_q
+from jobs.submission.paths import PathError, checked_output_file
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,24 @@ class Interrupted(Exception):
 
 class Retry(Exception):
     """Not possible yet (the output has not synced to this node, say): try again later."""
+
+
+class Nothing(Exception):
+    """Nothing to make for this job (its message says why): done, without a result."""
+
+
+def published_output(job: Job, nothing: str) -> Path:
+    """The job's published output on this node. Raises Nothing (``nothing``: what is
+    not made, e.g. "No poster frame") when it is not served, Retry while Dropbox has
+    not brought it here yet."""
+    try:
+        source = checked_output_file(job.output_path)
+    except PathError as exc:
+        raise Nothing(f"{nothing}: the output is not served ({exc.message})") from None
+    if not source.is_file():
+        # Published on another node: Dropbox may not have brought it here yet.
+        raise Retry(f"The output is not on this node yet: {source}")
+    return source
 
 
 @dataclass
@@ -144,6 +163,8 @@ def run_one(node: RenderNode, stop: threading.Event | None = None) -> JobFollowU
     except Interrupted:
         _finish(row, status=FollowUp.PENDING, node=None, lease=None,
                 attempts=F("attempts") - 1, message="Interrupted by a shutdown; to be done")
+    except Nothing as nothing:
+        _finish(row, status=FollowUp.DONE, finished_at=now(), message=str(nothing)[:2000])
     except Exception as exc:  # Retry, or anything the work did not expect
         if not isinstance(exc, Retry):
             log.exception("follow-up %s of job %s failed", row.kind, row.job_id)

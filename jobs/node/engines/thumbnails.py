@@ -23,8 +23,7 @@ from django.utils import timezone
 from jobs import lifecycle, media
 from jobs.models import JobThumbnail
 from jobs.node import interrupt
-from jobs.node.followups import Retry, Run
-from jobs.submission.paths import PathError, checked_output_file
+from jobs.node.followups import Run, published_output
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +113,7 @@ def wanted(job, output: Path) -> bool:
 def make(run: Run) -> str:
     """The follow-up: store the poster frame of ``run.job``'s published output."""
     job = run.job
-    try:
-        source = checked_output_file(job.output_path)
-    except PathError as exc:
-        return f"No poster frame: the output is not served ({exc.message})"
-    if not source.is_file():
-        # Published on another node: Dropbox may not have brought it here yet.
-        raise Retry(f"The output is not on this node yet: {source}")
+    source = published_output(job, "No poster frame")
     run.check()
     if not capture(job, source):
         return "No poster frame: the output has no usable picture"
