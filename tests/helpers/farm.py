@@ -63,6 +63,20 @@ def render_processes(job_id=None, node: str = "") -> list[psutil.Process]:
     return found + spares_of(found, spares)
 
 
+def spare_processes(node: str) -> list[psutil.Process]:
+    """The live processes of ``node``'s spares (jobs.node.spares: a guard, a launcher),
+    waiting for a job or rendering one, by their marker."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MARKER_ENV, "").startswith(f"{node}{SPARE_MARK}") \
+                    and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 def event_time(job, to_status):
     event = job.events.filter(to_status=to_status).exclude(kind="progress").order_by("id").last()
     assert event is not None, f"no {to_status} event for {job.pk}"

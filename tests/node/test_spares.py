@@ -14,27 +14,18 @@ import pytest
 from jobs.models import Job, Status
 from jobs.node import spares as spares_module
 from jobs.node.engines import get_engine
-from jobs.node.procs import MARKER_ENV, SPARE_MARK
 from jobs.node.spares import Spares, SpareSpec
 from jobs.submission.paths import dropbox_relative
 from tests.helpers.common import make_project, wait_for
-from tests.helpers.farm import render_processes, submit, use_aerender, wait_status
+from tests.helpers.farm import (
+    render_processes,
+    spare_processes,
+    submit,
+    use_aerender,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def waiting_spares(node: str) -> list[psutil.Process]:
-    """The processes of ``node``'s spares (guard, launcher), by their marker."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            marker = proc.environ().get(MARKER_ENV, "")
-            if marker.startswith(f"{node}{SPARE_MARK}") \
-                    and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
 
 
 def cmdline(proc: psutil.Process) -> str:
@@ -55,7 +46,7 @@ def test_a_render_starts_in_a_spare_started_before_its_claim(farm, user, nexrend
     farm.start_worker()
     node = farm.node()
     # Idle, the node keeps nexrender (node.js, @nexrender/core loaded) waiting.
-    spare = wait_for(lambda: [p for p in waiting_spares(node)
+    spare = wait_for(lambda: [p for p in spare_processes(node)
                               if is_launcher(p)],
                      timeout=30, message="no spare nexrender process while idle")[0]
     job = submit(farm, user, frames=40, frame_seconds=0.05)
@@ -68,7 +59,7 @@ def test_a_render_starts_in_a_spare_started_before_its_claim(farm, user, nexrend
     job.refresh_from_db()
     assert spare.create_time() < job.started_at.timestamp()
     # While it renders, the next render's spare is started.
-    wait_for(lambda: [p for p in waiting_spares(node) if p.pid != spare.pid
+    wait_for(lambda: [p for p in spare_processes(node) if p.pid != spare.pid
                       and is_launcher(p)
                       and not p.children()], timeout=30,
              message="no spare for the next render")
@@ -83,7 +74,7 @@ def test_a_dead_spare_is_replaced_without_costing_the_job_an_attempt(farm, user,
                                                                      nexrender_cli):
     farm.start_worker()
     node = farm.node()
-    launcher = wait_for(lambda: [p for p in waiting_spares(node)
+    launcher = wait_for(lambda: [p for p in spare_processes(node)
                                  if is_launcher(p)], timeout=30)[0]
     launcher.kill()  # its guard notices within its poll; the job may come sooner
     job = submit(farm, user, frames=5)
@@ -95,7 +86,7 @@ def test_a_dead_spare_is_replaced_without_costing_the_job_an_attempt(farm, user,
 def test_a_spare_dies_with_its_worker(farm, user, nexrender_cli):
     worker = farm.start_worker()
     node = farm.node()
-    waiting = wait_for(lambda: len(waiting_spares(node)) >= 2 and waiting_spares(node),
+    waiting = wait_for(lambda: len(spare_processes(node)) >= 2 and spare_processes(node),
                        timeout=30, message="no spare (guard and launcher) while idle")
     os.kill(worker.pid, signal.SIGKILL)
     gone, alive = psutil.wait_procs(waiting, timeout=10)
