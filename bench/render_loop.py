@@ -59,13 +59,16 @@ def main():
             raise SystemExit(f"too few samples ({len(samples)}); job {job.status} {job.error}")
         third = len(samples) // 3
         first, last = samples[:third + 1], samples[-third - 1:]
+        middle = samples[third:2 * third + 1]
 
         def cpu_per_frame(window):
             frames_done = window[-1][3] - window[0][3]
             return (window[-1][1] - window[0][1]) / max(1, frames_done)
 
         cpu_first, cpu_last = cpu_per_frame(first), cpu_per_frame(last)
+        cpu_middle = cpu_per_frame(middle)
         rss_first = statistics.median(s[2] for s in first) / 2**20
+        rss_middle = statistics.median(s[2] for s in middle) / 2**20
         rss_last = statistics.median(s[2] for s in last) / 2**20
         flood = args.mb_per_second / fps
         print(f"one render of {frames} frames over ~{args.seconds:g} s flooding "
@@ -74,10 +77,10 @@ def main():
               f" MB of output read, {len(log.head.encode()) + len(log.tail.encode())} bytes "
               f"stored")
         print(f"  worker CPU per frame (~{flood:.1f} MB of output): first third "
-              f"{cpu_first * 1000:.1f} ms, last third {cpu_last * 1000:.1f} ms "
-              f"(x{cpu_last / cpu_first:.2f})")
-        print(f"  worker RSS: first third {rss_first:.1f} MB, last third {rss_last:.1f} MB "
-              f"(x{rss_last / rss_first:.2f})")
+              f"{cpu_first * 1000:.1f} ms, middle {cpu_middle * 1000:.1f} ms, last third "
+              f"{cpu_last * 1000:.1f} ms (x{cpu_last / cpu_first:.2f})")
+        print(f"  worker RSS (medians): first third {rss_first:.1f} MB, middle "
+              f"{rss_middle:.1f} MB, last third {rss_last:.1f} MB (x{rss_last / rss_first:.2f})")
         print(f"  progress events of the job (the live outbox): at most {events_peak} at once")
         flat = cpu_last <= 1.25 * cpu_first and rss_last <= 1.25 * rss_first
         print(f"target: flat (last third <= 1.25 x the first): {'met' if flat else 'MISSED'}")
