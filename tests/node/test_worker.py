@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, RenderNode, Status
-from jobs.node.procs import MARKER_ENV
+from jobs.node.procs import MARKER_ENV, SPARE_MARK
 from tests.helpers.common import make_project, wait_for
 from tests.helpers.farm import render_processes, status_of, submit, wait_status
 
@@ -29,9 +29,11 @@ def leases_running(job_id) -> set[str]:
     leases = set()
     for proc in render_processes(job_id):
         try:
-            leases.add(proc.environ()[MARKER_ENV].rsplit("/", 1)[-1])
+            marker = proc.environ()[MARKER_ENV]
         except (psutil.Error, KeyError, OSError):
             continue
+        if SPARE_MARK not in marker:  # a spare's own marker names no claim
+            leases.add(marker.rsplit("/", 1)[-1])
     return leases
 
 
