@@ -74,6 +74,7 @@ class Bench:
 
         call_command("migrate", verbosity=0)
         binary = install(self.root / "aerender")
+        self.aerender = binary
         os.environ["AERENDER_PATH"] = str(binary)
         from django.conf import settings
 

@@ -7,9 +7,12 @@ class JobsConfig(AppConfig):
     def ready(self):
         from jobs.lifecycle import job_transitioned
         from jobs.node import followups, proxy
+        from jobs.node.engines import thumbnails
         from jobs.notify import slack, webhooks
 
-        # Work a render node does for a job after it completed.
+        # Work a render node does for a job after it completed, most wanted first
+        # (the order in which a node takes them).
+        followups.register("thumbnail", thumbnails.wanted, thumbnails.make)
         followups.register("proxy", proxy.wanted, proxy.make)
 
         # Both receivers only queue work for background threads.

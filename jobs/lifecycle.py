@@ -51,6 +51,25 @@ job_transitioned = Signal()
 # message: the admin side alerts on some codes. Same rules as above.
 job_warned = Signal()
 
+# Where the receivers of the two signals run (counters, usage rows, alerts,
+# notifications): at once, after the commit, unless a process hands them to a
+# thread of its own (a render node: jobs.node.bookkeeping), so that its render
+# loop never waits for them.
+_run_receivers = None
+
+
+def run_receivers_with(runner) -> None:
+    """``runner(fn)`` runs the signals' receivers from now on; None: run them at once."""
+    global _run_receivers
+    _run_receivers = runner
+
+
+def _send_after_commit(signal: Signal, **kwargs) -> None:
+    def send() -> None:
+        signal.send(sender=Job, **kwargs)
+    runner = _run_receivers
+    transaction.on_commit(send if runner is None else lambda: runner(send))
+
 # Claim order: the queue is taken highest priority first, previews first within a
 # priority (a reviewer is waiting for them), then oldest. The one definition, used
 # by claim_next and by the queue forecast (jobs.forecast).
@@ -101,9 +120,8 @@ def transition(job_id, to: str, *, allowed_from, actor: str = "system", message:
         if not moved:
             return False
         record(job_id, kind, actor=actor, message=message, from_status=before, to_status=to)
-        transaction.on_commit(lambda: job_transitioned.send(
-            sender=Job, job_id=job_id, from_status=before, to_status=to, kind=kind,
-            actor=actor, message=message))
+        _send_after_commit(job_transitioned, job_id=job_id, from_status=before,
+                           to_status=to, kind=kind, actor=actor, message=message)
     return True
 
 
@@ -129,8 +147,7 @@ def warn(job_id, code: str, message: str, *, actor: str = "system",
                     warnings=[*current, {"code": code, "message": message}]):
                 continue  # changed in between: read again
             record(job_id, code, actor=actor, message=message)
-            transaction.on_commit(lambda: job_warned.send(
-                sender=Job, job_id=job_id, code=code, message=message))
+            _send_after_commit(job_warned, job_id=job_id, code=code, message=message)
         return True
     return False
 
@@ -179,9 +196,8 @@ def _create(actor: str, fields: dict) -> Job:
     job.save(force_insert=True)
     record(job.pk, "submitted", actor=actor, to_status=Status.PENDING,
            message=f"Submitted by {actor}")
-    transaction.on_commit(lambda: job_transitioned.send(
-        sender=Job, job_id=job.pk, from_status="", to_status=Status.PENDING,
-        kind="submitted", actor=actor, message=""))
+    _send_after_commit(job_transitioned, job_id=job.pk, from_status="",
+                       to_status=Status.PENDING, kind="submitted", actor=actor, message="")
     return job
 
 
@@ -341,7 +357,7 @@ def still_mine(job_id, lease) -> bool:
 
 
 def complete(job_id, lease, *, output_path: str, output_size: int | None,
-             has_thumbnail: bool = False, follow_ups=()) -> bool:
+             follow_ups=()) -> bool:
     """The render is published. Its times join the render history (jobs.history)
     in the same transaction, for the estimates of the jobs after it. ``follow_ups``:
     kinds of work to do for the job now that it is complete (jobs.node.followups),
@@ -352,7 +368,9 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                            expect_lease=lease,
                            message="Render completed", output_path=output_path,
                            output_size=output_size, progress=100, phase=Phase.NONE,
-                           eta_seconds=0, render_pid=None, has_thumbnail=has_thumbnail)
+                           eta_seconds=0, render_pid=None,
+                           # Its poster frame is a follow-up (thumbnail_ready).
+                           has_thumbnail=False)
         if moved:
             _add_to_history(job_id)
         if moved and follow_ups:
@@ -360,6 +378,18 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                 [JobFollowUp(job_id=job_id, kind=kind) for kind in follow_ups],
                 ignore_conflicts=True)
     return moved
+
+
+def thumbnail_ready(job_id) -> bool:
+    """A completed job's poster frame is stored (made after completion, see
+    jobs.node.engines.thumbnails): show it, and tell open pages (a ``thumbnail``
+    event). False if the job is no longer completed (retried meanwhile)."""
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job_id, status=Status.COMPLETED).update(
+                has_thumbnail=True):
+            return False
+        record(job_id, "thumbnail", message="Poster frame ready")
+    return True
 
 
 def _add_to_history(job_id) -> None:

@@ -78,7 +78,8 @@ def process_tree(pid: int, spawned_at=None) -> list[dict]:
     """The render process and its descendants with CPU and memory, or []."""
     try:
         root = psutil.Process(pid)
-        if spawned_at is not None and abs(root.create_time() - spawned_at.timestamp()) > 10:
+        # Started ahead of its job (jobs.node.spares), never after it was handed over.
+        if spawned_at is not None and root.create_time() - spawned_at.timestamp() > 10:
             return []  # the pid was reused by something else
         members = [root, *root.children(recursive=True)]
     except (psutil.Error, OSError):

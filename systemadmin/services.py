@@ -13,7 +13,7 @@ import psutil
 
 from jobs import lifecycle
 from jobs.models import UNFINISHED, Job, NodeCommand, RenderNode, Status
-from jobs.node.procs import find_marked
+from jobs.node.procs import SPARE_MARK, find_marked, spares_of
 from systemadmin import events, health
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,21 @@ def kill_local_renders(job_ids) -> list[int]:
         return []
     from jobs.node.guard import MARKER_ENV, kill_all
 
-    doomed = []
+    doomed, spares = [], []
     for proc in find_marked(""):
         try:
-            parts = proc.environ().get(MARKER_ENV, "").split("/")
+            marker = proc.environ().get(MARKER_ENV, "")
         except (psutil.Error, OSError):
             continue
-        if len(parts) >= 2 and parts[-2] in wanted:
+        parts = marker.split("/")
+        if SPARE_MARK in marker:
+            spares.append(proc)
+        elif len(parts) >= 2 and parts[-2] in wanted:
             doomed.append(proc)
     if not doomed:
         return []
+    # The spare that started a render (the guard, nexrender) keeps a marker of its own.
+    doomed += spares_of(doomed, spares)
     with contextlib.suppress(psutil.Error, OSError):
         return kill_all(doomed, timeout=2.0)
     return []

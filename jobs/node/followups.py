@@ -28,14 +28,18 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
-from django.db.models import F, Q
+from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from jobs.models import FollowUp, Job, JobFollowUp, RenderNode, alive_q
+from jobs.submission.paths import PathError, checked_output_file
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+AFTER_POKE_SECONDS = 0.3
+# Set to wake the thread at once (a completion on this node, a shutdown).
+_wake = threading.Event()
 RETRY_SECONDS = 30.0  # after a failed attempt, times the attempt number
 
 
@@ -45,6 +49,24 @@ class Interrupted(Exception):
 
 class Retry(Exception):
     """Not possible yet (the output has not synced to this node, say): try again later."""
+
+
+class Nothing(Exception):
+    """Nothing to make for this job (its message says why): done, without a result."""
+
+
+def published_output(job: Job, nothing: str) -> Path:
+    """The job's published output on this node. Raises Nothing (``nothing``: what is
+    not made, e.g. "No poster frame") when it is not served, Retry while Dropbox has
+    not brought it here yet."""
+    try:
+        source = checked_output_file(job.output_path)
+    except PathError as exc:
+        raise Nothing(f"{nothing}: the output is not served ({exc.message})") from None
+    if not source.is_file():
+        # Published on another node: Dropbox may not have brought it here yet.
+        raise Retry(f"The output is not on this node yet: {source}")
+    return source
 
 
 @dataclass
@@ -66,7 +88,13 @@ KINDS: dict[str, tuple[Callable[[Job, Path], bool], Callable[[Run], str]]] = {}
 
 
 def register(kind: str, wanted: Callable[[Job, Path], bool], run: Callable[[Run], str]) -> None:
+    """Kinds registered first are taken first (a poster frame before a preview video)."""
     KINDS[kind] = (wanted, run)
+
+
+def poke() -> None:
+    """Look at the table now (this node just completed a job, or is stopping)."""
+    _wake.set()
 
 
 def after_completion(job: Job, output: Path) -> list[str]:
@@ -95,7 +123,10 @@ def claimable():
 
 def claim_next(node: RenderNode) -> JobFollowUp | None:
     """The oldest due follow-up, now this node's; None if there is none."""
-    for candidate in claimable().order_by("run_after", "id").values("pk", "status", "lease")[:5]:
+    rank = Case(*[When(kind=kind, then=Value(n)) for n, kind in enumerate(KINDS)],
+                default=Value(len(KINDS)), output_field=IntegerField())
+    due = claimable().order_by(rank, "run_after", "id")
+    for candidate in due.values("pk", "status", "lease")[:5]:
         lease = uuid.uuid4()
         taken = JobFollowUp.objects.filter(
             pk=candidate["pk"], status=candidate["status"], lease=candidate["lease"]
@@ -132,6 +163,8 @@ def run_one(node: RenderNode, stop: threading.Event | None = None) -> JobFollowU
     except Interrupted:
         _finish(row, status=FollowUp.PENDING, node=None, lease=None,
                 attempts=F("attempts") - 1, message="Interrupted by a shutdown; to be done")
+    except Nothing as nothing:
+        _finish(row, status=FollowUp.DONE, finished_at=now(), message=str(nothing)[:2000])
     except Exception as exc:  # Retry, or anything the work did not expect
         if not isinstance(exc, Retry):
             log.exception("follow-up %s of job %s failed", row.kind, row.job_id)
@@ -166,8 +199,11 @@ class Runner:
                     close_old_connections()
                     connection.close()
                     did = False
-                if not did:
-                    self.stop.wait(POLL_SECONDS)
+                if not did and not self.stop.is_set() and _wake.wait(POLL_SECONDS):
+                    _wake.clear()
+                    # A completion on this node: let its next claim and render start
+                    # first (the database's write lock, the CPU), then follow.
+                    self.stop.wait(AFTER_POKE_SECONDS)
         finally:
             connection.close()
 

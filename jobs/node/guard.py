@@ -1,6 +1,16 @@
 """Runs a render command and takes its whole process tree down with the worker.
 
 Usage: python guard.py <worker-pid> <worker-create-time> -- argv...
+       python guard.py <worker-pid> <worker-create-time> --wait [-- argv...]
+
+The render worker starts every render through this guard. With ``--wait`` the
+guard is started ahead of its job (a spare, see jobs/node/spares.py): it
+starts ``argv`` at once if given (a launcher that loads its program and then
+waits for its job on stdin), and waits for one JSON line on its own stdin:
+``{"marker": ..., "argv": [...], "cwd": ..., "input": ...}``. ``input`` (a
+line) goes to the waiting launcher's stdin; without a launcher, ``argv`` is
+started in ``cwd`` with ``marker`` in its environment. Its stdin closed
+without a line, the guard ends what it started and exits 0.
 
 The render worker starts every render through this guard. If the worker dies
 without cleaning up (kill -9, a crash, PM2 killing it for memory), another
@@ -19,6 +29,7 @@ starts quickly: it is paid for on every render.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -94,13 +105,22 @@ def worker_gone(worker: psutil.Process, worker_pid: int) -> bool:
         return True
 
 
-def leftovers(marker: str) -> list[psutil.Process]:
+def leftovers(markers, since: float | None = None) -> list[psutil.Process]:
+    """Processes (not this one) whose marker variable is one of ``markers``; with
+    ``since``, only those started since then (reading every process's
+    environment is the slow part: it is paid on every render's end)."""
+    markers = {marker for marker in markers if marker}
     found = []
-    for proc in psutil.process_iter():
+    if not markers:
+        return found
+    for proc in psutil.process_iter(["create_time"]):
         if proc.pid == os.getpid():
             continue
+        created = proc.info.get("create_time")
+        if since is not None and created is not None and created < since:
+            continue
         try:
-            if proc.environ().get(MARKER_ENV) == marker:
+            if proc.environ().get(MARKER_ENV) in markers:
                 found.append(proc)
         except psutil.Error:
             continue
@@ -114,11 +134,25 @@ def note(message: str) -> None:
         sys.stderr.flush()
 
 
+def _read_job(into: dict, ready: threading.Event) -> None:
+    """One JSON line from stdin (the job) into ``into``; nothing at end of input."""
+    with contextlib.suppress(OSError, ValueError):
+        line = sys.stdin.buffer.readline()
+        if line.strip():
+            into.update(json.loads(line))
+    ready.set()
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 4 or argv[2] != "--":
-        sys.stderr.write("usage: guard.py <worker-pid> <worker-create-time> -- argv...\n")
+    waiting = len(argv) >= 3 and argv[2] == "--wait"
+    rest = argv[3:]
+    if waiting and rest[:1] == ["--"]:
+        rest = rest[1:]
+    if len(argv) < 3 or not (waiting or (argv[2] == "--" and rest)):
+        sys.stderr.write("usage: guard.py <worker-pid> <worker-create-time> "
+                         "[--wait] -- argv...\n")
         return 2
-    worker_pid, worker_created, command = int(argv[0]), float(argv[1]), argv[3:]
+    worker_pid, worker_created, command = int(argv[0]), float(argv[1]), rest
     try:
         worker = psutil.Process(worker_pid)
         if abs(worker.create_time() - worker_created) > 0.01:
@@ -137,11 +171,52 @@ def main(argv: list[str]) -> int:
             signal.signal(getattr(signal, name), stop)
 
     flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
-    try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, creationflags=flags)
-    except OSError as exc:
-        note(f"cannot start {command[0]}: {exc}")
-        return 127
+    markers = [os.environ.get(MARKER_ENV)]
+    child = None
+    if command:
+        try:
+            child = subprocess.Popen(command, creationflags=flags, stdin=subprocess.PIPE
+                                     if waiting else subprocess.DEVNULL)
+        except OSError as exc:
+            note(f"cannot start {command[0]}: {exc}")
+            return 127
+    if waiting:
+        job: dict = {}
+        handed = threading.Event()
+        threading.Thread(target=_read_job, args=(job, handed), daemon=True).start()
+        while not handed.wait(POLL_SECONDS):
+            if worker_gone(worker, worker_pid):
+                kill_all(_children(me))
+                return 137
+            if child is not None and child.poll() is not None:
+                break  # the launcher died waiting: the worker sees the exit code
+        if not job:
+            if child is not None and child.poll() is None:
+                with contextlib.suppress(OSError):
+                    child.stdin.close()  # the launcher leaves on its own
+                try:
+                    child.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    kill_all(_children(me))
+            code = 0 if child is None or child.returncode is None else child.returncode
+            return 128 - code if code < 0 else code
+        markers.append(job.get("marker"))
+        if child is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.write(str(job.get("input", "")).encode("utf-8") + b"\n")
+                child.stdin.flush()
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+        else:
+            env = dict(os.environ)
+            if job.get("marker"):
+                env[MARKER_ENV] = job["marker"]
+            try:
+                child = subprocess.Popen(job["argv"], stdin=subprocess.DEVNULL, cwd=job.get("cwd"),
+                                         env=env, creationflags=flags)
+            except (OSError, KeyError, TypeError) as exc:
+                note(f"cannot start the render: {exc}")
+                return 127
 
     # A blocking wait in a thread sees the exit at once; Popen.wait(timeout)
     # would poll with sleeps of up to 50 ms.
@@ -154,8 +229,9 @@ def main(argv: list[str]) -> int:
             return 137
     code = child.returncode
 
-    marker = os.environ.get(MARKER_ENV)
-    rest = _children(me) + (leftovers(marker) if marker else [])
+    # What the render started cannot be older than this guard (a second's slack for
+    # clocks that count in ticks).
+    rest = _children(me) + leftovers(markers, since=me.create_time() - 1.0)
     if rest:
         killed = kill_all(rest)
         note(f"killed processes the render left behind (pids {killed})")
@@ -164,4 +240,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    # At once: the worker waits for this exit to go on, and an interpreter's
+    # orderly shutdown (its threads, modules) costs tens of milliseconds.
+    os._exit(status)

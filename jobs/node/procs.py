@@ -12,6 +12,7 @@ restarted node can find and kill what its dead predecessor left running.
 from __future__ import annotations
 
 import contextlib
+import json
 import locale
 import logging
 import os
@@ -27,11 +28,14 @@ import psutil
 
 from jobs.node.guard import MARKER_ENV, kill_all
 
-__all__ = ["MARKER_ENV", "RenderProcess", "find_marked", "kill_marked", "kill_tree"]
+__all__ = ["MARKER_ENV", "SPARE_MARK", "RenderProcess", "find_marked", "kill_marked",
+           "kill_tree", "spares_of"]
 
 log = logging.getLogger(__name__)
 
 GUARD = Path(__file__).resolve().parent / "guard.py"
+# In the marker of a process started ahead of its job: "<node>/spare/<id>".
+SPARE_MARK = "/spare/"
 MAX_LINE = 64 * 1024
 READ_CHUNK = 256 * 1024
 # Batches of at most READ_CHUNK bytes: a full queue holds ~4 MiB of output, and a
@@ -62,8 +66,10 @@ def kill_tree(pid: int, create_time: float | None = None, timeout: float = 2.0) 
 
 
 def find_marked(prefix: str) -> list[psutil.Process]:
-    """Processes whose environment has MARKER_ENV starting with ``prefix``."""
-    found = []
+    """Processes whose environment has MARKER_ENV starting with ``prefix``, and the
+    spares (jobs.node.spares) that started them: a spare keeps the marker it was
+    started with, and only what it starts for its job carries the job's."""
+    found, spares = [], []
     me = os.getpid()
     for proc in psutil.process_iter():
         if proc.pid == me:
@@ -76,7 +82,24 @@ def find_marked(prefix: str) -> list[psutil.Process]:
             continue  # Windows: a process can vanish or refuse mid-read
         if value is not None and value.startswith(prefix):
             found.append(proc)
-    return found
+        elif value is not None and SPARE_MARK in value:
+            spares.append(proc)
+    return found + spares_of(found, spares)
+
+
+def spares_of(found: list[psutil.Process], spares: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes of ``spares`` that have one of ``found`` among their descendants."""
+    if not found or not spares:
+        return []
+    pids = {proc.pid for proc in found}
+    owners = []
+    for spare in spares:
+        try:
+            if any(child.pid in pids for child in spare.children(recursive=True)):
+                owners.append(spare)
+        except psutil.Error:
+            continue
+    return owners
 
 
 def kill_marked(prefix: str, timeout: float = 2.0) -> list[int]:
@@ -94,20 +117,27 @@ class RenderProcess:
 
     Read the output with :meth:`read` (it must be read: a full pipe stalls
     the render), watch for the end with :meth:`poll`.
+
+    ``wait``: started ahead of its job (a spare, jobs.node.spares): the guard
+    starts ``argv`` (if any: a launcher waiting for its job) and waits until
+    :meth:`hand` gives it the job.
     """
 
     def __init__(self, argv: Sequence[str | os.PathLike], env: Mapping[str, str] | None = None,
-                 cwd: str | os.PathLike | None = None, marker: str = ""):
+                 cwd: str | os.PathLike | None = None, marker: str = "", wait: bool = False):
         me = psutil.Process()
         env = dict(os.environ if env is None else env)
         if marker:
             env[MARKER_ENV] = marker
-        self.marker = marker
+        # Every marker this render's processes may carry (a spare's, then its job's).
+        self.markers = [marker] if marker else []
         self.argv = [str(arg) for arg in argv]
+        self.waiting = wait
+        self.started_at = time.monotonic()
         # -I: the guard needs neither the manager's sys.path nor PYTHON* variables,
         # and -I keeps the start-up cheap and predictable.
         command = [sys.executable, "-I", str(GUARD), str(me.pid), repr(me.create_time()),
-                   "--", *self.argv]
+                   *(["--wait"] if wait else []), "--", *self.argv]
         if sys.platform == "win32":
             # Own process group: a Ctrl+C meant for the worker is the worker's to
             # handle (it kills and requeues the render itself).
@@ -116,7 +146,8 @@ class RenderProcess:
         else:
             extra = {"start_new_session": True}
         self._popen = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            command, stdin=subprocess.PIPE if wait else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env=env, cwd=None if cwd is None else str(cwd),
             bufsize=0, **extra)
         self.pid: int = self._popen.pid
@@ -132,6 +163,33 @@ class RenderProcess:
         self._reader = threading.Thread(target=self._read_pipe, name=f"render-{self.pid}",
                                         daemon=True)
         self._reader.start()
+
+    @property
+    def marker(self) -> str:
+        return self.markers[-1] if self.markers else ""
+
+    def hand(self, marker: str, argv: Sequence[str | os.PathLike] | None = None,
+             cwd: str | os.PathLike | None = None, child_input: dict | None = None) -> bool:
+        """Give a waiting render its job: ``marker`` for what it starts from now on,
+        and either ``child_input`` (a JSON line for the waiting launcher, with the
+        marker added) or the ``argv`` to start in ``cwd``. False if it is gone."""
+        if not self.waiting or self._popen.poll() is not None:
+            return False
+        message = {"marker": marker, "cwd": None if cwd is None else str(cwd)}
+        if child_input is not None:
+            message["input"] = json.dumps({**child_input, "marker": marker})
+        else:
+            message["argv"] = [str(arg) for arg in argv or ()]
+            self.argv = message["argv"]
+        if marker:
+            self.markers.append(marker)
+        try:
+            self._popen.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
+            self._popen.stdin.close()
+        except (OSError, ValueError):
+            return False
+        self.waiting = False
+        return True
 
     # --- output -------------------------------------------------------------
 
@@ -228,6 +286,18 @@ class RenderProcess:
             return code
         return None
 
+    def child_alive(self) -> bool:
+        """The guard has a live child (a spare's launcher, waiting for its job)."""
+        try:
+            return any(child.status() != psutil.STATUS_ZOMBIE
+                       for child in psutil.Process(self.pid).children())
+        except psutil.Error:
+            return False
+
+    def exited(self) -> bool:
+        """The root process ended (its output may still be unread)."""
+        return self._popen.poll() is not None
+
     @property
     def returncode(self) -> int | None:
         return self._popen.returncode
@@ -244,8 +314,8 @@ class RenderProcess:
             with contextlib.suppress(OSError):
                 self._popen.kill()
             kill_all(descendants, timeout=timeout)
-        if self.marker:
-            kill_marked(self.marker, timeout=timeout)
+        for marker in self.markers:
+            kill_marked(marker, timeout=timeout)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=timeout)
 
@@ -256,6 +326,9 @@ class RenderProcess:
         if self._popen.poll() is None:
             self.kill()
         self._closed = True
+        if self._popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._popen.stdin.close()
         with contextlib.suppress(queue.Empty):
             while True:  # unread output: free it now
                 self._queue.get_nowait()

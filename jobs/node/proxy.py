@@ -31,10 +31,9 @@ from django.utils import timezone
 from jobs import lifecycle, media
 from jobs.models import Job, JobProxy
 from jobs.node.engines.thumbnails import NOT_VIDEO
-from jobs.node.followups import Retry, Run
+from jobs.node.followups import Run, published_output
 from jobs.node.procs import kill_tree
 from jobs.submission.nexrender_spec import is_image_sequence
-from jobs.submission.paths import PathError, checked_output_file
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +131,7 @@ def make(run: Run) -> str:
     """The follow-up: encode and store ``run.job``'s preview video; what was done, in words."""
     job = run.job
     cap = settings.PROXY_MAX_BYTES
-    try:
-        source = checked_output_file(job.output_path)
-    except PathError as exc:
-        return f"No preview video: the output is not served ({exc.message})"
-    if not source.is_file():
-        # Published on another node: Dropbox may not have brought it here yet.
-        raise Retry(f"The output is not on this node yet: {source}")
+    source = published_output(job, "No preview video")
     try:
         info = media.probe(source)
     except media.MediaError as exc:

@@ -29,7 +29,7 @@ from django.utils import timezone
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
 from jobs.node import followups, live_frame, outage, preview
-from jobs.node.engines import RenderError, get_engine, thumbnails
+from jobs.node.engines import RenderError, get_engine
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
 from jobs.node.interrupt import Interrupted, watching
@@ -49,6 +49,7 @@ LOG_FLUSH_SECONDS = 2.0
 LOST_CONTACT_SHARE = 0.8
 PUBLISH_FAILED = "publish_failed"
 PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
+SPARE_AFTER_SECONDS = 0.0  # into a render, the next render's process starts (node.spares)
 
 
 @dataclass
@@ -167,7 +168,12 @@ class Render:
         self.last_output = spawned
         if self.proc is not None:
             self.proc.close()
-        self.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
+        spares = getattr(self.worker, "spares", None)
+        if command.spare is not None and spares is not None:
+            self.proc = proc = spares.start(command, marker)
+        else:
+            spares = None
+            self.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
         self._update("the render's process id", render_pid=proc.pid,
                      render_spawned_at=timezone.now())
         # Parsers may keep their own chatter (ffmpeg's progress blocks) out of the log.
@@ -179,6 +185,12 @@ class Render:
         while True:
             lines = proc.read(READ_SLICE)
             now = time.monotonic()
+            if spares is not None and (now - spawned >= SPARE_AFTER_SECONDS
+                                       or proc.exited()):
+                # The next render's process, started once this one is under way
+                # (not while it competes for the CPU with this one's start-up).
+                spares.refill()
+                spares = None
             if lines:
                 if not heartbeats:
                     self.last_output = now
@@ -277,7 +289,6 @@ class Render:
             return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
         if not self._persist("checking the claim", lifecycle.still_mine, job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
-        has_thumbnail = self._persist("storing the thumbnail", thumbnails.capture, job, result)
         try:
             published = publish(result, output_folder(job), output_name(job, result),
                                 tag=job.lease.hex[:12])
@@ -287,7 +298,8 @@ class Render:
         # Stored relative to RENDER_OUTPUT_DIR: every machine finds it in its own.
         done = self._persist("completing the job", lifecycle.complete, job.pk, job.lease,
                              output_path=output_relative(published.path),
-                             output_size=published.size, has_thumbnail=has_thumbnail,
+                             output_size=published.size,
+                             # The poster frame and preview video come later (followups).
                              follow_ups=followups.after_completion(job, published.path))
         if not done:
             # A retried commit may have happened the first time round.
@@ -296,6 +308,7 @@ class Render:
         if not done:
             published.withdraw()  # only while it still is the file this render wrote
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing")
+        followups.poke()  # its poster frame, beside the next render
         return RenderOutcome(Status.COMPLETED)
 
     def _stop_frames(self, last: bool = False) -> None:
@@ -394,8 +407,10 @@ class Render:
 
     def _seed_log(self) -> None:
         job = self.job
+        if job.attempts <= 1:
+            return  # a first attempt has no earlier log to read
         previous = JobLog.objects.filter(job_id=job.pk).first()
-        if previous is not None and job.attempts > 1:
+        if previous is not None:
             self.buffer.add(previous.text())
 
     def _flush_log(self) -> None:

@@ -135,10 +135,14 @@ def check(job: Job, now: datetime | None = None) -> str:
 
 def tick(now: datetime | None = None) -> int:
     """Start pending jobs and run every check that is due. Returns checks run."""
+    given = now
     now = now or timezone.now()
+    started = 0
     for job_id in Job.objects.filter(status=Status.PENDING).order_by("created_at") \
             .values_list("pk", flat=True)[:BATCH]:
-        lifecycle.begin_validation(job_id)
+        started += lifecycle.begin_validation(job_id)
+    if started and given is None:
+        now = timezone.now()  # what just began is due now, in this same tick
 
     due = Job.objects.filter(status=Status.VALIDATING, validation_next_at__lte=now) \
         .order_by("validation_next_at")[:BATCH]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 
 from django.db import connection
@@ -19,11 +20,19 @@ from jobs.lifecycle import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
+POKE_SLICE_SECONDS = 0.1
+
 
 class Waker:
     def __init__(self):
         self.conn = None
         self.pending: list[str] = []
+        # Set by another thread of this process (the validator queued a job).
+        self.poked = threading.Event()
+
+    def poke(self) -> None:
+        """End the current (or next) wait now: work was made by this very process."""
+        self.poked.set()
 
     def _listen(self):
         if self.conn is not None or connection.vendor != "postgresql":
@@ -39,15 +48,23 @@ class Waker:
             self.conn = None
         return self.conn
 
+    def listening(self) -> bool:
+        """Notifications reach this waker (PostgreSQL's LISTEN); else it only polls."""
+        return self._listen() is not None
+
     def wait(self, timeout: float, wanted=None) -> list[str]:
         """Block up to ``timeout`` seconds or until a wanted notification arrives.
 
         ``wanted(payload) -> bool`` filters which notifications end the wait;
         payloads look like ``"<event id>:<job id>:<status or kind>"``.
         """
+        if self.poked.is_set():
+            self.poked.clear()
+            return []
         conn = self._listen()
         if conn is None:
-            time.sleep(timeout)
+            if self.poked.wait(timeout):
+                self.poked.clear()
             return []
         deadline = time.monotonic() + timeout
         received: list[str] = []
@@ -56,7 +73,12 @@ class Waker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return received
-                for note in conn.notifies(timeout=remaining, stop_after=1):
+                if self.poked.is_set():
+                    self.poked.clear()
+                    return received
+                # In slices, so that a poke from this process is seen soon too.
+                slice_ = min(remaining, POKE_SLICE_SECONDS)
+                for note in conn.notifies(timeout=slice_, stop_after=1):
                     received.append(note.payload)
                 if received and (wanted is None or any(wanted(p) for p in received)):
                     return received
@@ -75,3 +97,8 @@ class Waker:
 
 def wants_queue(payload: str) -> bool:
     return payload.endswith(":QUEUED") or payload.endswith(":PENDING")
+
+
+def wants_submission(payload: str) -> bool:
+    """A job to validate: a new submission (or one sent back to validation)."""
+    return payload.endswith(":PENDING")

@@ -27,13 +27,17 @@ from django.db.models.functions import Now
 
 from jobs import lifecycle
 from jobs.models import Job, NodeCommand, RenderNode, Status
-from jobs.node import followups, housekeeping, outage, validation
+from jobs.node import bookkeeping, followups, housekeeping, outage, validation
+from jobs.node.engines import RenderError, get_engine
 from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import kill_marked
 from jobs.node.render import Render, RenderOutcome
-from jobs.node.wakeup import Waker, wants_queue
+from jobs.node.spares import Spares
+from jobs.node.wakeup import Waker, wants_queue, wants_submission
 
 log = logging.getLogger(__name__)
+
+SUBMISSION_POLL_SECONDS = 0.1
 
 
 def default_node_name() -> str:
@@ -55,6 +59,10 @@ class Worker:
         # (job id, lease) of the render in progress, for the heartbeat thread.
         self.current: tuple | None = None
         self.waker = Waker()
+        # The validator's own: a submission (NOTIFY on PostgreSQL) starts its check.
+        self.submissions = Waker()
+        # The next render's process, started ahead of its job (jobs.node.spares).
+        self.spares = Spares(self.node_name)
         self.heartbeat = Heartbeat(self)
         self.validator: threading.Thread | None = None
         self._register_lock = threading.Lock()
@@ -108,10 +116,14 @@ class Worker:
 
     def shutdown(self) -> None:
         self.stop_requested.set()
+        followups.poke()
+        self.submissions.poke()
         self.heartbeat.join()
         if self.validator is not None:
             self.validator.join(timeout=5)
         self.waker.close()
+        self.spares.close()
+        bookkeeping.stop()
         if self.node is not None:
             outage.best_effort("recording the node's stop",
                                RenderNode.objects.filter(pk=self.node.pk).update,
@@ -161,6 +173,8 @@ class Worker:
         housekeeping.start(self.stop_requested)
         # Work after completion (preview videos) at low priority, beside the renders.
         followups.start(self.node, self.stop_requested)
+        # Counters, usage rows, alerts and notifications of transitions, beside them too.
+        bookkeeping.start()
         log.info("render node %s ready (pid %s)", self.node_name, os.getpid())
         try:
             while not self.stop_requested.is_set():
@@ -197,9 +211,19 @@ class Worker:
             return False
         job = lifecycle.claim_next(self.node)
         if job is None:
+            self.prepare_spare()
             return False
         self.render(job)
         return True
+
+    def prepare_spare(self) -> None:
+        """Idle: have the next render's process waiting (for the engine of the last
+        render, or the default one)."""
+        try:
+            spec = self.spares.spec or get_engine(settings.RENDER_ENGINE).spare()
+            self.spares.prepare(spec)
+        except (RenderError, OSError) as exc:
+            log.warning("cannot start a spare render process: %s", exc)
 
     def over_memory(self) -> bool:
         """Past WORKER_MEMORY_LIMIT_MB, stop between two renders (PM2 or systemd
@@ -216,19 +240,27 @@ class Worker:
         return True
 
     def _validate_forever(self) -> None:
-        while not self.stop_requested.is_set():
-            try:
-                validation.tick()
-                wait = validation.next_due_in()
-            except Error:
-                log.exception("validation tick failed; retrying")
-                outage.reset()
-                close_old_connections()
-                wait = 1.0
-            pause = settings.WORKER_POLL_SECONDS if wait is None else min(
-                max(wait, 0.05), settings.WORKER_POLL_SECONDS)
-            self.stop_requested.wait(pause)
-        connection.close()
+        try:
+            while not self.stop_requested.is_set():
+                try:
+                    if validation.tick():
+                        self.waker.poke()  # a job may be queued: claim it now
+                    wait = validation.next_due_in()
+                except Error:
+                    log.exception("validation tick failed; retrying")
+                    outage.reset()
+                    close_old_connections()
+                    wait = 1.0
+                idle = settings.WORKER_POLL_SECONDS
+                if not self.submissions.listening():
+                    # SQLite: no NOTIFY; a submission is looked for more often than the
+                    # queue (one cheap query), as it starts the way to a render.
+                    idle = min(idle, SUBMISSION_POLL_SECONDS)
+                pause = idle if wait is None else min(max(wait, 0.05), idle)
+                self.submissions.wait(pause, wanted=wants_submission)
+        finally:
+            self.submissions.close()
+            connection.close()
 
     # --- one render -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from jobs import lifecycle
 from jobs.models import Job, RenderNode, Status
 from tests.faults.conftest import report
 from tests.helpers.common import wait_for
-from tests.helpers.farm import render_processes, wait_status
+from tests.helpers.farm import render_processes, spare_processes, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +23,9 @@ def test_cancelled_floods_leave_the_worker_with_the_threads_it_started_with(farm
     process = psutil.Process(worker.pid)
     # main, heartbeat, validator, chores, follow-ups
     wait_for(lambda: process.num_threads() >= 5, timeout=10)
+    # Idle, the node also keeps the next render's process waiting (a spare, read by a
+    # thread of its own): count with it.
+    wait_for(lambda: spare_processes(node), timeout=30, message="no spare while idle")
     idle = process.num_threads()
     jobs = queued_jobs(3, frames=400, frame_seconds=0, flood_mb=4000)
     for job in jobs:

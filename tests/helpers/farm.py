@@ -8,7 +8,7 @@ import psutil
 
 from jobs import lifecycle
 from jobs.models import Job
-from jobs.node.procs import MARKER_ENV
+from jobs.node.procs import MARKER_ENV, SPARE_MARK, spares_of
 from jobs.submission.paths import dropbox_relative
 from tests.helpers.common import make_project, wait_for
 
@@ -41,15 +41,35 @@ def wait_status(job, *statuses, timeout=60):
 
 def render_processes(job_id=None, node: str = "") -> list[psutil.Process]:
     """Live render processes of ``job_id`` or of render node ``node`` (its full
-    name, ``farm.node()``), found by their marker. Other test runs may be
+    name, ``farm.node()``), found by their marker (and the spares that started
+    them). Other test runs may be
     rendering on this machine at the same time: always narrow it down."""
     assert job_id or node
-    found = []
+    found, spares = [], []
     for proc in psutil.process_iter():
         try:
             marker = proc.environ().get(MARKER_ENV, "")
-            if marker and (job_id is None or str(job_id) in marker) \
-                    and marker.startswith(f"{node}/" if node else "") \
+            if not marker or not marker.startswith(f"{node}/" if node else "") \
+                    or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if SPARE_MARK in marker:
+                spares.append(proc)
+            elif job_id is None or str(job_id) in marker:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    # A spare (jobs.node.spares) keeps its own marker: it is part of the render it
+    # started; one still waiting for a job renders nothing.
+    return found + spares_of(found, spares)
+
+
+def spare_processes(node: str) -> list[psutil.Process]:
+    """The live processes of ``node``'s spares (jobs.node.spares: a guard, a launcher),
+    waiting for a job or rendering one, by their marker."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MARKER_ENV, "").startswith(f"{node}{SPARE_MARK}") \
                     and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except (psutil.Error, OSError):
@@ -92,7 +112,8 @@ class RenderWatcher:
             for proc in psutil.process_iter():
                 try:
                     marker = proc.environ().get(MARKER_ENV, "")
-                    if self.prefix not in marker or proc.status() == psutil.STATUS_ZOMBIE:
+                    if self.prefix not in marker or SPARE_MARK in marker \
+                            or proc.status() == psutil.STATUS_ZOMBIE:
                         continue
                 except (psutil.Error, OSError):
                     continue

@@ -125,7 +125,8 @@ def test_a_reviewed_batch_from_a_csv(farm, user, api_client, nexrender_cli, sett
         assert output.parent.parent == Path(settings.RENDER_OUTPUT_DIR)
         info = media.probe(output)
         assert (info.video.width, info.video.height) == (320, 180)
-        # Status changes only: a preview video made after completion adds an event too.
+        # Status changes only: follow-ups after completion (poster frame, preview video)
+        # add events too.
         statuses = list(job.events.exclude(kind="progress").exclude(to_status="")
                         .values_list("to_status", flat=True))
         assert statuses == ["PENDING", "VALIDATING", "QUEUED", "RENDERING", "AWAITING_REVIEW",

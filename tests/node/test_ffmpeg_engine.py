@@ -308,7 +308,8 @@ def test_a_timeline_job_renders_end_to_end_with_progress_and_a_thumbnail(farm, u
     body = wait_for(finished, timeout=60, interval=0.05)
     assert body["status"] == "COMPLETED", body["error"]
     job = Job.objects.get(pk=job_id)
-    # (The preview video's event, which may come meanwhile, has no status.)
+    # (The poster frame's and preview video's events, which may come meanwhile, have
+    # no status.)
     statuses = list(job.events.exclude(kind="progress").exclude(to_status="")
                     .values_list("to_status", flat=True))
     assert statuses == ["PENDING", "VALIDATING", "QUEUED", "RENDERING", "COMPLETED"]
@@ -322,8 +323,10 @@ def test_a_timeline_job_renders_end_to_end_with_progress_and_a_thumbnail(farm, u
     # The log keeps ffmpeg's messages and a few positions, not every progress block.
     log = job.log.text()
     assert "out_time=" in log and log.count("progress=") <= 2
-    # A poster frame, behind a signed link that works without credentials.
-    url = body["output"]["thumbnail_url"]
+    # A poster frame (made after completion), behind a signed link that works
+    # without credentials.
+    url = wait_for(lambda: api_client.get(f"/api/jobs/{job_id}").json()["output"][
+        "thumbnail_url"], timeout=60, message="no poster frame after completion")
     assert url and "/thumbnail?signature=" in url
     api_client.credentials()
     picture = api_client.get("/" + url.split("://", 1)[1].split("/", 1)[1])

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import lifecycle, media
-from jobs.models import FollowUp, Job, JobFollowUp, JobProxy, RenderNode, Status
+from jobs.models import FollowUp, Job, JobFollowUp, JobProxy, JobThumbnail, RenderNode, Status
 from jobs.node import followups, proxy
 from jobs.node.retention import purge_jobs
 from tests.helpers import media as mh
@@ -188,7 +188,7 @@ def test_retention_takes_the_proxy_with_the_job(user, dropbox, output, settings)
 
 
 @pytest.mark.slow
-def test_a_real_worker_makes_the_preview_after_completing(farm, user):
+def test_a_real_worker_makes_the_poster_frame_and_preview_after_completing(farm, user):
     use_aerender(farm)
     farm.start_worker()
     job = submit(farm, user, frames=25, width=320, height=180)
@@ -198,7 +198,57 @@ def test_a_real_worker_makes_the_preview_after_completing(farm, user):
     made = wait_for(lambda: JobProxy.objects.filter(job=job).first(), timeout=60,
                     message="no preview video was made")
     assert made.size > 0 and (made.width, made.height) == (320, 180)
-    assert JobFollowUp.objects.get(job=job).status == FollowUp.DONE
+    done = dict(JobFollowUp.objects.filter(job=job).values_list("kind", "status"))
+    assert done == {"thumbnail": FollowUp.DONE, "proxy": FollowUp.DONE}
+    # Nothing of it before COMPLETED: the poster frame comes first, then the video.
     completed_at = job.events.get(to_status=Status.COMPLETED).created_at
-    assert job.events.get(kind="proxy").created_at >= completed_at
+    poster_at = job.events.get(kind="thumbnail").created_at
+    assert completed_at <= poster_at <= job.events.get(kind="proxy").created_at
+    job.refresh_from_db()
+    thumbnail = JobThumbnail.objects.get(job=job)
+    assert job.has_thumbnail and bytes(thumbnail.jpeg).startswith(b"\xff\xd8")
+    assert thumbnail.created_at >= completed_at
 
+
+
+def test_the_poster_frame_comes_after_completion_first_and_updates_open_pages(
+        user, dropbox, output, browser_user):
+    from jobs.web.live import render_messages
+
+    job = completed(user, dropbox, output, follow_ups=("proxy", "thumbnail"))
+    # COMPLETED without it: the list and the job page show no picture yet.
+    assert job.status == Status.COMPLETED and not job.has_thumbnail
+    assert not JobThumbnail.objects.exists()
+    page = browser_user.get(f"/jobs/{job.pk}").content.decode()
+    assert f"/api/jobs/{job.pk}/thumbnail" not in page
+
+    row = followups.run_one(node())  # the poster frame first, though recorded second
+
+    assert (row.kind, row.status) == ("thumbnail", FollowUp.DONE), row.message
+    job.refresh_from_db()
+    assert job.has_thumbnail and bytes(JobThumbnail.objects.get(job=job).jpeg)[:2] == b"\xff\xd8"
+    assert not JobProxy.objects.exists()
+    event = job.events.get(kind="thumbnail")
+
+    class Everyone:
+        groups = None  # a layer that cannot tell who listens: render everything
+
+    messages = render_messages([event], Everyone())
+    poster = f'src="/api/jobs/{job.pk}/thumbnail?v='
+    detail = next(m for group, m in messages if group == f"job-{job.pk}")
+    assert f'<img class="poster" {poster}' in detail["html"]
+    row_html = next(m for group, m in messages if group == f"user-{user.pk}")
+    assert f'<img class="thumb" {poster}' in row_html["html"]
+    assert browser_user.get(f"/api/jobs/{job.pk}/thumbnail")["Content-Type"] == "image/jpeg"
+
+
+def test_no_poster_frame_for_a_job_that_is_no_longer_completed(user, dropbox, output):
+    job = completed(user, dropbox, output, follow_ups=("thumbnail",))
+    # Its output stays, but the job moved on (being sent back for a retry, say).
+    Job.objects.filter(pk=job.pk).update(status=Status.FAILED)
+
+    row = followups.run_one(node())
+
+    assert row.status == FollowUp.DONE and "no longer completed" in row.message
+    job.refresh_from_db()
+    assert not job.has_thumbnail and not job.events.filter(kind="thumbnail").exists()

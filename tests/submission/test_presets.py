@@ -229,7 +229,9 @@ def test_an_ae_render_with_a_preset_is_encoded_after_rendering(farm, user):
     assert media.measure(output).frames == 60
     # Only the encoded file is published: AE's own .avi stays in the (removed) work folder.
     assert [p.suffix for p in output.parent.iterdir()] == [".mp4"]
-    assert job.has_thumbnail
+    # Its poster frame follows the completion (a follow-up of the node).
+    wait_for(lambda: Job.objects.filter(pk=job.pk, has_thumbnail=True).exists(), timeout=60,
+             message="no poster frame after completion")
 
 
 def test_the_default_encoding_is_h264_high_quality():

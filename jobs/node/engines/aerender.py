@@ -20,8 +20,10 @@ from jobs.node.engines.base import (
     output_name,
     project_file,
     project_suffix,
+    spare_folder,
     template_config,
 )
+from jobs.node.spares import SpareSpec
 
 # job.config template key -> aerender flag.
 FLAGS = (("settingsTemplate", "-RStemplate"), ("outputModule", "-OMtemplate"),
@@ -58,7 +60,11 @@ class AerenderEngine(AfterEffectsEngine):
         if relinking is not None:
             argv += ["-r", str(relinking)]
         argv += ["-v", "ERRORS_AND_PROGRESS", "-close", "DO_NOT_SAVE_CHANGES"]
-        return RenderCommand(argv=argv, env=base_env(), cwd=workdir)
+        return RenderCommand(argv=argv, env=base_env(), cwd=workdir, spare=self.spare())
+
+    def spare(self) -> SpareSpec:
+        # The guard alone, waiting to start aerender.
+        return SpareSpec.make((), base_env(), spare_folder())
 
     def output_folder(self, job, workdir: Path) -> Path:
         return Path(workdir)

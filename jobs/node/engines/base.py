@@ -15,8 +15,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 from jobs.node.engines.ae_output import AeOutput, judge
 from jobs.node.interrupt import checkpoint
+from jobs.node.spares import SpareSpec
 from jobs.submission.nexrender_spec import IMAGE_SEQUENCE_EXTS, is_image_sequence
 from jobs.submission.paths import PathError, checked_dropbox_file, checked_source_file
 
@@ -32,6 +35,11 @@ class RenderCommand:
     argv: list[str]
     env: dict[str, str]
     cwd: Path
+    # A process that can start before the job (jobs.node.spares), and what it is
+    # then handed: ``handoff`` (a JSON object for its launcher) or, without one,
+    # ``argv`` itself.
+    spare: SpareSpec | None = None
+    handoff: dict | None = None
 
 
 class RenderError(Exception):
@@ -55,6 +63,11 @@ class Engine:
 
     def command(self, job, workdir: Path) -> RenderCommand:
         raise NotImplementedError
+
+    def spare(self) -> SpareSpec | None:
+        """What this engine's renders can start before their job (see
+        jobs.node.spares), or None: they start when the job is claimed."""
+        return None
 
     def progress(self, job):
         raise NotImplementedError
@@ -162,6 +175,11 @@ def source_file(src: str, where: str) -> Path:
 def project_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     return suffix if _SAFE_EXT.match(suffix[1:]) else ".aep"
+
+
+def spare_folder() -> Path:
+    """Where spare render processes wait (a folder that stays)."""
+    return Path(settings.RENDER_TEMP_DIR)
 
 
 def base_env() -> dict[str, str]:

@@ -25,10 +25,13 @@ from jobs.node.engines.base import (
     project_file,
     project_suffix,
     source_file,
+    spare_folder,
     template_config,
 )
+from jobs.node.spares import SpareSpec
 
 PRELOAD = Path(__file__).resolve().parent / "nexrender_linux_preload.js"
+LAUNCHER = Path(__file__).resolve().parent / "nexrender_launcher.js"
 TEMPLATE_KEYS = ("composition", "outputModule", "outputExt", "settingsTemplate",
                  "renderSettings", "outputSettings", "frameStart", "frameEnd",
                  "frameIncrement", "continueOnMissing", "imageSequence")
@@ -51,10 +54,18 @@ class NexrenderEngine(AfterEffectsEngine):
             built["assets"].insert(0, {"type": "script", "src": relinking.as_uri(),
                                        "name": relink.SCRIPT_NAME})
         job_file.write_text(json.dumps(built, indent=2), encoding="utf-8")
-        argv = [settings.NODE_BINARY, str(settings.NEXRENDER_CLI), "--file", str(job_file),
-                "--binary", str(settings.AERENDER_PATH), "--workpath", str(workdir),
-                "--skip-cleanup", "--no-analytics", "--debug"]
-        return RenderCommand(argv=argv, env=nexrender_env(), cwd=workdir)
+        args = ["--file", str(job_file), "--binary", str(settings.AERENDER_PATH),
+                "--workpath", str(workdir), "--skip-cleanup", "--no-analytics", "--debug"]
+        # What runs is this CLI command; it starts in a spare launcher
+        # (nexrender_launcher.js, node.js and @nexrender/core loaded ahead of the
+        # job), which runs the CLI's own bin.js with these arguments.
+        argv = [settings.NODE_BINARY, str(settings.NEXRENDER_CLI), *args]
+        return RenderCommand(argv=argv, env=nexrender_env(), cwd=workdir, spare=self.spare(),
+                             handoff={"cwd": str(workdir), "args": args})
+
+    def spare(self) -> SpareSpec:
+        return SpareSpec.make((settings.NODE_BINARY, str(LAUNCHER), str(settings.NEXRENDER_CLI)),
+                              nexrender_env(), spare_folder())
 
     def output_folder(self, job, workdir: Path) -> Path:
         return Path(workdir) / job_uid(job)

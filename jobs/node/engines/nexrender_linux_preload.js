@@ -9,8 +9,11 @@ const os = require('os');
 const path = require('path');
 
 const module_ = '@nexrender/core/src/helpers/autofind';
-const places = [process.argv[1] ? path.dirname(process.argv[1]) : null, __dirname]
-    .filter(Boolean);
+// argv[1]: nexrender-cli's bin.js, or the launcher (nexrender_launcher.js)
+// whose argv[2] is bin.js.
+const places = [process.argv[1], process.argv[2]]
+    .filter((arg) => arg && arg.endsWith('.js')).map((arg) => path.dirname(arg))
+    .concat([__dirname]);
 try {
     const autofind = require(require.resolve(module_, { paths: places }));
     autofind.defaultPaths[os.platform()] ||= [];

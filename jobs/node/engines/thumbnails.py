@@ -1,7 +1,11 @@
 """Poster frames of completed videos: one JPEG per job, kept in the database.
 
-The render node grabs a frame (10 % into the video, at most 10 s in) while
-the output is still in its work folder, before publishing. The JPEG lives in
+A poster frame is nothing the user needs before the job is COMPLETED, so no
+render waits for it: it is a follow-up (jobs.node.followups, kind
+``thumbnail``, done before the slower preview video), made by a render node
+from the published output (a frame 10 % into the video, at most 10 s in).
+Once it is stored, ``has_thumbnail`` is set and a ``thumbnail`` event updates
+open pages (jobs.lifecycle.thumbnail_ready). The JPEG lives in
 JobThumbnail, so the web server can show it whichever machine rendered, and
 nothing but renders lands in Dropbox; retention deletes it with the job.
 API clients get a signed ``thumbnail_url`` (valid an hour, like downloads);
@@ -16,9 +20,10 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from jobs import media
+from jobs import lifecycle, media
 from jobs.models import JobThumbnail
 from jobs.node import interrupt
+from jobs.node.followups import Run, published_output
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +103,20 @@ def capture(job, path: Path) -> bool:
     JobThumbnail.objects.update_or_create(job_id=job.pk, defaults={
         "jpeg": jpeg, "width": width, "height": height, "created_at": timezone.now()})
     return True
+
+
+def wanted(job, output: Path) -> bool:
+    """A completed video gets a poster frame (zipped image sequences do not)."""
+    return Path(output).suffix.lower() not in NOT_VIDEO
+
+
+def make(run: Run) -> str:
+    """The follow-up: store the poster frame of ``run.job``'s published output."""
+    job = run.job
+    source = published_output(job, "No poster frame")
+    run.check()
+    if not capture(job, source):
+        return "No poster frame: the output has no usable picture"
+    if not lifecycle.thumbnail_ready(job.pk):
+        return "Poster frame stored, but the job is no longer completed"
+    return "Poster frame ready"

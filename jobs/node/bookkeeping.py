@@ -1,0 +1,74 @@
+"""The receivers of a render node's job transitions, on a thread of their own.
+
+Every transition sends ``lifecycle.job_transitioned`` after its commit, and
+its receivers write counters and usage rows, raise alerts and queue
+notifications (systemadmin.signals, jobs.notify). None of that is needed
+before the next render may start, so a render node runs them here, in order,
+beside its render loop (``start``), instead of between one render's end and
+the next claim. At shutdown what is queued is still done (``stop``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from django.db import close_old_connections, connection
+
+from jobs import lifecycle
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0
+_STOP = object()
+
+
+class Bookkeeper:
+    def __init__(self):
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="bookkeeping", daemon=True)
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self.queue.put(fn)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                fn = self.queue.get()
+                if fn is _STOP:
+                    return
+                try:
+                    fn()
+                except Exception:  # receivers guard themselves; this is the last net
+                    log.exception("a job transition's bookkeeping failed")
+                    close_old_connections()
+        finally:
+            connection.close()
+
+    def stop(self, timeout: float = DRAIN_SECONDS) -> None:
+        self.queue.put(_STOP)
+        self.thread.join(timeout)
+
+
+_current: Bookkeeper | None = None
+
+
+def start() -> Bookkeeper:
+    """Run this process's transition receivers on a thread from now on."""
+    global _current
+    keeper = Bookkeeper()
+    keeper.thread.start()
+    _current = keeper
+    lifecycle.run_receivers_with(keeper.submit)
+    return keeper
+
+
+def stop() -> None:
+    """Back to running the receivers at once, after doing what is queued."""
+    global _current
+    keeper, _current = _current, None
+    lifecycle.run_receivers_with(None)
+    if keeper is not None:
+        keeper.stop()

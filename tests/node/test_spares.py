@@ -1,0 +1,130 @@
+"""Spare render processes (jobs.node.spares): the next render's process starts before
+its job is claimed, and is handed the job when it is; real processes throughout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jobs.models import Job, Status
+from jobs.node import spares as spares_module
+from jobs.node.engines import get_engine
+from jobs.node.spares import Spares, SpareSpec
+from jobs.submission.paths import dropbox_relative
+from tests.helpers.common import make_project, wait_for
+from tests.helpers.farm import (
+    render_processes,
+    spare_processes,
+    submit,
+    use_aerender,
+    wait_status,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def is_launcher(proc: psutil.Process) -> bool:
+    try:
+        return proc.cmdline()[1].endswith("nexrender_launcher.js")
+    except (psutil.Error, IndexError):
+        return False
+
+
+def test_a_render_starts_in_a_spare_started_before_its_claim(farm, user, nexrender_cli):
+    farm.start_worker()
+    node = farm.node()
+    # Idle, the node keeps nexrender (node.js, @nexrender/core loaded) waiting.
+    spare = wait_for(lambda: [p for p in spare_processes(node)
+                              if is_launcher(p)],
+                     timeout=30, message="no spare nexrender process while idle")[0]
+    job = submit(farm, user, frames=40, frame_seconds=0.05)
+    wait_status(job, Status.RENDERING, Status.COMPLETED, Status.FAILED)
+    simulator = wait_for(lambda: [p for p in render_processes(job.pk)
+                                  if "aerender" in cmdline(p)], timeout=30,
+                         message="the simulator never started")[0]
+    # aerender's parent is the spare's launcher, which was waiting before the claim.
+    assert simulator.parent().pid == spare.pid
+    job.refresh_from_db()
+    assert spare.create_time() < job.started_at.timestamp()
+    # While it renders, the next render's spare is started.
+    wait_for(lambda: [p for p in spare_processes(node) if p.pid != spare.pid
+                      and is_launcher(p)
+                      and not p.children()], timeout=30,
+             message="no spare for the next render")
+    wait_status(job, Status.COMPLETED, Status.FAILED)
+    assert job.status == Status.COMPLETED, job.error
+    log = job.log.text()
+    assert "> starting nexrender-cli" in log and "> job rendering successfully finished" in log
+    assert job.attempts == 1
+
+
+def test_a_dead_spare_is_replaced_without_costing_the_job_an_attempt(farm, user,
+                                                                     nexrender_cli):
+    farm.start_worker()
+    node = farm.node()
+    launcher = wait_for(lambda: [p for p in spare_processes(node)
+                                 if is_launcher(p)], timeout=30)[0]
+    launcher.kill()  # its guard notices within its poll; the job may come sooner
+    job = submit(farm, user, frames=5)
+    wait_status(job, Status.COMPLETED, Status.FAILED)
+    assert job.status == Status.COMPLETED, job.error
+    assert job.attempts == 1 and not job.events.filter(kind="retry").exists()
+
+
+def test_a_spare_dies_with_its_worker(farm, user, nexrender_cli):
+    worker = farm.start_worker()
+    node = farm.node()
+    waiting = wait_for(lambda: len(spare_processes(node)) >= 2 and spare_processes(node),
+                       timeout=30, message="no spare (guard and launcher) while idle")
+    os.kill(worker.pid, signal.SIGKILL)
+    gone, alive = psutil.wait_procs(waiting, timeout=10)
+    assert not alive, [cmdline(p) for p in alive]
+
+
+def test_a_stale_spare_is_replaced_and_an_old_one_too(farm, user, monkeypatch, tmp_path):
+    use_aerender(farm)
+    engine = get_engine("aerender")
+    spares = Spares("spares-test")
+    try:
+        spares.prepare(engine.spare())
+        first = spares.proc
+        # The settings changed since it started (another environment): not used.
+        stale = SpareSpec(spares.spec.argv, spares.spec.env + (("EXTRA", "1"),),
+                          spares.spec.cwd)
+        spares.prepare(stale)
+        assert spares.proc is not first and spares.spec == stale
+        assert first.exited() or wait_for(lambda: first.exited(), timeout=10)
+        # Too old: replaced by a fresh one when the job comes, which still renders.
+        monkeypatch.setattr(spares_module, "MAX_AGE_SECONDS", 0.0)
+        old = spares.proc
+        project = make_project(farm.dropbox, frames=2)
+        workdir = tmp_path / "work"
+        workdir.mkdir()
+
+        job = Job(config={"template": {"composition": "main"}},
+                  project_path=dropbox_relative(project))
+        command = engine.command(job, workdir)
+        proc = spares.start(command, "spares-test/job/lease")
+        assert proc is not old and (spares.handed, spares.fresh) == (0, 1)
+        lines = []
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            lines += proc.read(0.1)
+        assert proc.poll() == 0, lines
+        assert any("Finished composition" in line for line in lines)
+        assert old.exited() or wait_for(lambda: old.exited(), timeout=10)
+        assert Path(workdir / "result.avi").is_file()
+    finally:
+        spares.close()
