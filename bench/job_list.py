@@ -124,6 +124,9 @@ def main():
                 ("user", "search composition", "/?q=holiday"),
                 ("user", "search job id", f"/?q={own_id}"),
                 ("user", "search someone else's id", f"/?q={job_id}"),
+                # Only other people's jobs hold it (client17's jobs are g = 17 mod 20,
+                # never user0's): no index walk may read the whole table to find none.
+                ("user", "search others' text", "/?q=client17"),
                 # The queue moves before every request (a job's priority changes, as a
                 # claim or a submission would): its ETAs are forecast anew each time.
                 ("admin", "queue moving", "/?status=active"),

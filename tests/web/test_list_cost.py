@@ -124,3 +124,40 @@ def test_the_api_list_costs_the_same_queries_with_10_or_50_jobs(admin_client, ad
     many = queries_for(admin_client, url, admin, 90)
 
     assert many == few, "a query per job (N+1) in GET /api/jobs"
+
+
+@pytest.mark.parametrize("sort", ["newest", "oldest", "priority", "status"])
+def test_a_search_among_one_persons_jobs_pages_in_the_same_order(user, admin, sort):
+    """A user's search (and an admin's with a user filter) is sorted by an expression
+    no index follows (filters.restricted_search: the database narrows to the person's
+    matches first): the same rows, in the same order, page after page."""
+    make_jobs(user, 130, composition="Holiday")
+    make_jobs(admin, 40, composition="Holiday", hours_ago=1)
+    Job.objects.filter(project_path__endswith="7.aep").update(priority=5)
+    for reader, params in [(user, {"q": "holi"}), (admin, {"q": "holi", "user": str(user.pk)})]:
+        found, cursor = [], None
+        while True:
+            query = {**params, "sort": sort, **({"after": cursor} if cursor else {})}
+            flt = JobFilter(query, reader)
+            assert filters.restricted_search(flt)
+            with CaptureQueriesContext(connection) as captured:
+                rows, cursor = filters.page_of_jobs(flt)
+            assert "COALESCE" in captured.captured_queries[-1]["sql"]
+            found += rows
+            if not cursor:
+                break
+        unfenced = JobFilter({**params, "sort": sort}, reader)
+        assert [j.pk for j in found] == [j.pk for j in expected_order(unfenced)]
+        assert {j.user_id for j in found} == {user.pk} and len(found) == 130
+    assert not filters.restricted_search(JobFilter({"q": "holi"}, admin))
+    assert not filters.restricted_search(JobFilter({}, user))
+
+
+def expected_order(flt: JobFilter) -> list[Job]:
+    """Every match of ``flt`` in its sort's order, by the index-following ORDER BY."""
+    keys = filters.SORTS[flt.sort][1]
+    jobs = flt.queryset()
+    if flt.sort == "status":
+        return [job for status in filters.STATUS_RANK
+                for job in jobs.filter(status=status).order_by("-created_at", "-id")]
+    return list(jobs.order_by(*[("-" if desc else "") + field for field, desc in keys]))
