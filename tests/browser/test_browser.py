@@ -132,8 +132,9 @@ def watch_renders(farm, server, chromium, user, api_token, settings):
     expect(row_status(jobs_page, watched)).to_have_text("RENDERING", timeout=LIVE)
     expect(jobs_page.locator(f"#eta-{watched}")).to_contain_text("done ~", timeout=LIVE)
     # The job behind it moved up, though nothing happened to it: the queue ETAs are
-    # pushed when the queue moves.
-    expect(jobs_page.locator(f"#eta-{later}")).to_contain_text("#1 in queue", timeout=LIVE)
+    # pushed when the queue moves (a forecast rebuilt on a busy machine may come with
+    # the next periodic push instead).
+    expect(jobs_page.locator(f"#eta-{later}")).to_contain_text("#1 in queue", timeout=LIVE * 2)
     expect(row_status(jobs_page, watched)).to_have_text("COMPLETED", timeout=LIVE)
     seen = jobs_page.evaluate("window.__bar")
     partial = [v for v in seen if 0 < v < 100]
