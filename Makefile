@@ -44,7 +44,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make run        set everything up and start the web server + one render worker (demo)"
-	@echo "make test       ruff, then pytest on SQLite and on a throwaway PostgreSQL, at once"
+	@echo "make test       ruff, then pytest on SQLite and again on a throwaway PostgreSQL"
 	@echo "make setup      .venv, Python packages, the pinned nexrender CLI, migrations, simulator"
 	@echo "make lint       ruff check"
 	@echo "make bench      run every benchmark in bench/ (BENCH_ARGS=\"--db postgres\" passes options)"
@@ -93,11 +93,13 @@ run: .env setup
 
 # --- Tests ------------------------------------------------------------------
 
-# The two passes run at the same time (they share no files: SQLite's test
-# database is a file under $(DATA_DIR), PostgreSQL's a throwaway server, and
-# every test server or worker takes a free port), their output printed as each
-# ends. TEST_PASSES=serial runs them one after the other, output as it comes.
-TEST_PASSES ?= parallel
+# The two passes run one after the other. TEST_PASSES=parallel runs them at the
+# same time (they share no files: SQLite's test database is a file under
+# $(DATA_DIR), PostgreSQL's a throwaway server, and every test server or worker
+# takes a free port), each one's output printed when it ends: about 40 % faster
+# on 2 cores, but the live-update browser tests and the estimate-accuracy test
+# then fail now and then under the load, so CI keeps them serial.
+TEST_PASSES ?= serial
 
 test: lint test-setup
 ifeq ($(TEST_PASSES),serial)
