@@ -127,9 +127,20 @@
     }
   }
 
-  // After a lost connection the page missed news: its parts are fetched again.
+  // After a lost connection the page missed news: its parts are fetched again. Which
+  // parts is remembered, not looked up then: a part a push has replaced (an out-of-band
+  // swap puts the pushed element in its place) no longer carries data-refresh.
+  var refreshIds = [];
+
+  function rememberParts() {
+    $$("[data-refresh]").forEach(function (el) {
+      if (el.id && refreshIds.indexOf(el.id) < 0) refreshIds.push(el.id);
+    });
+  }
+
   function refreshParts() {
-    var ids = $$("[data-refresh]").map(function (el) { return el.id; });
+    rememberParts();
+    var ids = refreshIds.filter(function (id) { return document.getElementById(id); });
     if (!ids.length) return Promise.resolve();
     return fetch(location.href, { credentials: "same-origin", cache: "no-store" })
       .then(function (response) { return response.ok ? response.text() : Promise.reject(response); })
@@ -361,6 +372,7 @@
 
   // --- Start -------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
+    rememberParts();
     updateBulk();
     scrollLog();
     localise(document);

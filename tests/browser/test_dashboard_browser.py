@@ -19,7 +19,7 @@ import pytest
 import requests
 from django.db import connections
 
-from jobs.models import Job, JobFollowUp, JobLog, JobProxy, Status
+from jobs.models import FollowUp, Job, JobFollowUp, JobLog, JobProxy, Status
 from tests.helpers.aelogs import sample_lines
 from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, shoot_at_widths, sign_in
 from tests.helpers.common import make_project, wait_for
@@ -556,6 +556,10 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     detail = context.new_page()
     detail.goto(f"{base}/jobs/{long}")
     expect(detail.locator("#live")).to_have_text("Live", timeout=LIVE)
+    # A push has reached the job's page (its progress moved): the parts it replaced
+    # must still be caught up after the reconnect.
+    shown_pct = detail.locator("#job-progress .pct").inner_text()
+    expect(detail.locator("#job-progress .pct")).not_to_have_text(shown_pct, timeout=LIVE)
     daphne.stop()
     for shown in (page, detail):
         expect(shown.locator("#stale-note")).to_be_visible(timeout=LIVE)
@@ -565,6 +569,11 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
         "els => els.every(el => getComputedStyle(el).display === 'none')")
     shoot_at_widths(page, "job-list-stale")
     wait_for(lambda: status_of(long) == Status.COMPLETED, timeout=LIVE / 1000 * 2)
+    # And its follow-ups (poster frame, preview video) too: nothing the server could push
+    # after it is back, so only the pages' own catch-up can show the completion. (Parts
+    # that a push had replaced were once left out of it: the page kept RENDERING.)
+    wait_for(lambda: not JobFollowUp.objects.filter(job_id=long).exclude(
+        status__in=[FollowUp.DONE, FollowUp.FAILED]).exists(), timeout=LIVE / 1000 * 4)
 
     # Back again: the pages catch up with what happened meanwhile, without a reload.
     daphne.start()
