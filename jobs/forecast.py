@@ -122,15 +122,28 @@ def current() -> estimates.Forecast:
         if cached is not None and _cached["version"] == version and fresh:
             return cached
         if cached is not None and _cached["took"] > SYNC_BUILD_SECONDS:
-            # At most a third of the time on forecasts, however fast the queue moves.
-            rested = time.monotonic() - _cached["built"] >= 2 * _cached["took"]
-            if rested and _cached["building"] is None:
+            # At most a third of the time on forecasts, however fast the queue moves:
+            # the build starts once the last one has rested twice its time. It is
+            # always started, not left to a later call, so a forecast that is behind
+            # catches up on its own (and latest() tells who waits for it).
+            if _cached["building"] is None:
+                rest = 2 * _cached["took"] - (time.monotonic() - _cached["built"])
                 _cached["building"] = threading.Thread(
-                    target=_build_in_background, args=(version,), name="queue-forecast",
-                    daemon=True)
+                    target=_build_in_background, args=(max(0.0, rest),),
+                    name="queue-forecast", daemon=True)
                 _cached["building"].start()
             return cached
         return _build(version)
+
+
+def latest() -> estimates.Forecast | None:
+    """The forecast last built, without looking at the queue (None before the first)."""
+    return _cached["forecast"]
+
+
+def rebuilding() -> bool:
+    """A forecast that is behind the queue is being rebuilt in the background."""
+    return _cached["building"] is not None
 
 
 def _build(version) -> estimates.Forecast:
@@ -141,9 +154,11 @@ def _build(version) -> estimates.Forecast:
     return forecast
 
 
-def _build_in_background(version) -> None:
+def _build_in_background(rest: float) -> None:
     try:
+        time.sleep(rest)
         began = time.monotonic()
+        version = _version()  # read now: the build sees at least this much of the queue
         forecast = build()
         with _lock:
             _cached.update(version=version, built=time.monotonic(), forecast=forecast,

@@ -180,25 +180,30 @@ class EstimatePush:
     change, though only some of those jobs have events: after such a batch,
     and every REFRESH_SECONDS as renders run long or short, the ETAs whose
     words changed since the last push go out (rendering jobs update with
-    their own progress)."""
+    their own progress). A forecast that was behind the queue when the queue
+    moved (a slow build goes on in the background, jobs.forecast) is pushed
+    as soon as its rebuild is there, not with the next periodic push."""
 
     REFRESH_SECONDS = 15.0
 
     def __init__(self):
         self.sent: dict[str, str] = {}
         self.last = 0.0
+        self.pushed: object = None  # the forecast the last push came from
 
     def due(self, events) -> bool:
         moved = any(event.kind != "progress" for event in events)
-        return moved or time.monotonic() - self.last >= self.REFRESH_SECONDS
+        rebuilt = self.pushed is not None and forecast.latest() is not self.pushed
+        return moved or rebuilt or time.monotonic() - self.last >= self.REFRESH_SECONDS
 
     def messages(self, layer) -> list[tuple[str, dict]]:
         self.last = time.monotonic()
         groups = getattr(layer, "groups", None)
         if groups is not None and not any(groups.values()):
             self.sent.clear()
+            self.pushed = None
             return []  # nobody is watching: not even the forecast is needed
-        queue = forecast.current()
+        queue = self.pushed = forecast.current()
         now = timezone.now()
         out: list[tuple[str, dict]] = []
         rows, owners, seen = {}, {}, set()
@@ -327,7 +332,9 @@ class Bridge:
             while True:
                 # Wake at the first notification (or after the safety interval),
                 # then read the table: one read covers any number of notifications.
-                async for _ in conn.notifies(timeout=SAFETY_POLL_SECONDS, stop_after=1):
+                # While a forecast is rebuilt, look again soon: its ETAs go out when it is in.
+                wait = POLL_SECONDS if forecast.rebuilding() else SAFETY_POLL_SECONDS
+                async for _ in conn.notifies(timeout=wait, stop_after=1):
                     pass
                 await self.deliver()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -256,6 +257,43 @@ def test_the_detail_page_receives_progress_and_the_timeline(user):
         assert 'aria-valuenow="37"' in ticked
         # Progress ticks are not history.
         assert "#timeline" not in ticked
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_queue_move_reaches_the_list_when_a_slow_forecast_is_rebuilt(user, monkeypatch):
+    """On a busy farm the forecast is rebuilt in the background (jobs.forecast): the
+    move is pushed when that rebuild is in, not a periodic push later."""
+    from jobs import forecast
+    from jobs.models import RenderNode
+    from jobs.web.live import EstimatePush
+
+    build = forecast.build
+
+    def slow_build(*args, **kwargs):
+        time.sleep(0.3)  # a long queue: the move's own push finds the rebuild not done
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(forecast, "build", slow_build)
+    monkeypatch.setattr(forecast, "SYNC_BUILD_SECONDS", 0.1)
+    monkeypatch.setattr(EstimatePush, "REFRESH_SECONDS", 3600.0)  # no periodic push
+    node = RenderNode.objects.create(name="render-01")
+    first = make_job(user, frames_total=10)
+    second = make_job(user, frames_total=10)
+    assert forecast.current().get(second.pk).position == 2  # as the page was drawn
+
+    async def scenario():
+        communicator = socket("/ws/jobs", user)
+        assert (await communicator.connect())[0]
+        claim = await database_sync_to_async(lifecycle.claim_next)(node)
+        assert claim.pk == first.pk
+        place = re.compile(rf'id="eta-{second.pk}"[^>]*>#1 in queue')
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not place.search(await communicator.receive_from(
+                timeout=max(0.1, deadline - loop.time()))):
+            pass
         await communicator.disconnect()
 
     run(scenario)
