@@ -47,17 +47,34 @@ class Section:
         return sum(1 for line in self.lines if line.kind == "warning")
 
 
+def _attempt(raw: str) -> Section | None:
+    """The section an attempt marker starts; None for any other line. A render's own
+    output can look like a marker: one whose number or time cannot be, is a line."""
+    marker = ATTEMPT.match(raw)
+    if marker is None or len(marker.group(1)) > 6:
+        return None
+    try:
+        started = datetime.strptime(marker.group(3), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return Section(attempt=int(marker.group(1)), node=marker.group(2), started=started)
+
+
 def sections(text: str) -> list[Section]:
     """The log split at its attempt markers, each line marked."""
     found: list[Section] = []
     current = Section(attempt=None)
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if marker := ATTEMPT.match(raw):
+    # Lines end at "\n" only, as in the downloaded file (str.splitlines also splits at
+    # form feeds and other characters a render's output may hold).
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    for number, raw in enumerate(lines, start=1):
+        raw = raw.removesuffix("\r")
+        if section := _attempt(raw):
             if current.lines or current.attempt is not None:
                 found.append(current)
-            started = datetime.strptime(marker.group(3), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-            current = Section(attempt=int(marker.group(1)), node=marker.group(2),
-                              started=started)
+            current = section
             continue
         if STEP.match(raw):
             kind = "step"

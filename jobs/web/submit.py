@@ -12,6 +12,7 @@ read is done, and a request never waits for it.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 
@@ -74,8 +75,13 @@ class ProjectReads:
             if not self.slots.acquire(blocking=False):
                 return None  # others are reading; asked again in a moment
             self.running.add(key)
-        threading.Thread(target=self._read, args=(key,), name="project-read",
-                         daemon=True).start()
+        try:
+            threading.Thread(target=self._read, args=(key,), name="project-read",
+                             daemon=True).start()
+        except RuntimeError:  # no thread to be had now: asked again in a moment
+            with self.lock:
+                self.running.discard(key)
+            self.slots.release()
         return None
 
     def _read(self, key: tuple) -> None:
@@ -150,7 +156,8 @@ def _number(text: str):
     """A frame number as the API takes it: digits become an int, anything else stays
     text for the rules to refuse."""
     text = text.strip()
-    return int(text) if text.isdigit() and len(text) < 10 else text
+    # ASCII digits only: "²" is a digit to str.isdigit, not to int.
+    return int(text) if re.fullmatch(r"[0-9]{1,9}", text) else text
 
 
 def body(form: dict) -> dict:

@@ -74,6 +74,7 @@ def job_list(request):
     filters = JobFilter(request.GET, request.user)
     rows, next_cursor = page_of_jobs(filters)
     query = filters.query()
+    socket_query = {**query, "after": request.GET["after"]} if filters.cursor else query
     context = {
         **counts_context(filters),
         "jobs": rows,
@@ -81,8 +82,9 @@ def job_list(request):
         "first_url": "?" + urlencode(query) if query else "?",
         "sorts": [(key, label) for key, (label, _) in SORTS.items()],
         "users": User.objects.order_by("first_name", "email") if request.user.is_admin else [],
-        # The websocket learns the filters too, to decide whether a new job belongs here.
-        "ws_url": "/ws/jobs" + ("?" + urlencode(query) if query else ""),
+        # The websocket learns the filters and the page too, to decide whether a new job
+        # belongs here (only on top of the first page) and which rows' ETAs it shows.
+        "ws_url": "/ws/jobs" + ("?" + urlencode(socket_query) if socket_query else ""),
         "list_url": request.get_full_path(),
         "needs_mac_username": not request.user.mac_usernames.exists(),
         "is_admin": request.user.is_admin,

@@ -46,6 +46,20 @@ def test_real_logs_are_marked_as_the_reader_reads_them():
                       ("error", "aerender ERROR: No comp was found with t")]
 
 
+def test_a_render_line_that_only_looks_like_an_attempt_marker_is_a_line():
+    # A render's output is anyone's text (an ffmpeg source's title, say): an impossible
+    # date or a form feed in it must not take the viewer down.
+    text = ("=== attempt 1 on render-01 at 2025-03-01 12:00:00 UTC ===\n"
+            "frame 1\x0c=== attempt 2 on x at 2024-13-45 99:99:99 UTC ===\n"
+            "=== attempt 9999999999999 on x at 2025-03-01 12:00:00 UTC ===\n"
+            "done\n")
+    found = sections(text)
+    assert [section.attempt for section in found] == [1]
+    assert [line.number for line in found[0].lines] == [2, 3, 4]
+    assert found[0].lines[0].text.startswith("frame 1\x0c")
+    assert found[0].lines[1].kind == "step"
+
+
 def test_the_viewer_page_and_the_download(browser_user, user):
     job = Job.objects.create(user=user, status=Status.FAILED)
     JobLog.objects.create(job=job, head=TWO_ATTEMPTS, tail="")

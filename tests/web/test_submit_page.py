@@ -69,6 +69,18 @@ def test_every_problem_is_shown_at_its_field_and_nothing_is_created(browser_user
     assert not Job.objects.exists()
 
 
+@pytest.mark.parametrize("frame", ["²", "¹²", "٣", "1e3", "9" * 12])
+def test_a_frame_number_that_is_no_number_is_a_field_error(browser_user, dropbox, frame):
+    make_project(dropbox, "spot.aep")
+    response = browser_user.post("/jobs/new", {
+        "project_path": str(dropbox / "projects" / "spot.aep"), "composition": "main",
+        "frame_end": frame})
+
+    assert response.status_code == 400
+    assert re.search(r'id="frame_end"[^>]*aria-invalid="true"', response.content.decode())
+    assert not Job.objects.exists()
+
+
 def test_the_rules_are_the_apis(browser_user, other_user, dropbox):
     make_project(dropbox, "spot.aep")
     taken = browser_user.post("/jobs/new", {"project_path": "/Users/alice/Dropbox/projects/"
