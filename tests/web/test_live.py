@@ -205,6 +205,46 @@ def test_a_new_job_appears_on_top_of_a_list_it_belongs_to(user, other_user):
     run(scenario)
 
 
+def test_an_older_page_of_the_list_gets_no_new_jobs_on_top(user):
+    """A new job goes on top of the first page only: the page tells its socket which
+    page it is (its ws-connect URL carries the page cursor)."""
+    from html import unescape
+
+    Job.objects.bulk_create([Job(user=user, project_path=f"D:\\Dropbox\\p{i}.aep")
+                             for i in range(51)])
+    client = Client()
+    client.force_login(user)
+    first = client.get("/").content.decode()
+    older = re.search(r'href="(\?[^"]*after=[^"]+)" rel="next"', first).group(1)
+    page = client.get("/" + unescape(older)).content.decode()
+    ws_url = unescape(re.search(r'ws-connect="([^"]+)"', page).group(1))
+    assert "after=" in ws_url
+
+    async def scenario():
+        top = socket("/ws/jobs", user)
+        second = socket(ws_url, user)
+        assert (await top.connect())[0]
+        assert (await second.connect())[0]
+
+        def submit():
+            return lifecycle.submit(actor="api:bravo", user=user, client="bravo",
+                                    project_path="D:\\Dropbox\\new.aep",
+                                    path_key="d:\\dropbox\\new.aep").job
+        job = await database_sync_to_async(submit)()
+        await receive_until(top, str(job.pk))
+        # Not on top of page 2, and no tab counts (an older page shows none); its rows'
+        # queue ETAs may move, as the queue did.
+        heard = ""
+        while not await second.receive_nothing(timeout=QUIET):
+            heard += await second.receive_from(timeout=WAIT)
+        assert str(job.pk) not in heard
+        assert 'id="status-tabs"' not in heard and 'id="job-count"' not in heard
+        await top.disconnect()
+        await second.disconnect()
+
+    run(scenario)
+
+
 def test_a_list_socket_with_impossible_filters_still_places_new_jobs(admin, user):
     """The list socket parses the page's query string (jobs.web.filters): values that
     would have failed in the database are ignored there too."""
