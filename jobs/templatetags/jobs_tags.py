@@ -189,9 +189,3 @@ def client_label(client: str) -> str:
         return f"personal API token “{token.name}” ({token.prefix})" if token.name \
             else f"personal API token {token.prefix}"
     return client
-
-
-@register.filter
-def notified(user, channel: str) -> list[str]:
-    """The events ``user`` wants on ``channel`` (accounts.models.NOTIFY_EVENTS)."""
-    return user.notified(channel) if getattr(user, "is_authenticated", False) else []

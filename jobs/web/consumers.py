@@ -18,6 +18,7 @@ from django.http import QueryDict
 from django.template.loader import render_to_string
 from django.urls import path
 
+from accounts.models import User
 from jobs.web.filters import JobFilter, counts_context, page_of_jobs
 from jobs.web.live import ADMINS, batch_group, bridge, job_group, notify_group, user_group
 
@@ -171,13 +172,20 @@ class NotifySocket(JobsSocket):
     browser's notifications (only the events they chose in their profile)."""
 
     async def groups_for_user(self):
-        self.wanted = set(await database_sync_to_async(self.user.notified)("browser"))
         return [notify_group(self.user.pk)]
+
+    @database_sync_to_async
+    def wanted(self) -> list[str]:
+        # Read at each event, not at connect: a choice changed in the profile (in
+        # another tab) holds for the pages already open.
+        person = User.objects.filter(pk=self.user.pk).only("notifications").first()
+        return person.notified("browser") if person is not None else []
 
     async def job_notify(self, event):
         if event.get("owner_id") != self.user.pk:
             return
-        chosen = [name for name in event.get("events", []) if name in self.wanted]
+        wanted = await self.wanted()
+        chosen = [name for name in event.get("events", []) if name in wanted]
         if chosen:
             await self.send(text_data=json.dumps({
                 "job": event["job_id"], "events": chosen, "name": event["name"],

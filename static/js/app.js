@@ -329,10 +329,14 @@
   // --- Browser notifications about your own renders --------------------------------
   var TITLES = { started: "Render started", completed: "Render completed",
                  failed: "Render failed", preview: "Preview ready for review" };
-  var wanted = (document.body.dataset.notify || "").split(" ").filter(Boolean);
+  // The server sends only the events the person chose, as chosen at that moment (a
+  // choice changed in another tab holds here too), so every signed-in page follows.
+  var following = false;
 
   function followNotifications() {
-    if (!wanted.length || !("Notification" in window) || Notification.permission !== "granted") return;
+    if (following || !document.body.dataset.user || !("Notification" in window) ||
+        Notification.permission !== "granted") return;
+    following = true;
     var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") +
                                location.host + "/ws/notify");
     socket.onmessage = function (message) {
@@ -347,6 +351,7 @@
       });
     };
     socket.onclose = function (event) {
+      following = false;
       if (event.code !== 4401) setTimeout(followNotifications, 5000);
     };
   }
@@ -366,7 +371,10 @@
     box.hidden = false;
     show();
     button.addEventListener("click", function () {
-      Notification.requestPermission().then(show);
+      Notification.requestPermission().then(function (permission) {
+        show();
+        if (permission === "granted") followNotifications();  // not only from the next page
+      });
     });
   }
 

@@ -45,8 +45,6 @@ def test_the_settings_are_saved_per_event_and_channel(browser_user, user):
                             page))
     assert boxes["slack-failed"] == "checked" and boxes["slack-started"] == ""
     assert boxes["browser-completed"] == "checked" and boxes["browser-started"] == ""
-    # Every page knows, for the browser's notifications.
-    assert 'data-notify="completed preview"' in page
 
 
 @pytest.mark.django_db
@@ -98,6 +96,38 @@ def test_the_browser_is_told_only_what_its_person_chose(user, other_user):
         assert await theirs.receive_nothing(timeout=0.5)
         await mine.disconnect()
         await theirs.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_choice_changed_in_another_tab_holds_for_the_pages_already_open(browser_user,
+                                                                         user):
+    """The socket asks for the person's choice at each event, not once at connect."""
+    async def scenario():
+        mine = socket("/ws/notify", user)  # connected while nothing is chosen (the default)
+        assert (await mine.connect())[0]
+
+        def render(name, to):
+            job = Job.objects.create(user=user, status=Status.QUEUED, name=name)
+            lifecycle.transition(job.pk, Status.RENDERING, allowed_from=Status.QUEUED)
+            lifecycle.transition(job.pk, to, allowed_from=Status.RENDERING)
+            return str(job.pk)
+
+        # Turned on in the profile, in another tab: the open page hears of it.
+        await database_sync_to_async(save)(browser_user, **{"browser-completed": True})
+        first = await database_sync_to_async(render)("first", Status.COMPLETED)
+        news = json.loads(await mine.receive_from(timeout=5))
+        assert (news["job"], news["events"]) == (first, ["completed"])
+
+        # Switched to failures only: the next completion is not told, a failure is.
+        await database_sync_to_async(save)(browser_user, **{"browser-failed": True})
+        await database_sync_to_async(render)("second", Status.COMPLETED)
+        third = await database_sync_to_async(render)("third", Status.FAILED)
+        news = json.loads(await mine.receive_from(timeout=5))
+        assert (news["job"], news["events"]) == (third, ["failed"])
+        assert await mine.receive_nothing(timeout=1)
+        await mine.disconnect()
 
     run(scenario)
 

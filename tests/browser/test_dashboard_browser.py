@@ -589,6 +589,71 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     context.close()
 
 
+def test_notifications_follow_the_permission_and_choices_without_a_reload(
+        farm, daphne, chromium, user, settings):
+    from playwright.sync_api import expect
+
+    from jobs import lifecycle
+
+    set_password(user, settings)
+    base = daphne.base
+    # The browser grants the permission when asked; until then the page sees "default",
+    # as a browser that was never asked does. Notifications and the sockets that open
+    # are noted for the test.
+    context = chromium.new_context(viewport={"width": 1440, "height": 900}, timezone_id=ZONE,
+                                   permissions=["notifications"])
+    context.add_init_script("""(() => {
+        const Real = window.Notification; window.__notes = []; let asked = "default";
+        window.Notification = function (title, options) {
+            window.__notes.push(title); return new Real(title, options); };
+        Object.defineProperty(window.Notification, "permission", { get: () => asked });
+        window.Notification.requestPermission = () =>
+            Real.requestPermission().then(answer => (asked = answer));
+        const Socket = window.WebSocket; window.__open = [];
+        window.WebSocket = function (url) {
+            const socket = new Socket(url);
+            socket.addEventListener("open", () => window.__open.push(url));
+            return socket; };
+    })();""")
+    page = context.new_page()
+    sign_in(page, base, "alice", next_url="/profile")  # nothing chosen for the browser yet
+    page.click("#allow-notifications")
+    expect(page.locator("#browser-permission-state")).to_contain_text(
+        "shows your notifications")
+    # Allowed: this page follows at once, not from the next page on.
+    page.wait_for_function("window.__open.some(url => url.endsWith('/ws/notify'))",
+                           timeout=LIVE)
+
+    def render(name, to):
+        job = Job.objects.create(user=user, status=Status.QUEUED, name=name)
+        lifecycle.transition(job.pk, Status.RENDERING, allowed_from=Status.QUEUED)
+        lifecycle.transition(job.pk, to, allowed_from=Status.RENDERING)
+
+    def choose(*events):
+        other = context.new_page()
+        other.goto(f"{base}/profile")
+        for event in ("started", "completed", "failed", "preview"):
+            other.set_checked(f"#browser-{event}", event in events)
+        other.click("#notify-form button[type=submit]")
+        expect(other.locator(".messages")).to_contain_text("Notification settings saved")
+        other.close()
+
+    # Chosen in another tab: the open page announces it without a reload.
+    choose("completed")
+    render("first", Status.COMPLETED)
+    page.wait_for_function("window.__notes.length > 0", timeout=LIVE)
+    assert page.evaluate("window.__notes") == ["Render completed: first"]
+
+    # Switched to failures only in another tab: the next completion is not announced.
+    choose("failed")
+    render("second", Status.COMPLETED)
+    render("third", Status.FAILED)
+    page.wait_for_function("window.__notes.length > 1", timeout=LIVE)
+    assert page.evaluate("window.__notes") == ["Render completed: first", "Render failed: third"]
+    assert page.evaluate("window.__open.filter(url => url.endsWith('/ws/notify')).length") == 1
+    context.close()
+
+
 def test_a_sequence_shows_its_newest_frame_and_a_cancellation_shows_once(
         farm, daphne, chromium, user, api_token, settings):
     from playwright.sync_api import expect
