@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -23,6 +24,7 @@ from accounts.models import (
     NOTIFY_EVENTS,
     ApiToken,
     MacUsername,
+    User,
 )
 from jobs.models import Job, Status
 
@@ -128,16 +130,22 @@ def create_token(request):
     """A personal API token, shown once on the page that answers (never stored)."""
     user = request.user
     name = " ".join(request.POST.get("name", "").replace("\x00", "").split())[:MAX_TOKEN_NAME]
-    problem = ""
-    if not name:
-        problem = "Name the token after what will use it (e.g. “my render script”)."
-    elif ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() \
-            >= MAX_PERSONAL_TOKENS:
-        problem = f"You have {MAX_PERSONAL_TOKENS} tokens already: revoke one you no longer use."
-    if problem:
+    problem = "" if name else "Name the token after what will use it (e.g. “my render script”)."
+    token = None
+    if name:
+        with transaction.atomic():
+            # The person's row is the lock (on SQLite the write transaction is): two
+            # requests at once cannot both count 19 and make the 21st token.
+            User.objects.select_for_update().only("pk").get(pk=user.pk)
+            if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() \
+                    >= MAX_PERSONAL_TOKENS:
+                problem = (f"You have {MAX_PERSONAL_TOKENS} tokens already: revoke one you "
+                           "no longer use.")
+            else:
+                token, text = ApiToken.issue_personal(user, name)
+    if token is None:
         return page(request, _blank_form(user), status=400, token_problem=problem,
                     token_name=name)
-    token, text = ApiToken.issue_personal(user, name)
     response = page(request, _blank_form(user), new_token=text, new_token_name=token.name)
     # The token is in this page only: no cache may keep it.
     response["Cache-Control"] = "no-store"

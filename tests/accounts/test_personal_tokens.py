@@ -3,8 +3,10 @@ digest; they act for their person. An admin sees and revokes every token."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import threading
 
 import pytest
 from django.test import Client
@@ -14,7 +16,7 @@ from rest_framework.test import APIClient
 from accounts.models import MAX_PERSONAL_TOKENS, ApiToken
 from jobs.models import Job
 from tests.helpers.api import api_test_settings  # noqa: F401  (autouse)
-from tests.helpers.common import make_project, signed_in
+from tests.helpers.common import at_once, make_project, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -126,6 +128,35 @@ def test_a_token_needs_a_name_and_there_is_a_limit(browser_user, user):
     assert full.status_code == 400 and "revoke one" in full.content.decode()
     ApiToken.objects.filter(user=user).update(revoked_at=timezone.now())
     assert browser_user.post("/profile/tokens", {"name": "one more"}).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_at_once_cannot_pass_the_limit(user, monkeypatch):
+    for n in range(MAX_PERSONAL_TOKENS - 1):
+        ApiToken.issue_personal(user, f"t{n}")
+    # Each request, about to make its token, holds on until the other one is there too:
+    # both are only if both counted 19. One that waits for the other's lock instead
+    # never comes, and the first goes on after 3 s.
+    both = threading.Barrier(2, timeout=3)
+    issue = ApiToken.issue_personal.__func__
+
+    def held(cls, person, name):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both.wait()
+        return issue(cls, person, name)
+
+    monkeypatch.setattr(ApiToken, "issue_personal", classmethod(held))
+    pages = [signed_in(Client(), user) for _ in range(2)]
+
+    answers, errors = at_once(2, lambda n: pages[n].post("/profile/tokens",
+                                                         {"name": f"late {n}"}))
+
+    assert not errors
+    assert sorted(answer.status_code for answer in answers) == [200, 400]
+    refused = next(answer for answer in answers if answer.status_code == 400)
+    assert "revoke one" in refused.content.decode()
+    assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() \
+        == MAX_PERSONAL_TOKENS
 
 
 def test_a_token_never_manages_the_profile(browser_user):
