@@ -335,12 +335,13 @@ def sampled_counts(jobs, statuses, fenced: bool = False) -> dict[str, tuple[int,
     return {status: (min(found[status], COUNT_CAP), cut) for status in statuses}
 
 
-def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool]]:
-    """(count, more than that) for every status tab, under the other filters, in one
-    query: every status capped at COUNT_CAP (``capped_counts``), or, for a search,
-    a sample of its newest COUNT_CAP + 1 matches (``sampled_counts``). The groups
-    add their statuses up; a group is "more than" when any of its statuses is, or
-    their sum passes the cap.
+def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool, bool]]:
+    """(count, more than that, at least that) for every status tab, under the other
+    filters, in one query: every status capped at COUNT_CAP (``capped_counts``), or,
+    for a search, a sample of its newest COUNT_CAP + 1 matches (``sampled_counts``).
+    The groups add their statuses up; a group is "more than" when any of its statuses
+    is, or their sum passes the cap. A sampled count that stays under the cap is only
+    a lower bound ("at least": the jobs past the sample may hold none of the group).
 
     Why capped and not counted: an exact count of 1 000 000 rows (or of a search
     matching a fifth of them) reads them all on every page view; a counter kept
@@ -349,7 +350,8 @@ def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool]]:
     says, and it is true.
     """
     jobs = filters.queryset(by_status=False)
-    if filters.q:
+    sampled = bool(filters.q)
+    if sampled:
         per_status = sampled_counts(jobs, Status.values, fenced=restricted_search(filters))
     else:
         per_status = capped_counts(jobs, Status.values)
@@ -357,8 +359,9 @@ def tab_counts(filters: JobFilter) -> dict[str, tuple[int, bool]]:
     for key, (_, statuses) in STATUS_GROUPS.items():
         parts = [per_status[status] for status in (statuses or Status.values)]
         total = sum(count for count, _ in parts)
-        capped = any(more for _, more in parts) or total > COUNT_CAP
-        counts[key] = (min(total, COUNT_CAP), capped)
+        more = total > COUNT_CAP or (not sampled and any(over for _, over in parts))
+        at_least = not more and any(over for _, over in parts)
+        counts[key] = (min(total, COUNT_CAP), more or at_least, at_least)
     return counts
 
 
@@ -372,9 +375,9 @@ def counts_context(filters: JobFilter) -> dict:
         params = {k: v for k, v in query.items() if k != "status"}
         if key != "all":
             params["status"] = key
-        count, capped = counts.get(key, (None, False))
+        count, capped, _ = counts.get(key, (None, False, False))
         tabs.append({"key": key, "label": label, "url": "?" + urlencode(params),
                      "count": count, "capped": capped, "current": filters.status == key})
-    count, capped = counts.get(filters.status, (None, False))
+    count, capped, at_least = counts.get(filters.status, (None, False, False))
     return {"filters": filters, "status_tabs": tabs, "count": count, "count_capped": capped,
-            "paged": filters.cursor is not None}
+            "count_at_least": at_least, "paged": filters.cursor is not None}

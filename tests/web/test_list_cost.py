@@ -24,6 +24,11 @@ MIX = [Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.QUEUED, Status.
        Status.PENDING, Status.VALIDATING, Status.REJECTED, Status.AWAITING_REVIEW]
 
 
+def words(page: str) -> str:
+    """A page's text, one space between words."""
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
 def make_jobs(user, n: int, composition: str = "Main", hours_ago: int = 0) -> None:
     node, _ = RenderNode.objects.get_or_create(name="node-1")
     now = timezone.now() - dt.timedelta(hours=hours_ago)
@@ -78,9 +83,9 @@ def test_a_user_is_never_counted_anyone_elses_jobs(browser_user, user, other_use
     make_jobs(user, 2)  # a completed job and a failed one
 
     counts = tab_counts(JobFilter({}, user))
-    assert counts["all"] == (2, False)
-    assert counts["completed"] == (1, False) and counts["failed"] == (1, False)
-    assert counts["rendering"] == (0, False)
+    assert counts["all"] == (2, False, False)
+    assert counts["completed"] == (1, False, False) and counts["failed"] == (1, False, False)
+    assert counts["rendering"] == (0, False, False)
     # Searching for what only the other person's jobs hold finds and counts nothing.
     page = browser_user.get("/", {"q": "p29"}).content.decode()
     assert "<tr id=\"job-" not in page
@@ -92,10 +97,10 @@ def test_capped_tabs_say_more_than_and_exact_ones_do_not(user, monkeypatch):
     make_jobs(user, 18)  # two of each status
 
     counts = tab_counts(JobFilter({}, user))
-    assert counts["completed"] == (2, False)
+    assert counts["completed"] == (2, False, False)
     # active: pending, validating, queued, rendering, awaiting review: 10 > 5
-    assert counts["active"] == (5, True)
-    assert counts["all"] == (5, True)
+    assert counts["active"] == (5, True, False)
+    assert counts["all"] == (5, True, False)
 
 
 def test_a_large_search_shows_lower_bounds_from_its_newest_matches(user, browser_user,
@@ -103,19 +108,35 @@ def test_a_large_search_shows_lower_bounds_from_its_newest_matches(user, browser
     monkeypatch.setattr(filters, "COUNT_CAP", 5)
     make_jobs(user, 4, composition="Holiday", hours_ago=1)
     counts = tab_counts(JobFilter({"q": "holiday"}, user))
-    assert counts["all"] == (4, False)  # few matches: exact
+    assert counts["all"] == (4, False, False)  # few matches: exact
 
     make_jobs(user, 18, composition="Holiday Special")  # newer than the first four
     counts = tab_counts(JobFilter({"q": "holiday"}, user))
     # 22 match; the newest 6 are one of each of the first six statuses of MIX: each
-    # count is what they hold, marked as "at least".
-    assert counts["all"] == (5, True)
-    assert counts["completed"] == (1, True) and counts["failed"] == (1, True)
-    assert counts["rejected"] == (0, True)
+    # count is what they hold, marked as "at least"; all of them pass the cap.
+    assert counts["all"] == (5, True, False)
+    assert counts["completed"] == (1, True, True) and counts["failed"] == (1, True, True)
+    assert counts["rejected"] == (0, True, True)
     page = browser_user.get("/", {"q": "holiday"}).content.decode()
     assert 'data-count="1">1+</span>' in page
-    assert "More than 5 jobs match these filters" in " ".join(
-        re.sub(r"<[^>]+>", " ", page).split())
+    assert "More than 5 jobs match these filters" in words(page)
+
+
+def test_a_count_from_a_searchs_sample_says_at_least_not_more_than(user, browser_user,
+                                                                   monkeypatch):
+    monkeypatch.setattr(filters, "COUNT_CAP", 5)
+    now = timezone.now()
+    Job.objects.bulk_create(
+        [Job(user=user, status=Status.FAILED, composition="Holiday", created_at=now)]
+        + [Job(user=user, status=Status.COMPLETED, composition="Holiday",
+               created_at=now - dt.timedelta(minutes=i + 1)) for i in range(6)])
+
+    # 7 match, more than the cap: the newest 6 are counted, which hold the one failure
+    # there is. "More than 1" would be false; the count is a lower bound.
+    failed = words(browser_user.get("/", {"q": "holiday", "status": "failed"}).content.decode())
+    assert "At least 1 job match these filters" in failed and "More than" not in failed
+    everything = words(browser_user.get("/", {"q": "holiday"}).content.decode())
+    assert "More than 5 jobs match these filters" in everything  # 6 counted: that is true
 
 
 @pytest.mark.parametrize("url", ["/api/jobs", "/api/jobs?status=QUEUED"])

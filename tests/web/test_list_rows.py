@@ -127,8 +127,9 @@ def test_tab_counts_are_capped_at_large_numbers(user, settings):
     Job.objects.bulk_create([Job(user=user, status=Status.COMPLETED)
                              for _ in range(COUNT_CAP + 5)])
     counts = tab_counts(JobFilter({}, user))
-    assert counts["completed"] == (COUNT_CAP, True) and counts["all"] == (COUNT_CAP, True)
-    assert counts["failed"] == (0, False)
+    assert counts["completed"] == (COUNT_CAP, True, False)
+    assert counts["all"] == (COUNT_CAP, True, False)
+    assert counts["failed"] == (0, False, False)
 
 
 def test_search_by_job_id_composition_and_person(admin, user, other_user):
