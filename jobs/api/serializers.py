@@ -1,7 +1,5 @@
 from django.conf import settings
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -19,7 +17,6 @@ from jobs.models import Engine, Job, JobEvent, JobLog, JobProxy, Status
 from jobs.submission.errors import InvalidInput
 from jobs.submission.paths import local_path
 from jobs.submission.presets import CODECS, NAMES, QUALITY
-from jobs.submission.shared import NAIVE_SAVED_AT
 from jobs.submission.single import JobRequest, clean_job
 
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
@@ -171,27 +168,6 @@ class PresetField(serializers.JSONField):
     """An output preset (jobs.submission.presets)."""
 
 
-class AwareDateTimeField(serializers.DateTimeField):
-    """An ISO-8601 time that says its UTC offset.
-
-    A time without one is ambiguous: read as UTC, a client in Europe sending
-    its local time would have every job fail the stale-file check, and one
-    in America would silently disable it.
-    """
-
-    default_error_messages = {"naive": NAIVE_SAVED_AT}
-
-    def to_internal_value(self, value):
-        if isinstance(value, str):
-            try:
-                parsed = parse_datetime(value.strip())
-            except ValueError:
-                parsed = None  # well-formed but impossible: DRF says "wrong format"
-            if parsed is not None and timezone.is_naive(parsed):
-                self.fail("naive")
-        return super().to_internal_value(value)
-
-
 class SubmitSerializer(serializers.Serializer):
     """``POST /api/jobs``: the fields below describe the body for the schema; the body is
     checked by jobs.submission.single.clean_job, the rules the dashboard's form uses too.
@@ -203,7 +179,7 @@ class SubmitSerializer(serializers.Serializer):
         max_length=1024, required=False, help_text="Windows path inside the Dropbox folder, "
         "or the macOS path (/Users/<name>/Dropbox/...) of the same file. Required for the "
         "After Effects engines (nexrender, aerender).")
-    saved_at = AwareDateTimeField(
+    saved_at = serializers.DateTimeField(
         required=False, help_text="ISO-8601 time the client saved the project, with its UTC "
         "offset (Z or +01:00; a time without one is refused); an older file on this machine "
         "is waited for. Required for the After Effects engines, except with a personal token "
