@@ -39,16 +39,30 @@ def touches_database(item) -> bool:
     return Path(str(item.fspath)).parent.name == "ops"
 
 
+def second_database_can_change(item) -> bool:
+    """Whether the PostgreSQL pass of `make test` runs ``item`` again: it reaches the
+    database, and it is not a browser test. What a page shows is drawn by the same
+    code on either database, and the browser tests are a third of a pass's time; the
+    database under those pages is checked on both by tests/web and tests/api (the live
+    bridge's LISTEN/NOTIFY by tests/web/test_live.py). A browser test marked
+    ``both_databases`` (the live list across a server restart) runs on both."""
+    if not touches_database(item):
+        return False
+    if "chromium" in getattr(item, "fixturenames", ()):
+        return item.get_closest_marker("both_databases") is not None
+    return True
+
+
 def pytest_collection_modifyitems(config, items):
     is_pg = django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     if is_pg:
         # `make test` runs every test on SQLite first; the PostgreSQL pass adds
         # what a second database can change, so it leaves out (deselects, and
-        # pytest counts them) the tests that never reach a database.
+        # pytest counts them) the rest (second_database_can_change).
         if os.environ.get("TESTS_DATABASE_ONLY") == "true":
             kept, dropped = [], []
             for item in items:
-                (kept if touches_database(item) else dropped).append(item)
+                (kept if second_database_can_change(item) else dropped).append(item)
             config.hook.pytest_deselected(items=dropped)
             items[:] = kept
         return

@@ -475,6 +475,7 @@ def test_a_token_made_in_the_profile_submits_and_revoked_gets_401(farm, daphne, 
     context.close()
 
 
+@pytest.mark.both_databases  # PostgreSQL: the bridge LISTENs again after the restart
 def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, user,
                                                        api_token, settings):
     from playwright.sync_api import expect

@@ -177,10 +177,15 @@ def test_a_restarted_node_kills_what_its_predecessor_left(farm, user):
 def test_a_killed_node_is_taken_over_and_never_renders_twice(farm, user, nexrender_cli):
     farm.configure(NODE_TIMEOUT_SECONDS=4, HEARTBEAT_SECONDS=0.5)
     node_a = farm.start_worker("node-a")
-    job = submit(farm, user, frames=150, frame_seconds=0.02, spawn_child=True)
+    # Long enough that node-a is still rendering once node-b is up (a worker's start
+    # takes seconds on a busy machine).
+    job = submit(farm, user, frames=400, frame_seconds=0.02, spawn_child=True)
     wait_rendering_process(job)
     farm.start_worker("node-b")
     wait_for(lambda: RenderNode.objects.filter(name=farm.node("node-b")).exists(), timeout=20)
+    job.refresh_from_db()
+    assert job.status == Status.RENDERING and job.node.name == farm.node("node-a"), (
+        "node-a finished before node-b was up: nothing to take over")
 
     most_at_once, stop = [0], threading.Event()
 
