@@ -161,7 +161,8 @@ def test_other_peoples_jobs_are_404(request, jobs, who):
 
 
 @pytest.mark.parametrize("junk", [
-    "nope", "00000000-0000-0000-0000-00000000000g", "1", "%00", "..", str(uuid.uuid4()),
+    "nope", "00000000-0000-0000-0000-00000000000g", "1", "%00", "..",
+    "95c20d41-f1bb-4a76-a20e-308812db7cef",  # well-formed, and no job's
     "12345678123456781234567812345678z",
 ])
 def test_junk_ids_are_json_404(admin_client, junk):
