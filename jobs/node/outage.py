@@ -9,6 +9,11 @@ dropped, so that the next call opens a fresh one.
 
 Django's ``Error`` is caught, not only ``DatabaseError``: a connection the
 server closed raises ``InterfaceError``, which is not a ``DatabaseError``.
+Only an outage is waited out: ``OperationalError`` (a lost or refused
+connection, a server shutting down, SQLite's "database is locked", a
+deadlock) and ``InterfaceError``. Anything else (``DataError``,
+``IntegrityError``, ``ProgrammingError``...) fails the same way every time:
+``persist`` raises ``Refused`` at once, and the caller fails the attempt.
 """
 
 from __future__ import annotations
@@ -18,15 +23,33 @@ import logging
 import time
 from collections.abc import Callable
 
-from django.db import Error, connection
+from django.db import Error, InterfaceError, OperationalError, connection
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_PAUSE = 1.0
 
 
+# What a database that is away (or busy) raises; a retry may succeed.
+TRANSIENT = (OperationalError, InterfaceError)
+
+
 class GaveUp(Exception):
     """A write that had to wait for the database was abandoned (the node is stopping)."""
+
+
+class Refused(Exception):
+    """The database answered a write that decides a job's fate with an error that
+    no retry can cure (invalid data, a constraint, a bug): the attempt fails."""
+
+    def __init__(self, what: str, exc: Exception):
+        super().__init__(f"the database refused {what}: {type(exc).__name__}: {_short(exc)}")
+        self.what = what
+
+
+def transient(exc: BaseException) -> bool:
+    """``exc`` is an outage (worth waiting out), not a refusal."""
+    return isinstance(exc, TRANSIENT)
 
 
 def reset() -> None:
@@ -49,10 +72,11 @@ def persist(what: str, fn: Callable, *args, give_up: Callable[[], str] = lambda:
             **kwargs):
     """``fn(...)``, retried until the database answers.
 
-    ``give_up()`` is asked between tries; a non-empty answer (why) raises
-    GaveUp. ``fn`` must be safe to run again: a commit whose answer was lost
-    may have happened (lifecycle transitions are compare-and-set, so the second
-    try of one that did happen reports "not moved"; callers check the job).
+    An error that is not an outage raises ``Refused`` at once. ``give_up()``
+    is asked between tries; a non-empty answer (why) raises GaveUp. ``fn`` must
+    be safe to run again: a commit whose answer was lost may have happened
+    (lifecycle transitions are compare-and-set, so the second try of one that
+    did happen reports "not moved"; callers check the job).
     """
     pause = 0.1
     began = None
@@ -61,6 +85,9 @@ def persist(what: str, fn: Callable, *args, give_up: Callable[[], str] = lambda:
             result = fn(*args, **kwargs)
         except Error as exc:
             reset()
+            if not transient(exc):
+                log.error("database refused %s: %s", what, _short(exc))
+                raise Refused(what, exc) from exc
             now = time.monotonic()
             if began is None:
                 began = now

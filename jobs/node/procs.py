@@ -45,6 +45,7 @@ QUEUE_BATCHES = 16
 # open, stop waiting for end of output after this long.
 EOF_GRACE_SECONDS = 5.0
 _EOF = None
+NUL_STANDIN = "\ufffd"  # what a NUL byte in render output becomes
 # What a Windows console program writes when it does not write UTF-8.
 FALLBACK_ENCODING = locale.getencoding() if sys.platform == "win32" else "cp1252"
 
@@ -357,6 +358,11 @@ def _split(data: bytes) -> list[str]:
         # line by line, so one such line does not spoil its UTF-8 neighbours.
         lines = [decode_line(line) for line in data.split(b"\n")]
         text = "\n".join(lines)
+    if "\x00" in text:
+        # PostgreSQL stores no NUL in text (psycopg raises DataError): every line
+        # may end up in the log, a warning or an error message.
+        text = text.replace("\x00", NUL_STANDIN)
+        lines = [line.replace("\x00", NUL_STANDIN) for line in lines]
     if "\r" in text:
         lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:

@@ -48,6 +48,7 @@ LOG_FLUSH_SECONDS = 2.0
 # the render stops: soon another node may think this one dead and take the job.
 LOST_CONTACT_SHARE = 0.8
 PUBLISH_FAILED = "publish_failed"
+DATABASE_REFUSED = "database_refused"
 PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
 SPARE_AFTER_SECONDS = 0.0  # into a render, the next render's process starts (node.spares)
 
@@ -97,7 +98,13 @@ class Render:
             if self.proc is not None:
                 self.proc.kill()
             raise
-        except Error as exc:
+        except outage.Refused as exc:
+            # Retrying would fail the same way (and the heartbeat would keep the
+            # job RENDERING forever): the attempt fails, with what was refused.
+            if self.proc is not None:
+                self.proc.kill()
+            outcome = self._crashed(str(exc), code=DATABASE_REFUSED)
+        except outage.TRANSIENT as exc:
             # A database call this render could not do without: the database's
             # fault, not the job's, so the attempt is not counted.
             log.warning("job %s: database error mid-render: %s", job.pk, exc)
@@ -105,6 +112,15 @@ class Render:
             if self.proc is not None:
                 self.proc.kill()
             outcome = self._interrupted(Interrupted("a database error", requeue=True))
+        except Error as exc:
+            # Not an outage: the next attempt would meet it again, so it counts as
+            # one (and ends in FAILED, not in an endless requeue).
+            log.exception("job %s: database error mid-render", job.pk)
+            outage.reset()
+            if self.proc is not None:
+                self.proc.kill()
+            outcome = self._crashed(f"database error: {type(exc).__name__}: {exc}",
+                                    code=DATABASE_REFUSED)
         except Exception as exc:  # never let one job take the node down
             log.exception("render of job %s failed unexpectedly", job.pk)
             if self.proc is not None:
@@ -270,7 +286,9 @@ class Render:
             self._persist("storing the preview", preview.store, job, result)
         except PublishError as exc:
             return self._crashed(str(exc), code=PUBLISH_FAILED)
-        self._wrap_up()
+        refused = self._wrap_up()
+        if refused:
+            return self._crashed(refused, code=DATABASE_REFUSED)
         ready = self._persist("marking the preview ready", lifecycle.preview_ready,
                               job.pk, job.lease)
         if not ready and not self._persist("checking the job", Job.objects.filter(
@@ -294,13 +312,20 @@ class Render:
                                 tag=job.lease.hex[:12])
         except PublishError as exc:
             return self._crashed(str(exc), code=PUBLISH_FAILED)
-        self._wrap_up()
+        refused = self._wrap_up()
+        if refused:
+            published.withdraw()
+            return self._crashed(refused, code=DATABASE_REFUSED)
         # Stored relative to RENDER_OUTPUT_DIR: every machine finds it in its own.
-        done = self._persist("completing the job", lifecycle.complete, job.pk, job.lease,
-                             output_path=output_relative(published.path),
-                             output_size=published.size,
-                             # The poster frame and preview video come later (followups).
-                             follow_ups=followups.after_completion(job, published.path))
+        try:
+            done = self._persist("completing the job", lifecycle.complete, job.pk, job.lease,
+                                 output_path=output_relative(published.path),
+                                 output_size=published.size,
+                                 # The poster frame and preview video come later (followups).
+                                 follow_ups=followups.after_completion(job, published.path))
+        except outage.Refused:
+            published.withdraw()
+            raise
         if not done:
             # A retried commit may have happened the first time round.
             done = self._persist("checking the job", Job.objects.filter(
@@ -319,10 +344,16 @@ class Render:
 
     def _crashed(self, reason: str, permanent: bool = False, code: str = "") -> RenderOutcome:
         job = self.job
-        self._wrap_up()
-        status = self._persist("recording the failed attempt", lifecycle.render_crashed,
-                               job.pk, job.lease, reason, permanent=permanent, code=code,
-                               actor=f"node:{self.worker.node_name}")
+        reason = reason.replace("\x00", "\ufffd")  # text the database refuses, see procs
+        self._wrap_up()  # a log the database refuses is lost: the failure is recorded
+        try:
+            status = self._persist("recording the failed attempt", lifecycle.render_crashed,
+                                   job.pk, job.lease, reason, permanent=permanent, code=code,
+                                   actor=f"node:{self.worker.node_name}")
+        except outage.Refused:
+            # Nothing left to try from here (logged by outage); the job stays
+            # RENDERING until this node's orphans are released between renders.
+            status = None
         return RenderOutcome(status or "LOST", reason)
 
     def _interrupted(self, stop: Interrupted) -> RenderOutcome:
@@ -398,12 +429,18 @@ class Render:
             JobEvent.objects.filter(job_id=job.pk, kind="progress", id__lt=event.pk).delete()
         return True
 
-    def _wrap_up(self) -> None:
+    def _wrap_up(self) -> str:
         """Store the log and remove the temp folder, before a final transition, so
         that whoever sees the job finished sees its whole log and no leftover
-        folder. Waits for the database."""
-        self._persist("storing the log", self._flush_log)
+        folder. Waits for the database; returns why it refused the log ("" when
+        stored): a render must not finish as done with its log lost."""
+        try:
+            self._persist("storing the log", self._flush_log)
+            refused = ""
+        except outage.Refused as exc:
+            refused = str(exc)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        return refused
 
     def _seed_log(self) -> None:
         job = self.job
