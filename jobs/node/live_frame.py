@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from jobs import media
 from jobs.models import JobFrame
+from jobs.node import outage
 from jobs.node.engines import RenderError, thumbnails
 from jobs.node.engines.base import AfterEffectsEngine, sequence_frames, template_config
 from jobs.submission.nexrender_spec import is_image_sequence
@@ -63,12 +64,15 @@ class FrameWatcher:
             self.thread.join(timeout=30)
             self.thread = None
         if last:
-            self.tick(finished=True)
+            # A picture, not the job's fate: a database away now must not cost
+            # the finished render (the render would be requeued).
+            outage.best_effort("the last live frame", self.tick, finished=True)
 
     def _loop(self) -> None:
         try:
             while not self.stopped.wait(self.interval):
-                self.tick()
+                # Skipped while the database is away; the next tick catches up.
+                outage.best_effort("a live frame", self.tick)
         finally:
             connection.close()
 

@@ -307,8 +307,9 @@ class Render:
             return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
         if not self._persist("checking the claim", lifecycle.still_mine, job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
+        folder = self._persist("reading the output folder", output_folder, job)
         try:
-            published = publish(result, output_folder(job), output_name(job, result),
+            published = publish(result, folder, output_name(job, result),
                                 tag=job.lease.hex[:12])
         except PublishError as exc:
             return self._crashed(str(exc), code=PUBLISH_FAILED)

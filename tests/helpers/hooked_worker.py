@@ -12,10 +12,14 @@ reads, from its environment:
 - ``TEST_SLOW_PUBLISH_SECONDS``: putting the output into the output folder
   takes this much longer, spent in small steps that stop at the render's
   checkpoints the way a slow copy to another volume does.
+- ``TEST_DB_ERRORS``: JSON ``{"<part of the SQL>": count, ...}``: the first
+  ``count`` queries whose SQL holds that text raise OperationalError, as when
+  the database drops out for a moment (any thread of this process).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -52,6 +56,31 @@ def slow_publish(seconds: float) -> None:
     publish._move_in = slow_move_in
 
 
+def database_errors(spec: str) -> None:
+    import threading
+
+    from django.db import OperationalError
+    from django.db.backends.signals import connection_created
+
+    remaining = {str(text): int(count) for text, count in json.loads(spec).items()}
+    lock = threading.Lock()
+
+    def failing(execute, sql, params, many, context):
+        with lock:
+            hit = next((name for name, left in remaining.items() if left and name in sql), None)
+            if hit:
+                remaining[hit] -= 1
+        if hit:
+            raise OperationalError(f"injected: the server closed the connection ({hit})")
+        return execute(sql, params, many, context)
+
+    def wrap(sender, connection, **kwargs):
+        if failing not in connection.execute_wrappers:
+            connection.execute_wrappers.append(failing)
+
+    connection_created.connect(wrap, weak=False)
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rendermanager.settings")
     skew = float(os.environ.get("TEST_CLOCK_SKEW_SECONDS") or 0)
@@ -63,6 +92,8 @@ def main(argv: list[str]) -> None:
     slow = float(os.environ.get("TEST_SLOW_PUBLISH_SECONDS") or 0)
     if slow:
         slow_publish(slow)
+    if os.environ.get("TEST_DB_ERRORS"):
+        database_errors(os.environ["TEST_DB_ERRORS"])
     from django.core.management import call_command
 
     call_command("render_worker", *argv)

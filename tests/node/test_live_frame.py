@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jobs.models import JobFrame, Status
@@ -58,3 +60,48 @@ def test_a_running_sequence_shows_its_newest_frame(farm, user):
     # The last frame stays as the sequence's picture (AE numbers the files by the
     # composition's frames, here from 0).
     assert JobFrame.objects.get(job=job).number == 59
+
+
+@pytest.mark.slow
+def test_a_database_blip_after_a_finished_render_does_not_throw_the_render_away(farm, user):
+    # The live frame's last write (the only one: no tick during this render) and
+    # the batch folder's read come right after the render; each meets a dropped
+    # connection once. Neither may requeue a render that is done.
+    use_aerender(farm)
+    farm.configure(LIVE_FRAME_SECONDS=3600)
+    faults = {'"jobs_jobframe"': 1, 'SELECT "jobs_batch"."folder" AS "batch__folder" FROM': 1}
+    worker = farm.start_worker(hooked=True, TEST_DB_ERRORS=json.dumps(faults))
+    job = submit(farm, user, frames=20, frame_seconds=0.02, template={"outputExt": "png"})
+    wait_status(job, Status.COMPLETED, Status.FAILED, timeout=90)
+    assert job.status == Status.COMPLETED, job.error
+    assert job.attempts == 1
+    assert not job.events.filter(kind="requeued").exists()
+    assert job.log.text().count("=== attempt") == 1
+    text = farm.worker_log(worker)
+    assert text.count("injected") >= 2, text  # both faults did happen
+    assert "database error mid-render" not in text
+
+
+def test_the_live_frame_thread_outlives_a_database_error(user, tmp_path, monkeypatch):
+    from django.db import OperationalError
+
+    from jobs.models import Job
+
+    job = Job.objects.create(user=user, status=Status.RENDERING)
+    watcher = FrameWatcher(job, tmp_path, {"composition": "main", "outputExt": "png"},
+                           interval=0.02)
+    ticks = []
+
+    def tick(finished=False):
+        ticks.append(finished)
+        if len(ticks) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return False
+
+    monkeypatch.setattr(watcher, "tick", tick)
+    watcher.start()
+    try:
+        wait_for(lambda: len(ticks) >= 3, timeout=10,
+                 message="the live frame thread died with the first database error")
+    finally:
+        watcher.stop()
