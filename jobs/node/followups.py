@@ -27,7 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import close_old_connections, connection
 from django.db.models import Case, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
@@ -184,18 +184,28 @@ def run_one(node: RenderNode, stop: threading.Event | None = None) -> JobFollowU
 
 
 class Runner:
-    def __init__(self, node: RenderNode, stop: threading.Event):
+    """``node()``: the node's current row. It changes when the node registers
+    again after an admin deleted its row (Worker.register_again): a claim under
+    the old one would name a row that is gone."""
+
+    def __init__(self, node: Callable[[], RenderNode], stop: threading.Event):
         self.node = node
         self.stop = stop
 
     def run(self) -> None:
+        released = None  # the node row whose predecessor's claims were released
         try:
-            release_abandoned(self.node)
             while not self.stop.is_set():
+                # Nothing may end this thread but the stop: a database away, a job
+                # deleted mid-run, a bug in one kind's work. Logged, then on.
                 try:
-                    did = run_one(self.node, self.stop) is not None
-                except DatabaseError:
-                    log.exception("follow-ups: database error; retrying")
+                    node = self.node()
+                    if released != node.pk:
+                        release_abandoned(node)
+                        released = node.pk
+                    did = run_one(node, self.stop) is not None
+                except Exception:
+                    log.exception("follow-ups: round failed; going on")
                     close_old_connections()
                     connection.close()
                     did = False
@@ -208,8 +218,9 @@ class Runner:
             connection.close()
 
 
-def start(node: RenderNode, stop: threading.Event) -> threading.Thread:
-    """Follow the table on a daemon thread until ``stop`` is set."""
+def start(node: Callable[[], RenderNode], stop: threading.Event) -> threading.Thread:
+    """Follow the table on a daemon thread until ``stop`` is set; ``node()`` gives
+    the node's current row."""
     thread = threading.Thread(target=Runner(node, stop).run, name="follow-ups", daemon=True)
     thread.start()
     return thread

@@ -172,7 +172,7 @@ class Worker:
         # stop_requested.
         housekeeping.start(self.stop_requested)
         # Work after completion (preview videos) at low priority, beside the renders.
-        followups.start(self.node, self.stop_requested)
+        followups.start(lambda: self.node, self.stop_requested)
         # Counters, usage rows, alerts and notifications of transitions, beside them too.
         bookkeeping.start()
         log.info("render node %s ready (pid %s)", self.node_name, os.getpid())

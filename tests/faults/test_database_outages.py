@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from jobs.models import Job, JobLog, RenderNode, Status
+from jobs.models import FollowUp, Job, JobLog, RenderNode, Status
 from tests.faults.conftest import report, wait_mid_render
 from tests.helpers.common import wait_for
 from tests.helpers.farm import RenderWatcher, wait_status
@@ -83,6 +83,12 @@ def test_a_node_whose_row_was_deleted_registers_again_and_keeps_its_render(farm,
     [second] = queued_jobs(1, frames=5)
     wait_status(second, Status.COMPLETED, Status.FAILED, timeout=60)
     assert second.status == Status.COMPLETED and second.node_id == new.pk
+    # Its work after completion (poster frame, preview video) is claimed under the
+    # new row too (a claim naming the deleted row would fail for good).
+    assert second.follow_ups.exists()
+    wait_for(lambda: not second.follow_ups.exclude(status=FollowUp.DONE).exists(),
+             timeout=60, message="the follow-ups were never done under the new node row")
+    assert set(second.follow_ups.values_list("node_id", flat=True)) == {new.pk}
 
 
 def test_a_render_that_prints_a_nul_byte_completes_with_its_log(farm, queued_jobs):

@@ -252,3 +252,36 @@ def test_no_poster_frame_for_a_job_that_is_no_longer_completed(user, dropbox, ou
     assert row.status == FollowUp.DONE and "no longer completed" in row.message
     job.refresh_from_db()
     assert not job.has_thumbnail and not job.events.filter(kind="thumbnail").exists()
+
+
+def test_the_follow_up_thread_survives_a_job_deleted_mid_run_and_follows_a_new_node_row(
+        transactional_db, user, dropbox, output, monkeypatch):
+    runs = []
+
+    def deleting(run):
+        runs.append(run.job.pk)
+        if len(runs) == 1:
+            Job.objects.filter(pk=run.job.pk).delete()  # an admin deletes it mid-run
+        return "checked"
+
+    monkeypatch.setattr(followups, "KINDS", {"check": (lambda job, out: True, deleting)})
+    current = [node()]
+    stop = threading.Event()
+    thread = followups.start(lambda: current[0], stop)
+    try:
+        doomed = completed(user, dropbox, output, follow_ups=("check",))
+        followups.poke()
+        wait_for(lambda: not Job.objects.filter(pk=doomed.pk).exists(), timeout=20)
+        # The node's row is deleted, and the node registers again under a new one.
+        RenderNode.objects.filter(pk=current[0].pk).delete()
+        current[0] = node()
+        kept = completed(user, dropbox, output, follow_ups=("check",))
+        followups.poke()
+        wait_for(lambda: JobFollowUp.objects.filter(job=kept, status=FollowUp.DONE).exists(),
+                 timeout=20, message="the follow-up thread stopped following the table")
+        assert JobFollowUp.objects.get(job=kept).node_id == current[0].pk
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        followups.poke()
+        thread.join(timeout=10)
