@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -106,11 +108,13 @@ def encode(run: Run, source: Path, target: Path, info: media.MediaInfo, video_bp
              "-bufsize", str(video_bps * 2), "-movflags", "+faststart",
              media.file_input(target)]
     extra = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, **extra)
-    _lower_priority(proc.pid)
-    deadline = time.monotonic() + ENCODE_TIMEOUT_SECONDS
-    try:
+    # Errors go to a file, not a pipe read after the exit: a few KB of them (the
+    # pipe holds 4 KB on Windows) would block ffmpeg until the timeout.
+    with tempfile.TemporaryFile() as errors_file:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=errors_file, **extra)
+        _lower_priority(proc.pid)
+        deadline = time.monotonic() + ENCODE_TIMEOUT_SECONDS
         while proc.poll() is None:
             if run.stop.is_set() or time.monotonic() > deadline:
                 kill_tree(proc.pid)
@@ -119,12 +123,18 @@ def encode(run: Run, source: Path, target: Path, info: media.MediaInfo, video_bp
                 raise RuntimeError(f"encoding the preview took longer than "
                                    f"{ENCODE_TIMEOUT_SECONDS} s")
             time.sleep(POLL_SECONDS)
-        errors = proc.stderr.read().decode("utf-8", "replace").strip()
-    finally:
-        proc.stderr.close()
+        errors = _last_lines(errors_file)
     if proc.returncode != 0 or not target.is_file():
-        last = errors.splitlines()[-1] if errors else f"exit code {proc.returncode}"
+        last = errors or f"exit code {proc.returncode}"
         raise RuntimeError(f"ffmpeg could not encode the preview: {last}")
+
+
+def _last_lines(file, count: int = 3, window: int = 8192) -> str:
+    """The last ``count`` lines of what ffmpeg wrote to ``file`` (its end only is read)."""
+    file.seek(0, os.SEEK_END)
+    file.seek(max(0, file.tell() - window))
+    lines = [line.strip() for line in file.read().decode("utf-8", "replace").splitlines()]
+    return " | ".join([line for line in lines if line][-count:])
 
 
 def make(run: Run) -> str:

@@ -3,7 +3,9 @@ and the preview video (JobProxy) it makes of a completed video."""
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -285,3 +287,29 @@ def test_the_follow_up_thread_survives_a_job_deleted_mid_run_and_follows_a_new_n
         stop.set()
         followups.poke()
         thread.join(timeout=10)
+
+
+def test_an_ffmpeg_that_prints_many_errors_fails_at_once_with_its_last_lines(
+        user, dropbox, output, tmp_path, monkeypatch):
+    # More error text than a pipe holds (64 KB here, 4 KB on Windows), then exit 1:
+    # read only after the exit, the pipe filled and ffmpeg waited for the timeout.
+    chatty = tmp_path / "ffmpeg"
+    chatty.write_text(f"#!{sys.executable}\n"
+                      "import sys\n"
+                      "for n in range(5000):\n"
+                      "    sys.stderr.write(f'[h264 @ 0x55] error while decoding MB {n}\\n')\n"
+                      "sys.stderr.write('Conversion failed!\\n')\n"
+                      "sys.exit(1)\n")
+    chatty.chmod(0o755)
+    job = completed(user, dropbox, output)
+    info = media.probe(output)
+    monkeypatch.setattr(proxy.media, "ffmpeg", lambda: str(chatty))
+    monkeypatch.setattr(proxy, "ENCODE_TIMEOUT_SECONDS", 30)
+    run = followups.Run(row=None, job=job, stop=threading.Event())
+    began = time.monotonic()
+    with pytest.raises(RuntimeError) as failed:
+        proxy.encode(run, output, tmp_path / "preview.mp4", info, 1_000_000, 360, None)
+    assert time.monotonic() - began < 15
+    message = str(failed.value)
+    assert message.startswith("ffmpeg could not encode the preview: ")
+    assert message.endswith("error while decoding MB 4999 | Conversion failed!")
