@@ -104,17 +104,18 @@ def process_tree(pid: int, spawned_at=None) -> list[dict]:
 
 def node_state(node: RenderNode, alive: bool, rendering: bool) -> str:
     """stopped, down, rendering, idle; or, under an admin's drain or stop command
-    (NodeCommand), draining, stopping, and parked once it renders nothing."""
+    (NodeCommand), draining, stopping, and parked once the worker acknowledged
+    that it renders nothing and claims nothing."""
     if node.stopped_at:
         return "stopped"
     if not alive:
         return "down"
     if node.command == NodeCommand.PARKED:
         return "parked"
-    if node.command == NodeCommand.DRAIN:
-        return "draining" if rendering else "parked"
-    if node.command == NodeCommand.STOP:
-        return "stopping"
+    if node.command in NodeCommand.PARKING:
+        # Parked only once the worker says so: with no job RENDERING under it a
+        # draining node may still be claiming one (killed then, it would lose it).
+        return "draining" if node.command == NodeCommand.DRAIN else "stopping"
     return "rendering" if rendering else "idle"
 
 

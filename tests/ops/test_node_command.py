@@ -88,3 +88,16 @@ def test_a_timed_out_wait_exits_1(nodes):
         call_command("node_command", "node-a", "drain", "--wait", "--timeout", "0.3",
                      stdout=StringIO(), stderr=StringIO())
     assert exited.value.code == 1
+
+
+def test_a_drained_node_is_parked_only_once_its_worker_says_so(nodes):
+    # No job RENDERING under node-b, but its worker has not acknowledged the
+    # drain: it may be claiming a job this moment, which a kill would lose.
+    run("node-b", "drain")
+    assert services.wait_settled(["node-b"], timeout=0.2, poll=0.05) == {"node-b": "draining"}
+    with pytest.raises(SystemExit) as exited:
+        call_command("node_command", "node-b", "drain", "--wait", "--timeout", "0.3",
+                     stdout=StringIO(), stderr=StringIO())
+    assert exited.value.code == 1
+    RenderNode.objects.filter(name="node-b").update(command="parked")  # the worker's ack
+    assert services.wait_settled(["node-b"], timeout=5, poll=0.05) == {"node-b": "parked"}
