@@ -42,7 +42,7 @@ from django.db import Error, connection, transaction
 from django.utils import timezone
 
 from jobs import lifecycle
-from jobs.models import Job, Status
+from jobs.models import Job, Status, alive_q
 from systemadmin import events
 from systemadmin.models import UpdateRun
 
@@ -333,9 +333,19 @@ def _drain(output: _Log) -> str:
     limit = settings.UPDATE_DRAIN_TIMEOUT_SECONDS
     deadline = time.monotonic() + limit
     shown = None
+    told_dead = None
     while True:
-        busy = list(Job.objects.filter(status=Status.RENDERING).order_by("started_at")
+        rendering = Job.objects.filter(status=Status.RENDERING)
+        # A render whose node is not alive (by the one liveness rule) is not running:
+        # only a live worker requeues it, and the node may be the very one that
+        # crash-loops until this update is in.
+        busy = list(rendering.filter(alive_q("node__")).order_by("started_at")
                     .values_list("pk", "name", "node__name"))
+        dead = rendering.exclude(alive_q("node__")).count()
+        if dead and dead != told_dead:
+            told_dead = dead
+            output.add(f"not waiting for {dead} render(s) whose node stopped responding "
+                       "(they go back to the queue when a render node next runs)")
         if not busy:
             output.add("no render running: claims stay paused until the update is done")
             return ""

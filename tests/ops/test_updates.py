@@ -8,9 +8,12 @@ marker files.
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, RenderNode, Status
@@ -91,13 +94,34 @@ def test_renders_that_outlast_the_drain_timeout_fail_the_update_unchanged(repos,
                                                                           settings):
     repos.push_new_version()
     settings.UPDATE_DRAIN_TIMEOUT_SECONDS = 1
-    Job.objects.create(name="long.aep", user=user, status=Status.RENDERING)
+    Job.objects.create(name="long.aep", user=user, status=Status.RENDERING,
+                       node=RenderNode.objects.create(name="node-a"))
     run = wait_run(updates.execute("admin@studio.test").pk)
     assert run.state == UpdateRun.State.FAILED and run.step == "drain"
     assert run.error == ("1 render(s) still running after 1 s "
                          "(UPDATE_DRAIN_TIMEOUT_SECONDS); nothing was changed")
     assert Repos.head(repos.install) == repos.first
     assert not lifecycle.claims_paused()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_renders_of_dead_nodes_are_not_waited_for(repos, user, settings):
+    # The farm's only worker crash-loops: its render stays RENDERING (only a live
+    # worker requeues it), and the update that would fix the worker must go on.
+    new = repos.push_new_version()
+    settings.UPDATE_DRAIN_TIMEOUT_SECONDS = 30
+    dead = RenderNode.objects.create(name="node-a")
+    RenderNode.objects.filter(pk=dead.pk).update(
+        last_heartbeat=timezone.now() - timedelta(seconds=settings.NODE_TIMEOUT_SECONDS + 60))
+    Job.objects.create(name="orphan.aep", user=user, status=Status.RENDERING, node=dead,
+                       lease=uuid.uuid4(), attempts=1)
+    Job.objects.create(name="nodeless.aep", user=user, status=Status.RENDERING)
+    began = time.monotonic()
+    run = wait_run(updates.execute("admin@studio.test").pk)
+    assert run.state == UpdateRun.State.SUCCEEDED, run.log
+    assert time.monotonic() - began < settings.UPDATE_DRAIN_TIMEOUT_SECONDS
+    assert "not waiting for 2 render(s) whose node stopped responding" in run.log
+    assert Repos.head(repos.install) == new
 
 
 @pytest.mark.django_db(transaction=True)
