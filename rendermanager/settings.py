@@ -309,6 +309,15 @@ PROJECT_READ_MAX_MB = env.int("PROJECT_READ_MAX_MB", 1024, minimum=16, maximum=6
 MAX_RENDER_ATTEMPTS = env.int("MAX_RENDER_ATTEMPTS", 3, minimum=1, maximum=100)
 NODE_TIMEOUT_SECONDS = env.float("NODE_TIMEOUT_SECONDS", 30, minimum=1)
 HEARTBEAT_SECONDS = env.float("HEARTBEAT_SECONDS", min(5.0, NODE_TIMEOUT_SECONDS / 4), minimum=0.1)
+# A render stops once its node's heartbeat is older than 0.8 x NODE_TIMEOUT_SECONDS
+# (jobs.node.render: soon another node may take the job); between two beats it
+# grows to HEARTBEAT_SECONDS and more (a beat takes time). At most half leaves room.
+if HEARTBEAT_SECONDS > NODE_TIMEOUT_SECONDS / 2:
+    raise SettingError(
+        f"HEARTBEAT_SECONDS ({HEARTBEAT_SECONDS:g}) must be at most half of "
+        f"NODE_TIMEOUT_SECONDS ({NODE_TIMEOUT_SECONDS:g}): a render node stops its render "
+        "when its last heartbeat is older than 0.8 x NODE_TIMEOUT_SECONDS, so every render "
+        "would be interrupted")
 RENDER_STALL_SECONDS = env.float("RENDER_STALL_SECONDS", 600, minimum=1)
 JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", 7, minimum=1)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 0.5, minimum=0.01, maximum=60)

@@ -177,6 +177,20 @@ def test_malformed_value_fails_at_start_naming_the_setting(name, value):
     assert "SettingError" in last and name in last, result.stderr
 
 
+@pytest.mark.parametrize(("heartbeat", "timeout"), [("25", "30"), ("16", "30"), ("1", "1")])
+def test_a_heartbeat_too_slow_for_the_node_timeout_is_refused(heartbeat, timeout):
+    # A render stops when its node's heartbeat is older than 0.8 x the timeout:
+    # with beats 25 s apart and a 30 s timeout, every render was interrupted.
+    result = start(clean_env(DEBUG="true", HEARTBEAT_SECONDS=heartbeat,
+                             NODE_TIMEOUT_SECONDS=timeout))
+    assert result.returncode != 0, f"HEARTBEAT_SECONDS={heartbeat} was accepted"
+    last = result.stderr.strip().splitlines()[-1]
+    assert "SettingError" in last and "HEARTBEAT_SECONDS" in last
+    assert "at most half of NODE_TIMEOUT_SECONDS" in last
+    fine = start(clean_env(DEBUG="true", HEARTBEAT_SECONDS="15", NODE_TIMEOUT_SECONDS="30"))
+    assert fine.returncode == 0, fine.stderr
+
+
 def test_malformed_value_in_env_file_fails_too(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("DEBUG=true\nRENDER_ENGINE=blender\n")
