@@ -50,7 +50,11 @@ LOST_CONTACT_SHARE = 0.8
 PUBLISH_FAILED = "publish_failed"
 DATABASE_REFUSED = "database_refused"
 PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
-SPARE_AFTER_SECONDS = 0.0  # into a render, the next render's process starts (node.spares)
+# How far into a render the next render's process starts (jobs.node.spares): at once,
+# beside this one's start-up, so that it is waiting however short this render is
+# (0.3 s before ce531d3; bench/render_overhead.py and bench/dispatch_latency.py
+# measure the choice).
+SPARE_AFTER_SECONDS = 0.0
 
 
 @dataclass
@@ -203,8 +207,8 @@ class Render:
             now = time.monotonic()
             if spares is not None and (now - spawned >= SPARE_AFTER_SECONDS
                                        or proc.exited()):
-                # The next render's process, started once this one is under way
-                # (not while it competes for the CPU with this one's start-up).
+                # The next render's process (SPARE_AFTER_SECONDS: at once), or as
+                # soon as this one's process ended.
                 spares.refill()
                 spares = None
             if lines:
