@@ -32,6 +32,10 @@ from jobs.node.procs import SPARE_MARK, RenderProcess
 log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 600.0
+# After a spare died while waiting (its program missing or broken: NODE_BINARY,
+# say), the next one starts this much later, not at every idle poll; a render
+# meanwhile starts a fresh process, and reports what is wrong.
+RETRY_DEAD_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Spares:
         self.proc: RenderProcess | None = None
         self.handed = 0  # renders that started in a spare
         self.fresh = 0  # renders that had to start a process of their own
+        self.died_at: float | None = None  # when a spare of ``spec`` was found dead
 
     def prepare(self, spec: SpareSpec | None) -> None:
         """Have a spare for ``spec`` waiting (a different or dead one is replaced)."""
@@ -65,7 +70,10 @@ class Spares:
         if self.proc is not None and self._usable(spec):
             return
         self.discard()
-        self.spec, self.proc = spec, self._spawn(spec)
+        if spec == self.spec and self.died_at is not None and \
+                time.monotonic() - self.died_at < RETRY_DEAD_SECONDS:
+            return
+        self.spec, self.proc, self.died_at = spec, self._spawn(spec), None
 
     def refill(self) -> None:
         """Start the next spare, like the last one, if none is waiting."""
@@ -86,6 +94,7 @@ class Spares:
                 proc = None
             else:
                 self.handed += 1
+                self.died_at = None
         if proc is None:
             self.discard()
             proc = self._spawn(spec)
@@ -113,12 +122,15 @@ class Spares:
             return False
         if proc.exited():
             lines = proc.read(0)
-            log.warning("the spare render process %s ended while waiting (exit code %s)%s",
-                        proc.pid, proc.returncode,
-                        (": " + " | ".join(lines[-5:])) if lines else "")
+            log.warning("the spare render process %s ended while waiting (exit code %s)%s; "
+                        "the next one in %g s", proc.pid, proc.returncode,
+                        (": " + " | ".join(lines[-5:])) if lines else "", RETRY_DEAD_SECONDS)
+            self.died_at = time.monotonic()
             return False
         if spec.argv and not proc.child_alive():
-            log.warning("the launcher of spare render process %s is gone", proc.pid)
+            log.warning("the launcher of spare render process %s is gone; the next one in "
+                        "%g s", proc.pid, RETRY_DEAD_SECONDS)
+            self.died_at = time.monotonic()
             return False
         return time.monotonic() - proc.started_at < MAX_AGE_SECONDS
 

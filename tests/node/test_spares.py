@@ -128,3 +128,33 @@ def test_a_stale_spare_is_replaced_and_an_old_one_too(farm, user, monkeypatch, t
         assert Path(workdir / "result.avi").is_file()
     finally:
         spares.close()
+
+
+def test_a_spare_that_dies_at_once_is_not_started_again_at_every_idle_poll(
+        tmp_path, monkeypatch, caplog):
+    # NODE_BINARY missing: the guard cannot start the launcher and exits at once.
+    spec = SpareSpec.make((str(tmp_path / "no-such-node"), "launcher.js"), dict(os.environ),
+                          tmp_path / "spare")
+    spares = Spares("spares-test")
+    started = []
+    spawn = spares._spawn
+    monkeypatch.setattr(spares, "_spawn", lambda s: started.append(s) or spawn(s))
+    try:
+        spares.prepare(spec)
+        first = spares.proc
+        wait_for(first.exited, timeout=30, message="the broken spare did not exit")
+        # Two seconds of an idle node's polls (0.5 s by default; faster here).
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            spares.prepare(spec)
+            spares.refill()
+            time.sleep(0.05)
+        assert len(started) == 1
+        warnings = [r for r in caplog.records if "ended while waiting" in r.getMessage()]
+        assert len(warnings) == 1 and "the next one in 60 s" in warnings[0].getMessage()
+        # Once the pause is over it is tried again (the binary may be installed now).
+        monkeypatch.setattr(spares_module, "RETRY_DEAD_SECONDS", 0.0)
+        spares.prepare(spec)
+        assert len(started) == 2
+    finally:
+        spares.close()
