@@ -36,6 +36,7 @@ MAX_AGE_SECONDS = 600.0
 # say), the next one starts this much later, not at every idle poll; a render
 # meanwhile starts a fresh process, and reports what is wrong.
 RETRY_DEAD_SECONDS = 60.0
+LAUNCH_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,10 @@ class Spares:
             self.died_at = time.monotonic()
             return False
         if spec.argv and not proc.child_alive():
+            if time.monotonic() - proc.started_at < LAUNCH_GRACE_SECONDS:
+                # Its guard is still starting the launcher (a busy machine): not
+                # dead; a launcher that fails makes the guard exit (above).
+                return True
             log.warning("the launcher of spare render process %s is gone; the next one in "
                         "%g s", proc.pid, RETRY_DEAD_SECONDS)
             self.died_at = time.monotonic()
