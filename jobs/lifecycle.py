@@ -345,6 +345,13 @@ def claim_next(node: RenderNode) -> Job | None:
                           progress=0, frames_done=0, eta_seconds=None,
                           render_pid=None, render_spawned_at=None, error="", error_code="",
                           node_lost_at=None):
+                # A pause made since the look above (an update draining the farm)
+                # wins: the claim is undone. A pause that commits after this look
+                # finds the claim committed within moments (systemadmin.updates
+                # waits CLAIM_SETTLE_SECONDS before it trusts "nothing renders").
+                if claims_paused():
+                    transaction.set_rollback(True)
+                    return None
                 # Read inside the transaction: only a lost answer to the commit
                 # itself can leave a claim the node does not know of (it then
                 # releases it, see release_orphans).

@@ -57,6 +57,9 @@ RESTART_WAIT_SECONDS = 10
 PAUSE_LEASE_SECONDS = 60
 RESUME_AFTER_RESTART_SECONDS = 60
 DRAIN_POLL_SECONDS = 0.5
+# A node that looked for a pause just before ours was made may still commit its claim
+# (jobs.lifecycle.claim_next): "no render running" counts only this long after pausing.
+CLAIM_SETTLE_SECONDS = 1.0
 PACKAGE_FILES = ("package.json", "package-lock.json")
 
 _lock = threading.Lock()
@@ -331,6 +334,7 @@ class _Pause:
 def _drain(output: _Log) -> str:
     """Wait until no render runs (claims are paused); "" or why not."""
     limit = settings.UPDATE_DRAIN_TIMEOUT_SECONDS
+    settled = time.monotonic() + CLAIM_SETTLE_SECONDS
     deadline = time.monotonic() + limit
     shown = None
     told_dead = None
@@ -346,20 +350,20 @@ def _drain(output: _Log) -> str:
             told_dead = dead
             output.add(f"not waiting for {dead} render(s) whose node stopped responding "
                        "(they go back to the queue when a render node next runs)")
-        if not busy:
+        if not busy and time.monotonic() >= settled:
             output.add("no render running: claims stay paused until the update is done")
             return ""
-        if time.monotonic() >= deadline:
+        if busy and time.monotonic() >= deadline:
             return (f"{len(busy)} render(s) still running after {limit:g} s "
                     "(UPDATE_DRAIN_TIMEOUT_SECONDS); nothing was changed")
         ids = [job_id for job_id, _name, _node in busy]
-        if ids != shown:
+        if ids and ids != shown:
             shown = ids
             output.add(f"waiting for {len(busy)} render(s) to finish (new claims are paused): "
                        + ", ".join(f"{name or job_id} on {node or '?'}"
                                    for job_id, name, node in busy[:10]))
             output.flush()
-        time.sleep(DRAIN_POLL_SECONDS)
+        time.sleep(DRAIN_POLL_SECONDS if busy else max(0.0, settled - time.monotonic()))
 
 
 def _run(run: UpdateRun) -> None:

@@ -166,6 +166,27 @@ def test_no_claim_while_claims_are_paused(user, node):
     assert lifecycle.claim_next(node).pk == job.pk
 
 
+def test_a_pause_made_just_after_the_node_looked_undoes_its_claim(user, node, monkeypatch):
+    # An update pauses claims, then waits for "nothing renders": a node that looked
+    # for a pause a moment before it was made must not commit a claim after.
+    job = queued_job(user, 1)
+    looks = []
+    real = lifecycle.claims_paused
+
+    def paused_right_after_the_first_look():
+        looks.append(1)
+        if len(looks) == 1:
+            lifecycle.pause_claims("update", seconds=60)
+            return False
+        return real()
+
+    monkeypatch.setattr(lifecycle, "claims_paused", paused_right_after_the_first_look)
+    assert lifecycle.claim_next(node) is None
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.node_id) == (Status.QUEUED, 0, None)
+    assert not job.events.filter(to_status=Status.RENDERING).exists()
+
+
 def comp(name):
     return {"template": {"composition": name}}
 

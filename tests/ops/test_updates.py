@@ -8,11 +8,13 @@ marker files.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from jobs import lifecycle
@@ -122,6 +124,38 @@ def test_renders_of_dead_nodes_are_not_waited_for(repos, user, settings):
     assert time.monotonic() - began < settings.UPDATE_DRAIN_TIMEOUT_SECONDS
     assert "not waiting for 2 render(s) whose node stopped responding" in run.log
     assert Repos.head(repos.install) == new
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_drain_waits_for_a_claim_that_commits_just_after_the_pause(user, settings):
+    # A node looked for a pause just before it was made and commits its claim a moment
+    # later (jobs.lifecycle.claim_next): "nothing renders" at once is not yet the truth.
+    settings.UPDATE_DRAIN_TIMEOUT_SECONDS = 30
+    node = RenderNode.objects.create(name="node-a")
+    output = updates._Log(UpdateRun.objects.create(actor="admin@studio.test"))
+
+    def later(seconds, write):
+        def run():
+            try:
+                write()
+            finally:
+                connection.close()  # this thread's own connection
+        return threading.Timer(seconds, run)
+
+    late = later(0.3, lambda: Job.objects.create(
+        name="late.aep", user=user, status=Status.RENDERING, node=node, lease=uuid.uuid4(),
+        attempts=1))
+    done = later(1.5, lambda: Job.objects.filter(name="late.aep").update(
+        status=Status.COMPLETED))
+    late.start()
+    done.start()
+    try:
+        assert updates._drain(output) == ""
+    finally:
+        late.join()
+        done.join()
+    assert "waiting for 1 render(s) to finish" in output.text
+    assert "late.aep on node-a" in output.text
 
 
 @pytest.mark.django_db(transaction=True)
