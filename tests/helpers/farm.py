@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
+from pathlib import Path
 
 import psutil
+from django.conf import settings
 
 from jobs import lifecycle
 from jobs.models import Job
 from jobs.node.procs import MARKER_ENV, SPARE_MARK, spares_of
 from jobs.submission.paths import dropbox_relative
-from tests.helpers.common import make_project, wait_for
+from tests.helpers.common import REPO, make_project, wait_for
 
 
 def submit(farm, user, name="spot.aep", callback_url="", priority=0, template=None,
@@ -83,9 +86,25 @@ def event_time(job, to_status):
     return event.created_at
 
 
-def use_aerender(farm):
-    """The direct aerender engine: no Node needed and quick to start."""
+def use_aerender(farm, patched: bool = True):
+    """The direct aerender engine: no Node needed and quick to start. ``patched``: on
+    a node whose After Effects has nexrender's patch (installed by a nexrender render
+    there), which relinking footage needs (aerender -r)."""
     farm.configure(RENDER_ENGINE="aerender")
+    if patched:
+        patch_like_nexrender(farm.simulator)
+
+
+def patch_like_nexrender(aerender) -> None:
+    """Put nexrender's own patched commandLineRenderer.jsx beside ``aerender``, as
+    nexrender does on its first render (@nexrender/core src/helpers/patch.js)."""
+    patched = subprocess.run(
+        [settings.NODE_BINARY, "-e", "process.stdout.write(require("
+         "'@nexrender/core/src/assets/commandLineRenderer-default.jsx'))"],
+        cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "nexrender-patch" in patched
+    startup = Path(aerender).parent / "Scripts" / "Startup" / "commandLineRenderer.jsx"
+    startup.write_text(patched, encoding="utf-8")
 
 
 class RenderWatcher:

@@ -21,8 +21,10 @@ from django.conf import settings as django_settings
 
 from jobs.models import Job, Status
 from jobs.node.engines import get_engine, relink
+from jobs.node.engines.base import RenderError
 from jobs.node.procs import RenderProcess
 from tests.helpers.aep import promo_project, settle, submit
+from tests.helpers.farm import patch_like_nexrender
 
 # What the script may use of After Effects' object model, recording what it does.
 STAND_IN = """
@@ -142,15 +144,32 @@ def test_footage_that_became_a_symlink_out_of_dropbox_is_not_relinked(mac_projec
     assert len(relink.links(job)) == 2
 
 
-def test_the_aerender_engine_runs_the_script_before_rendering(mac_project, tmp_path):
+def test_the_aerender_engine_runs_the_script_before_rendering(mac_project, simulator,
+                                                               tmp_path):
     _, job = mac_project
     workdir = tmp_path / "work"
     workdir.mkdir()
+    patch_like_nexrender(simulator)
 
     argv = get_engine("aerender").command(job, workdir).argv
 
     script = Path(argv[argv.index("-r") + 1])
     assert script.parent == workdir and script.read_text() == relink.script(job)
+
+
+def test_stock_after_effects_cannot_run_the_script_and_the_job_says_why(
+        mac_project, simulator, tmp_path):
+    _, job = mac_project
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    with pytest.raises(RenderError, match="needs nexrender's patch"):
+        get_engine("aerender").command(job, workdir)
+    # What stock aerender itself answers (tests/data/aelogs/06a_*: an illegal flag).
+    refused = subprocess.run([str(simulator), "-project", "x.aep", "-r", "x.jsx"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "Illegal argument flag: -r" in refused.stdout + refused.stderr
 
 
 def test_nexrender_puts_the_script_in_the_one_it_runs_in_after_effects(

@@ -13,6 +13,7 @@ import pytest
 
 from jobs.node.engines.ae_output import AeOutput, judge
 from tests.helpers.aelogs import sample_lines, sample_path
+from tests.helpers.farm import patch_like_nexrender
 
 TC = r"\d{1,2}(?P<sep>[:;])\d{2}(?P=sep)\d{2}(?P=sep)\d{2}"
 DATE = r"(\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2} [AP]M|\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}:\d{2}" \
@@ -66,6 +67,7 @@ def assert_real(lines: list[str]):
     ("render_log", "en_GB", 24, False), ("render_log", "zh_CN", 30, False)])
 def test_output_has_only_real_line_shapes_and_reads_back(simulator, tmp_path, style, locale,
                                                            fps, drop):
+    patch_like_nexrender(simulator)  # as nexrender runs it: -r is its patch's flag
     result = run(simulator, tmp_path, ["-r", "/tmp/nexrender-x-script.jsx", "-s", "2", "-e", "9"],
                  log_style=style, locale=locale, fps=fps, drop_frame=drop,
                  missing_fonts=[["Bebas", "Regular"]])

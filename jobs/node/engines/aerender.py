@@ -31,6 +31,18 @@ FLAGS = (("settingsTemplate", "-RStemplate"), ("outputModule", "-OMtemplate"),
          ("frameStart", "-s"), ("frameEnd", "-e"), ("frameIncrement", "-i"))
 
 
+def runs_scripts(aerender: Path) -> bool:
+    """Whether this After Effects runs a script before rendering (``aerender -r``).
+    Stock aerender refuses the flag ("Illegal argument flag: -r"): it comes with
+    nexrender's patch of Scripts/Startup/commandLineRenderer.jsx beside the binary,
+    which nexrender installs and marks "nexrender-patch"."""
+    startup = aerender.parent / "Scripts" / "Startup" / "commandLineRenderer.jsx"
+    try:
+        return "nexrender-patch" in startup.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
 class AerenderEngine(AfterEffectsEngine):
     name = "aerender"
 
@@ -58,6 +70,13 @@ class AerenderEngine(AfterEffectsEngine):
             argv.append("-continueOnMissingFootage")
         relinking = relink.write_script(job, workdir)
         if relinking is not None:
+            if not runs_scripts(Path(settings.AERENDER_PATH)):
+                raise RenderError(
+                    "This project's footage was saved with another machine's paths, and "
+                    "relinking it runs a script in After Effects, which needs nexrender's "
+                    "patch of its commandLineRenderer.jsx; this node's After Effects does "
+                    "not have it (the nexrender engine installs it on its first render, "
+                    "or use RENDER_ENGINE=nexrender)")
             argv += ["-r", str(relinking)]
         argv += ["-v", "ERRORS_AND_PROGRESS", "-close", "DO_NOT_SAVE_CHANGES"]
         return RenderCommand(argv=argv, env=base_env(), cwd=workdir, spare=self.spare())
