@@ -131,7 +131,14 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests need a file database too: real worker processes share it.
     _db["TEST"] = {"NAME": str(_db_name.with_name("test_" + _db_name.name))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
-    pass
+    # A server that vanished from the network (no reset, no answer) must not hold
+    # a query for as long as TCP keeps trying (about 15 minutes): libpq gives up on
+    # a silent connection within about 30 s. Options in DATABASE_URL's query win.
+    _db.setdefault("OPTIONS", {})
+    for _key, _value in (("connect_timeout", 10), ("keepalives", 1), ("keepalives_idle", 10),
+                         ("keepalives_interval", 5), ("keepalives_count", 3),
+                         ("tcp_user_timeout", 30_000)):
+        _db["OPTIONS"].setdefault(_key, _value)
 else:
     raise SettingError("DATABASE_URL must be a sqlite:// or postgres:// URL")
 DATABASES = {"default": _db}

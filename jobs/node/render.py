@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
-from jobs.node import followups, live_frame, outage, preview
+from jobs.node import contact, followups, live_frame, outage, preview
 from jobs.node.engines import RenderError, get_engine
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
@@ -44,9 +44,6 @@ log = logging.getLogger(__name__)
 
 READ_SLICE = 0.1  # how long one read of render output may block
 LOG_FLUSH_SECONDS = 2.0
-# Without a heartbeat the database took for this share of NODE_TIMEOUT_SECONDS,
-# the render stops: soon another node may think this one dead and take the job.
-LOST_CONTACT_SHARE = 0.8
 PUBLISH_FAILED = "publish_failed"
 DATABASE_REFUSED = "database_refused"
 PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
@@ -74,6 +71,9 @@ class Render:
         self.workdir = Path(settings.RENDER_TEMP_DIR) / f"{job.pk.hex}-{job.attempts}"
         self.buffer = LogBuffer(settings.RENDER_LOG_MAX_BYTES)
         self.proc: RenderProcess | None = None
+        # Set (and the process killed) by jobs.node.contact when the heartbeat went
+        # silent, even while this thread is blocked on the database.
+        self.contact_lost = ""
         now = time.monotonic()
         self.last_output = now
         self.last_progress_write = 0.0
@@ -378,10 +378,10 @@ class Render:
         why = self.worker.stopping()
         if why:
             return Interrupted(why, requeue=True)
-        silent = self.worker.heartbeat.silent_for()
-        if silent > settings.NODE_TIMEOUT_SECONDS * LOST_CONTACT_SHARE:
-            return Interrupted(f"lost contact with the database for {silent:.0f} s",
-                               requeue=True)
+        lost = self.contact_lost or contact.lost_contact(self.worker.heartbeat)
+        if lost:
+            self.contact_lost = lost
+            return Interrupted(lost, requeue=True)
         now = time.monotonic()
         if now - self.last_check >= settings.WORKER_POLL_SECONDS:
             self.last_check = now

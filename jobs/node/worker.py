@@ -27,7 +27,7 @@ from django.db.models.functions import Now
 
 from jobs import lifecycle
 from jobs.models import Job, NodeCommand, RenderNode, Status
-from jobs.node import bookkeeping, followups, housekeeping, outage, validation
+from jobs.node import bookkeeping, contact, followups, housekeeping, outage, validation
 from jobs.node.engines import RenderError, get_engine
 from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import kill_marked
@@ -56,8 +56,10 @@ class Worker:
         self.parking = ""
         self.park_ack_due = False
         self.node: RenderNode | None = None
-        # (job id, lease) of the render in progress, for the heartbeat thread.
+        # (job id, lease) of the render in progress, for the heartbeat thread, and
+        # the render itself, for the contact watch (jobs.node.contact).
         self.current: tuple | None = None
+        self.rendering: Render | None = None
         self.waker = Waker()
         # The validator's own: a submission (NOTIFY on PostgreSQL) starts its check.
         self.submissions = Waker()
@@ -163,6 +165,7 @@ class Worker:
         outage.persist("registering the node", self.register,
                        give_up=lambda: "stopping" if self.stop_requested.is_set() else "")
         self.heartbeat.start()
+        contact.start(self)
         if self.validate:
             self.validator = threading.Thread(target=self._validate_forever,
                                               name="validator", daemon=True)
@@ -266,9 +269,11 @@ class Worker:
 
     def render(self, job: Job) -> RenderOutcome:
         self.current = (job.pk, job.lease)
+        self.rendering = render = Render(self, job)
         try:
-            return Render(self, job).run()
+            return render.run()
         finally:
+            self.rendering = None
             self.current = None
 
     def stopping(self) -> str:

@@ -251,7 +251,8 @@ def _postgres_conninfo() -> str | None:
         return None
     params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"),
               "host": db.get("HOST"), "port": db.get("PORT")}
-    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout"):
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "keepalives",
+                "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout"):
         if key in (db.get("OPTIONS") or {}):
             params[key] = db["OPTIONS"][key]
     params["application_name"] = "rm-live-bridge"

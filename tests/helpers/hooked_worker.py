@@ -15,6 +15,9 @@ reads, from its environment:
 - ``TEST_DB_ERRORS``: JSON ``{"<part of the SQL>": count, ...}``: the first
   ``count`` queries whose SQL holds that text raise OperationalError, as when
   the database drops out for a moment (any thread of this process).
+- ``TEST_DB_HANG_FILE``: while this file exists, every query of this process
+  waits without an answer, as when the database's host vanished from the
+  network (no error, no reset: TCP keeps trying). Deleting it lets them go on.
 """
 
 from __future__ import annotations
@@ -81,6 +84,23 @@ def database_errors(spec: str) -> None:
     connection_created.connect(wrap, weak=False)
 
 
+def database_hang(gate: str) -> None:
+    from django.db.backends.signals import connection_created
+
+    gate_file = Path(gate)
+
+    def hanging(execute, sql, params, many, context):
+        while gate_file.exists():
+            time.sleep(0.05)
+        return execute(sql, params, many, context)
+
+    def wrap(sender, connection, **kwargs):
+        if hanging not in connection.execute_wrappers:
+            connection.execute_wrappers.append(hanging)
+
+    connection_created.connect(wrap, weak=False)
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rendermanager.settings")
     skew = float(os.environ.get("TEST_CLOCK_SKEW_SECONDS") or 0)
@@ -94,6 +114,8 @@ def main(argv: list[str]) -> None:
         slow_publish(slow)
     if os.environ.get("TEST_DB_ERRORS"):
         database_errors(os.environ["TEST_DB_ERRORS"])
+    if os.environ.get("TEST_DB_HANG_FILE"):
+        database_hang(os.environ["TEST_DB_HANG_FILE"])
     from django.core.management import call_command
 
     call_command("render_worker", *argv)

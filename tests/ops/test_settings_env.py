@@ -243,6 +243,16 @@ def test_an_explicit_secret_key_is_used_as_it_is(tmp_path):
     assert not (tmp_path / "secret_key").exists()
 
 
+def test_a_postgres_connection_gives_up_on_a_silent_server_unless_told_otherwise(tmp_path):
+    code = ("from django.conf import settings; o = settings.DATABASES['default']['OPTIONS']; "
+            "print(o['connect_timeout'], o['keepalives_idle'], o['tcp_user_timeout'])")
+    env = clean_env(DEBUG="true", DATA_DIR=str(tmp_path),
+                    DATABASE_URL="postgres://u:p@db.example/rm")
+    assert start(env, code).stdout.split() == ["10", "10", "30000"]
+    env["DATABASE_URL"] += "?connect_timeout=3"
+    assert start(env, code).stdout.split()[0] == "3"
+
+
 def test_unknown_key_in_env_file_fails_naming_it(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("# demo\nDEBUG=true\nRENDER_ENGIN=aerender\n")
