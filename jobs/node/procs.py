@@ -349,6 +349,12 @@ class RenderProcess:
         self.close()
 
 
+def without_nul(text: str) -> str:
+    """``text`` as the database can store it: PostgreSQL takes no NUL in text
+    (psycopg raises DataError)."""
+    return text.replace("\x00", NUL_STANDIN)
+
+
 def _split(data: bytes) -> list[str]:
     try:
         text = data.decode("utf-8")
@@ -359,10 +365,9 @@ def _split(data: bytes) -> list[str]:
         lines = [decode_line(line) for line in data.split(b"\n")]
         text = "\n".join(lines)
     if "\x00" in text:
-        # PostgreSQL stores no NUL in text (psycopg raises DataError): every line
-        # may end up in the log, a warning or an error message.
-        text = text.replace("\x00", NUL_STANDIN)
-        lines = [line.replace("\x00", NUL_STANDIN) for line in lines]
+        # Every line may end up in the log, a warning or an error message.
+        text = without_nul(text)
+        lines = [without_nul(line) for line in lines]
     if "\r" in text:
         lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:

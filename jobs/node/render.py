@@ -33,7 +33,7 @@ from jobs.node.engines import RenderError, get_engine
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
 from jobs.node.interrupt import Interrupted, watching
-from jobs.node.procs import RenderProcess
+from jobs.node.procs import RenderProcess, without_nul
 from jobs.node.progress import LogBuffer
 from jobs.node.publish import PublishError, output_folder, output_name, publish
 from jobs.submission import presets
@@ -102,12 +102,6 @@ class Render:
             if self.proc is not None:
                 self.proc.kill()
             raise
-        except outage.Refused as exc:
-            # Retrying would fail the same way (and the heartbeat would keep the
-            # job RENDERING forever): the attempt fails, with what was refused.
-            if self.proc is not None:
-                self.proc.kill()
-            outcome = self._crashed(str(exc), code=DATABASE_REFUSED)
         except outage.TRANSIENT as exc:
             # A database call this render could not do without: the database's
             # fault, not the job's, so the attempt is not counted.
@@ -116,15 +110,16 @@ class Render:
             if self.proc is not None:
                 self.proc.kill()
             outcome = self._interrupted(Interrupted("a database error", requeue=True))
-        except Error as exc:
-            # Not an outage: the next attempt would meet it again, so it counts as
-            # one (and ends in FAILED, not in an endless requeue).
-            log.exception("job %s: database error mid-render", job.pk)
-            outage.reset()
+        except (outage.Refused, Error) as exc:
+            # Not an outage: retrying would fail the same way (and the heartbeat
+            # would keep the job RENDERING forever), so the attempt fails and counts.
+            if not isinstance(exc, outage.Refused):
+                log.exception("job %s: database error mid-render", job.pk)
+                outage.reset()
+                exc = outage.Refused("a database call", exc)
             if self.proc is not None:
                 self.proc.kill()
-            outcome = self._crashed(f"database error: {type(exc).__name__}: {exc}",
-                                    code=DATABASE_REFUSED)
+            outcome = self._crashed(str(exc), code=DATABASE_REFUSED)
         except Exception as exc:  # never let one job take the node down
             log.exception("render of job %s failed unexpectedly", job.pk)
             if self.proc is not None:
@@ -349,7 +344,7 @@ class Render:
 
     def _crashed(self, reason: str, permanent: bool = False, code: str = "") -> RenderOutcome:
         job = self.job
-        reason = reason.replace("\x00", "\ufffd")  # text the database refuses, see procs
+        reason = without_nul(reason)
         self._wrap_up()  # a log the database refuses is lost: the failure is recorded
         try:
             status = self._persist("recording the failed attempt", lifecycle.render_crashed,

@@ -69,6 +69,14 @@ async def progress(job, percent: float):
     await database_sync_to_async(write)()
 
 
+@database_sync_to_async
+def submit_new(user) -> Job:
+    """A job submitted over the API, as a client's would be."""
+    return lifecycle.submit(actor="api:bravo", user=user, client="bravo",
+                            project_path="D:\\Dropbox\\new.aep",
+                            path_key="d:\\dropbox\\new.aep").job
+
+
 async def receive_until(communicator, needle: str, timeout: float = WAIT) -> str:
     """Messages until one contains ``needle``; fails on a timeout."""
     loop = asyncio.get_running_loop()
@@ -182,12 +190,7 @@ def test_a_new_job_appears_on_top_of_a_list_it_belongs_to(user, other_user):
         failed_only = socket("/ws/jobs?status=failed", user)
         assert (await newest.connect())[0]
         assert (await failed_only.connect())[0]
-
-        def submit():
-            return lifecycle.submit(actor="api:bravo", user=user, client="bravo",
-                                    project_path="D:\\Dropbox\\new.aep",
-                                    path_key="d:\\dropbox\\new.aep").job
-        job = await database_sync_to_async(submit)()
+        job = await submit_new(user)
 
         message = await receive_until(newest, str(job.pk))
         assert 'hx-swap-oob="afterbegin:#job-rows"' in message
@@ -225,12 +228,7 @@ def test_an_older_page_of_the_list_gets_no_new_jobs_on_top(user):
         second = socket(ws_url, user)
         assert (await top.connect())[0]
         assert (await second.connect())[0]
-
-        def submit():
-            return lifecycle.submit(actor="api:bravo", user=user, client="bravo",
-                                    project_path="D:\\Dropbox\\new.aep",
-                                    path_key="d:\\dropbox\\new.aep").job
-        job = await database_sync_to_async(submit)()
+        job = await submit_new(user)
         await receive_until(top, str(job.pk))
         # Not on top of page 2, and no tab counts (an older page shows none); its rows'
         # queue ETAs may move, as the queue did.
