@@ -149,13 +149,7 @@ class Bench:
             log.close()
 
     def __exit__(self, *exc):
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop_processes(self.workers, timeout=15)
         from django.db import connections
 
         connections.close_all()
@@ -163,6 +157,17 @@ class Bench:
             subprocess.run([sys.executable, str(REPO / "tools" / "pgtest.py"), "stop",
                             str(self.pg_dir)], capture_output=True)
         return False
+
+
+def stop_processes(procs, timeout: float) -> None:
+    """Terminate each process still running; kill one that takes longer than ``timeout``."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def free_port() -> int:

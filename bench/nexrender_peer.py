@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 import requests
-from harness import REPO, free_port
+from harness import REPO, free_port, stop_processes
 
 PEERS = REPO / "var" / "bench" / "peers"
 PRELOAD = REPO / "jobs" / "node" / "engines" / "nexrender_linux_preload.js"
@@ -179,13 +179,7 @@ class NexrenderPeer:
         return _stamp(job["updatedAt"])
 
     def __exit__(self, *exc) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop_processes(reversed(self.procs), timeout=10)
 
 
 def aerender_times(times_file: Path) -> list[dict]:
