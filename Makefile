@@ -96,7 +96,7 @@ run: .env setup
 # The two passes run at the same time (they share no files: SQLite's test
 # database is a file under $(DATA_DIR), PostgreSQL's a throwaway server, and
 # every test server or worker takes a free port), each one's output printed
-# when it ends: on 2 cores about 900 s in all instead of about 1450 s one after the
+# when it ends: on 2 cores 900-1000 s in all instead of about 1450 s one after the
 # other. TEST_PASSES=serial runs them one after the other, output as it comes.
 TEST_PASSES ?= parallel
 
