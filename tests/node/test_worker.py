@@ -46,7 +46,7 @@ def wait_rendering_process(job, timeout=60):
 
 def _is_simulator(proc):
     try:
-        return any("aerender" in part for part in proc.cmdline()[:2])
+        return any("aerender" in part for part in proc.cmdline()[:3])
     except psutil.Error:
         return False
 
