@@ -5,6 +5,7 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self):
+        from jobs import history
         from jobs.lifecycle import job_transitioned
         from jobs.node import followups, proxy
         from jobs.node.engines import thumbnails
@@ -15,6 +16,8 @@ class JobsConfig(AppConfig):
         followups.register("thumbnail", thumbnails.wanted, thumbnails.make)
         followups.register("proxy", proxy.wanted, proxy.make)
 
+        # The render history behind estimates, once a render completed.
+        job_transitioned.connect(history.on_transition, dispatch_uid="jobs.history")
         # Both receivers only queue work for background threads.
         job_transitioned.connect(slack.on_transition, dispatch_uid="jobs.slack")
         job_transitioned.connect(webhooks.on_transition, dispatch_uid="jobs.webhooks")

@@ -1,15 +1,17 @@
 """Render history for estimates: what a job is (its history keys and frames),
 and the latest completed renders of each key (``RenderStat``).
 
-``record_completed`` runs inside the transaction that completes a job
-(jobs.lifecycle.complete), so the history and the status never disagree.
-Only completed renders are recorded: a failed or cancelled attempt says
+``on_transition`` records a render once the transaction that completed it
+has committed (it reads the job as committed, so the history and the status
+never disagree; a render node does it beside its render loop). Only completed
+renders are recorded: a failed or cancelled attempt says
 nothing about how long the job takes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from datetime import datetime
 
@@ -41,6 +43,8 @@ JSON_VALUES = {
 }
 TIMELINE = "timeline"
 KEY_CHUNK = 500
+
+log = logging.getLogger(__name__)
 
 
 # --- Keys ------------------------------------------------------------------------------
@@ -229,10 +233,24 @@ def _append(key: str, sample: estimates.Sample, now: datetime) -> None:
     stat.save(update_fields=["samples", "renders", "updated_at"])
 
 
+def on_transition(sender, *, job_id, to_status, kind, **_) -> None:
+    """A completed render, or a review's preview, joins the history: after its
+    commit (on a render node, beside its render loop: jobs.node.bookkeeping), as
+    estimates are not needed before the job is reported done, nor for the claim of
+    the next job."""
+    if to_status == Status.COMPLETED or (to_status == Status.AWAITING_REVIEW
+                                         and kind == "preview"):
+        try:
+            with transaction.atomic():
+                record_completed(job_id)
+        except Exception:  # estimates are worth less than anything else here
+            log.exception("could not add job %s to the render history", job_id)
+
+
 def record_completed(job_id) -> estimates.Sample | None:
-    """Add a just-completed render (or review preview) to the history of its keys
-    (call inside the transaction that completes it). Returns the sample, or None when the render
-    says nothing about speed (no frames or times)."""
+    """Add a just-completed render (or review preview) to the history of its
+    keys. Returns the sample, or None when the render says nothing about speed
+    (no frames or times)."""
     found = Job.objects.filter(pk=job_id).values(
         *FIELDS, "finished_at", "render_seconds", node_name=F("node__name"),
         **{name: KT(path) for name, path in JSON_VALUES.items()}).first()

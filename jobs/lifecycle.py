@@ -20,7 +20,6 @@ from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
 
-from jobs import history
 from jobs.models import (
     FINAL,
     UNFINISHED,
@@ -365,11 +364,11 @@ def still_mine(job_id, lease) -> bool:
 
 def complete(job_id, lease, *, output_path: str, output_size: int | None,
              follow_ups=()) -> bool:
-    """The render is published. Its times join the render history (jobs.history)
-    in the same transaction, for the estimates of the jobs after it. ``follow_ups``:
-    kinds of work to do for the job now that it is complete (jobs.node.followups),
-    recorded with the completion so that any render node picks them up, whatever
-    happens to this one."""
+    """The render is published. Its times join the render history after the
+    commit (jobs.history.on_transition), for the estimates of the jobs after it.
+    ``follow_ups``: kinds of work to do for the job now that it is complete
+    (jobs.node.followups), recorded with the completion so that any render node
+    picks them up, whatever happens to this one."""
     with transaction.atomic():
         moved = transition(job_id, Status.COMPLETED, allowed_from=Status.RENDERING,
                            expect_lease=lease,
@@ -378,8 +377,6 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                            eta_seconds=0, render_pid=None,
                            # Its poster frame is a follow-up (thumbnail_ready).
                            has_thumbnail=False)
-        if moved:
-            _add_to_history(job_id)
         if moved and follow_ups:
             JobFollowUp.objects.bulk_create(
                 [JobFollowUp(job_id=job_id, kind=kind) for kind in follow_ups],
@@ -399,25 +396,13 @@ def thumbnail_ready(job_id) -> bool:
     return True
 
 
-def _add_to_history(job_id) -> None:
-    try:
-        with transaction.atomic():
-            history.record_completed(job_id)
-    except Exception:  # estimates are worth less than the render
-        log.exception("could not add job %s to the render history", job_id)
-
-
 def preview_ready(job_id, lease) -> bool:
     """The preview is rendered and published (JobPreview): wait for a person.
-    Its times join the history of previews (jobs.history)."""
-    with transaction.atomic():
-        moved = transition(job_id, Status.AWAITING_REVIEW, allowed_from=Status.RENDERING,
-                           expect_lease=lease, kind="preview",
-                           message="Preview ready for review", progress=100,
-                           phase=Phase.NONE, eta_seconds=0, render_pid=None)
-        if moved:
-            _add_to_history(job_id)
-    return moved
+    Its times join the history of previews after the commit (jobs.history)."""
+    return transition(job_id, Status.AWAITING_REVIEW, allowed_from=Status.RENDERING,
+                      expect_lease=lease, kind="preview",
+                      message="Preview ready for review", progress=100,
+                      phase=Phase.NONE, eta_seconds=0, render_pid=None)
 
 
 def render_crashed(job_id, lease, reason: str, actor: str = "system",

@@ -127,6 +127,15 @@ def leftovers(markers, since: float | None = None) -> list[psutil.Process]:
     return found
 
 
+def warm_process_table() -> None:
+    """Read the start time of every process there is now, ahead of the sweep at
+    the render's end (``leftovers``): psutil keeps them, so that the sweep reads
+    only processes started since, while the next render waits for this exit."""
+    with contextlib.suppress(Exception):
+        for _ in psutil.process_iter(["create_time"]):
+            pass
+
+
 def note(message: str) -> None:
     # Goes into the render log; when the worker is gone, nobody reads the pipe.
     with contextlib.suppress(OSError, ValueError):
@@ -181,6 +190,7 @@ def main(argv: list[str]) -> int:
             note(f"cannot start {command[0]}: {exc}")
             return 127
     if waiting:
+        warm_process_table()  # a spare: before its job comes, off the critical path
         job: dict = {}
         handed = threading.Event()
         threading.Thread(target=_read_job, args=(job, handed), daemon=True).start()
@@ -218,6 +228,8 @@ def main(argv: list[str]) -> int:
                 note(f"cannot start the render: {exc}")
                 return 127
 
+    if not waiting:
+        warm_process_table()  # beside the render
     # A blocking wait in a thread sees the exit at once; Popen.wait(timeout)
     # would poll with sleeps of up to 50 ms.
     exited = threading.Event()
@@ -229,9 +241,12 @@ def main(argv: list[str]) -> int:
             return 137
     code = child.returncode
 
-    # What the render started cannot be older than this guard (a second's slack for
-    # clocks that count in ticks).
-    rest = _children(me) + leftovers(markers, since=me.create_time() - 1.0)
+    # What the render started carries its marker (inherited from this guard's
+    # environment, or the job's from the launcher) and cannot be older than this
+    # guard (a second's slack for clocks that count in ticks). The guard's own
+    # children are not looked for apart: orphans are re-parented away from it
+    # (POSIX) or keep their dead parent's id (Windows).
+    rest = leftovers(markers, since=me.create_time() - 1.0)
     if rest:
         killed = kill_all(rest)
         note(f"killed processes the render left behind (pids {killed})")

@@ -297,14 +297,19 @@ class Render:
 
     def _publish(self, engine, result: Path | None = None) -> RenderOutcome:
         job = self.job
-        self._update("the phase", phase=Phase.PUBLISHING)
+        # The phase is written under the claim: no row changed, the claim is gone.
+        # (During an outage, None: the claim is checked once the database is back.)
+        mine = self._update("the phase", phase=Phase.PUBLISHING)
+        if mine == 0:
+            return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         outage.best_effort("a progress event", lifecycle.record, job.pk, "progress",
                            to_status=Status.RENDERING)
         try:
             result = engine.find_output(job, self.workdir) if result is None else result
         except RenderError as exc:
             return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
-        if not self._persist("checking the claim", lifecycle.still_mine, job.pk, job.lease):
+        if mine is None and not self._persist("checking the claim", lifecycle.still_mine,
+                                              job.pk, job.lease):
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         folder = self._persist("reading the output folder", output_folder, job)
         try:
@@ -407,9 +412,11 @@ class Render:
             return "the node is shutting down" if self.worker.stop_requested.is_set() else ""
         return outage.persist(what, fn, *args, give_up=give_up, **kwargs)
 
-    def _update(self, what: str, **fields) -> None:
+    def _update(self, what: str, **fields) -> int | None:
+        """Write ``fields`` while the claim is this render's: the rows written (0: the
+        claim is gone), or None when the database did not answer."""
         job = self.job
-        outage.best_effort(what, Job.objects.filter(
+        return outage.best_effort(what, Job.objects.filter(
             pk=job.pk, status=Status.RENDERING, lease=job.lease).update, **fields)
 
     def _write_progress(self, progress) -> bool:

@@ -67,6 +67,7 @@ class Worker:
         self.spares = Spares(self.node_name)
         self.heartbeat = Heartbeat(self)
         self.validator: threading.Thread | None = None
+        self.next_dead_check = 0.0
         self._register_lock = threading.Lock()
 
     @property
@@ -200,7 +201,13 @@ class Worker:
     def step(self) -> bool:
         """Requeue dead nodes' jobs, release this node's orphans, render one job.
         True if it rendered."""
-        lifecycle.requeue_dead_nodes(actor=self.actor)
+        now = time.monotonic()
+        if now >= self.next_dead_check:
+            # Idle, every round; in a backlog at most once per poll interval: a node
+            # is dead only after NODE_TIMEOUT_SECONDS anyway, and this read sits
+            # between one render's end and the next claim.
+            lifecycle.requeue_dead_nodes(actor=self.actor)
+            self.next_dead_check = now + settings.WORKER_POLL_SECONDS
         # Nothing renders here between two renders: a job RENDERING under this
         # node's name now (its claim's answer was lost, say) is not rendering.
         lifecycle.release_orphans(self.node, "The render node lost track of this render",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import TestCase
 from django.utils import timezone
 
 from jobs import forecast, lifecycle
@@ -37,7 +38,10 @@ def rendered(user, node, *, render, frames=100, overhead=6.0, after=2.0, path=SP
     Job.objects.filter(pk=job.pk).update(
         started_at=now - timedelta(seconds=render + overhead), render_seconds=render,
         last_output_at=now - timedelta(seconds=after), frames_done=frames)
-    assert lifecycle.complete(job.pk, claimed.lease, output_path="D:\\out.mp4", output_size=9)
+    # The history is written after the completion commits.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert lifecycle.complete(job.pk, claimed.lease, output_path="D:\\out.mp4",
+                                  output_size=9)
     return job
 
 
@@ -286,7 +290,8 @@ def test_review_previews_have_a_history_of_their_own(admin_client, user, node):
     claim = lifecycle.claim_next(node)
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=20),
                                          render_seconds=20)
-    assert lifecycle.preview_ready(job.pk, claim.lease)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert lifecycle.preview_ready(job.pk, claim.lease)
 
     # Waiting for approval: the next render is the final one.
     waiting = admin_client.get(f"/api/jobs/{job.pk}").json()["estimate"]

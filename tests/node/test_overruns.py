@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import TestCase
 from django.utils import timezone
 
 from jobs import lifecycle
@@ -41,7 +42,9 @@ def history(user, node, renders=3, seconds=100):
         claim = lifecycle.claim_next(node)
         Job.objects.filter(pk=job.pk).update(
             started_at=timezone.now() - timedelta(seconds=seconds), render_seconds=seconds)
-        lifecycle.complete(job.pk, claim.lease, output_path="D:\\o.mp4", output_size=1)
+        # The history is written after the completion commits.
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            lifecycle.complete(job.pk, claim.lease, output_path="D:\\o.mp4", output_size=1)
 
 
 def rendering(user, node):
