@@ -6,6 +6,11 @@ notifications (systemadmin.signals, jobs.notify). None of that is needed
 before the next render may start, so a render node runs them here, in order,
 beside its render loop (``start``), instead of between one render's end and
 the next claim. At shutdown what is queued is still done (``stop``).
+
+Beside is not enough on its own: a receiver running while the node completes
+one job and claims the next takes the GIL and SQLite's write lock from them.
+So the render loop holds the receivers from one render's end until the next
+render's process has started (``hold``, ``go``), HOLD_LIMIT_SECONDS at most.
 """
 
 from __future__ import annotations
@@ -22,7 +27,22 @@ from jobs import lifecycle
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
+HOLD_LIMIT_SECONDS = 1.0
 _STOP = object()
+# Set while receivers may run (cleared by ``hold``).
+_free = threading.Event()
+_free.set()
+
+
+def hold() -> None:
+    """The render loop is between two renders: receivers wait (HOLD_LIMIT_SECONDS
+    at most, so that a loop that forgets ``go`` delays them, never stops them)."""
+    _free.clear()
+
+
+def go() -> None:
+    """The next render's process runs, or the node is idle: receivers may run."""
+    _free.set()
 
 
 class Bookkeeper:
@@ -39,6 +59,7 @@ class Bookkeeper:
                 fn = self.queue.get()
                 if fn is _STOP:
                     return
+                _free.wait(HOLD_LIMIT_SECONDS)
                 try:
                     fn()
                 except Exception:  # receivers guard themselves; this is the last net
@@ -70,5 +91,6 @@ def stop() -> None:
     global _current
     keeper, _current = _current, None
     lifecycle.run_receivers_with(None)
+    go()
     if keeper is not None:
         keeper.stop()

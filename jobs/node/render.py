@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, JobLog, Phase, Status
-from jobs.node import contact, followups, live_frame, outage, preview
+from jobs.node import bookkeeping, contact, followups, live_frame, outage, preview
 from jobs.node.engines import RenderError, get_engine
 from jobs.node.engines.ae_output import STALLED_HINT
 from jobs.node.engines.ffmpeg import needs_transcode, transcode
@@ -189,6 +189,7 @@ class Render:
         else:
             spares = None
             self.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
+        bookkeeping.go()  # the last render's receivers, while this one runs
         self._update("the render's process id", render_pid=proc.pid,
                      render_spawned_at=timezone.now())
         # Parsers may keep their own chatter (ffmpeg's progress blocks) out of the log.
@@ -240,6 +241,9 @@ class Render:
                     f"and was stopped{hint}", code="stalled")
             code = proc.poll()
             if code is not None:
+                # From here to the next render's start, the node's own work comes
+                # first (jobs.node.bookkeeping).
+                bookkeeping.hold()
                 break
 
         wall = time.monotonic() - spawned

@@ -191,6 +191,7 @@ class Worker:
                 if self.restart_requested:
                     break
                 if not did_work and not self.stop_requested.is_set():
+                    bookkeeping.go()  # idle: nothing to hold the receivers for
                     self.waker.wait(settings.WORKER_POLL_SECONDS, wanted=wants_queue)
         except outage.GaveUp as exc:
             log.warning("stopping without recording: %s", exc)
