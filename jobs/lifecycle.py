@@ -102,10 +102,14 @@ def record(job_id, kind: str, *, actor: str = "system", message: str = "",
 
 
 def transition(job_id, to: str, *, allowed_from, actor: str = "system", message: str = "",
-               kind: str = "status", expect_lease=None, **fields) -> bool:
-    """Move a job to ``to`` if its status is one of ``allowed_from``. True if it moved."""
+               kind: str = "status", expect_lease=None, savepoint: bool = True,
+               **fields) -> bool:
+    """Move a job to ``to`` if its status is one of ``allowed_from``. True if it moved.
+
+    ``savepoint=False``: inside a caller's transaction that goes on only if this
+    succeeds (no savepoint to roll back to: two round trips less)."""
     allowed_from = [allowed_from] if isinstance(allowed_from, str) else list(allowed_from)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         current = Job.objects.filter(pk=job_id, status__in=allowed_from)
         if expect_lease is not None:
             current = current.filter(lease=expect_lease)
@@ -324,8 +328,8 @@ def claim_next(node: RenderNode) -> Job | None:
 
     ``frames_total`` is kept: validation read it from the project (jobs.node.preflight).
     """
-    if claims_paused():
-        return None
+    # Paused claims are looked for inside the claim's transaction (below) only: a
+    # look before it would be one more round trip on every claim.
     for _ in range(10):
         with transaction.atomic():
             candidates = Job.objects.filter(status=Status.QUEUED).order_by(*QUEUE_ORDER)
@@ -343,9 +347,9 @@ def claim_next(node: RenderNode) -> Job | None:
                           phase=Phase.SETTING_UP,
                           progress=0, frames_done=0, eta_seconds=None,
                           render_pid=None, render_spawned_at=None, error="", error_code="",
-                          node_lost_at=None):
-                # A pause made since the look above (an update draining the farm)
-                # wins: the claim is undone. A pause that commits after this look
+                          node_lost_at=None, savepoint=False):
+                # A pause (an update draining the farm) wins: the claim is
+                # undone, its event with it. A pause that commits after this look
                 # finds the claim committed within moments (systemadmin.updates
                 # waits CLAIM_SETTLE_SECONDS before it trusts "nothing renders").
                 if claims_paused():
@@ -353,8 +357,10 @@ def claim_next(node: RenderNode) -> Job | None:
                     return None
                 # Read inside the transaction: only a lost answer to the commit
                 # itself can leave a claim the node does not know of (it then
-                # releases it, see release_orphans).
-                return Job.objects.select_related("user", "node").get(pk=job_id)
+                # releases it, see release_orphans). With what the render reads
+                # later (publish.output_folder).
+                return Job.objects.select_related("user", "node", "batch_row__batch") \
+                    .get(pk=job_id)
     return None
 
 
@@ -376,7 +382,7 @@ def complete(job_id, lease, *, output_path: str, output_size: int | None,
                            output_size=output_size, progress=100, phase=Phase.NONE,
                            eta_seconds=0, render_pid=None,
                            # Its poster frame is a follow-up (thumbnail_ready).
-                           has_thumbnail=False)
+                           has_thumbnail=False, savepoint=False)
         if moved and follow_ups:
             JobFollowUp.objects.bulk_create(
                 [JobFollowUp(job_id=job_id, kind=kind) for kind in follow_ups],

@@ -86,6 +86,16 @@ def start() -> Bookkeeper:
     return keeper
 
 
+def later(fn: Callable, *args) -> None:
+    """``fn(*args)`` on the bookkeeping thread when there is one (in order, after
+    the receivers queued before it), else now."""
+    keeper = _current
+    if keeper is None:
+        fn(*args)
+    else:
+        keeper.submit(lambda: fn(*args))
+
+
 def stop() -> None:
     """Back to running the receivers at once, after doing what is queued."""
     global _current

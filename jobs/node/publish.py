@@ -52,9 +52,13 @@ def output_name(job: Job, result: Path) -> str:
 
 
 def output_folder(job: Job) -> Path:
-    """RENDER_OUTPUT_DIR, or for a batch row the batch's own folder in it."""
+    """RENDER_OUTPUT_DIR, or for a batch row the batch's own folder in it (read
+    with the claim, lifecycle.claim_next, else here)."""
     root = Path(settings.RENDER_OUTPUT_DIR)
-    folder = BatchRow.objects.filter(job_id=job.pk).values_list("batch__folder", flat=True).first()
+    try:
+        folder = job.batch_row.batch.folder
+    except BatchRow.DoesNotExist:
+        return root
     return root / folder if folder else root
 
 

@@ -130,8 +130,9 @@ class Render:
             if self.proc is not None:
                 self.proc.close()  # ends its reader thread, even after a flood
             shutil.rmtree(self.workdir, ignore_errors=True)
-            outage.best_effort("removing progress events", JobEvent.objects.filter(
-                job_id=job.pk, kind="progress").delete)
+            # Beside the next render: nothing waits for this.
+            bookkeeping.later(outage.best_effort, "removing progress events",
+                              JobEvent.objects.filter(job_id=job.pk, kind="progress").delete)
         log.info("job %s: %s %s", job.pk, outcome.status, outcome.reason)
         return outcome
 
@@ -146,7 +147,7 @@ class Render:
         buffer.add(f"=== attempt {job.attempts} on {self.worker.node_name} at "
                    f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC ===")
         self.frames = live_frame.watch(engine, job, workdir)
-        ran = self._run(command, progress)
+        ran = self._run(command, progress, last_write=False)
         self._stop_frames(last=not isinstance(ran, RenderOutcome))
         if isinstance(ran, RenderOutcome):
             return ran
@@ -155,7 +156,12 @@ class Render:
         # beside what reading the project found before (jobs.node.preflight).
         known = job.warnings or []
         warnings = known + [w for w in getattr(progress, "warnings", []) if w not in known]
-        self._update("the render time and warnings", render_seconds=wall, warnings=warnings)
+        # The last progress, with the render time and warnings, in one write and
+        # without an event: whatever comes next (a failure, encoding, publishing)
+        # records one, and open pages then read all of it.
+        outage.best_effort("the render's end", self._write_progress, progress, event=False,
+                           render_seconds=wall, warnings=warnings)
+        self.progress_dirty = False
         try:
             engine.check(job, workdir, progress, code)
         except RenderError as exc:
@@ -170,12 +176,13 @@ class Render:
                 return result
         return self._publish(engine, result)
 
-    def _run(self, command, progress) -> RenderOutcome | tuple[int, float]:
+    def _run(self, command, progress, last_write: bool = True) -> RenderOutcome | tuple[int, float]:
         """Run one command of a render under the watchdogs.
 
         Returns (exit code, wall seconds) when the process ended by itself, or the
         outcome of a stall; raises Interrupted when the render must stop (cancel
         or takeover, shutdown or a stop command, lost contact with the database).
+        ``last_write``: write the last progress at the end (else the caller does).
         """
         job, buffer = self.job, self.buffer
         marker = f"{self.worker.node_name}/{job.pk}/{job.lease}"
@@ -247,8 +254,9 @@ class Render:
                 break
 
         wall = time.monotonic() - spawned
-        outage.best_effort("a progress write", self._write_progress, progress)
-        self.progress_dirty = False
+        if last_write:
+            outage.best_effort("a progress write", self._write_progress, progress)
+            self.progress_dirty = False
         return code, wall
 
     def _encode(self, engine, preset: dict, label: str) -> RenderOutcome | Path:
@@ -423,13 +431,16 @@ class Render:
         return outage.best_effort(what, Job.objects.filter(
             pk=job.pk, status=Status.RENDERING, lease=job.lease).update, **fields)
 
-    def _write_progress(self, progress) -> bool:
+    def _write_progress(self, progress, event: bool = True, **fields) -> bool:
+        """The progress (and ``fields``), and an event that wakes open pages."""
         job = self.job
         eta = progress.eta_seconds(time.monotonic())
         Job.objects.filter(pk=job.pk, status=Status.RENDERING, lease=job.lease).update(
             progress=round(progress.percent, 2), phase=progress.phase,
             frames_done=progress.frames_done, frames_total=progress.frames_total,
-            eta_seconds=eta, last_output_at=Now())
+            eta_seconds=eta, last_output_at=Now(), **fields)
+        if not event:
+            return True
         event = lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
                                  message=f"{progress.percent:.0f}%")
         self.progress_events += 1
@@ -474,13 +485,15 @@ class Render:
         if head_bytes != self.log_written[1] or not self.log_exists:
             fields["head"] = buffer.head
         mine = JobLog.objects.filter(job_id=job.pk, job__lease=job.lease)
-        if not mine.update(**fields):
+        if not (self.log_exists and mine.update(**fields)):
+            # The first write of this render (or its row went): the whole row, in one
+            # statement whether an earlier attempt left one or not.
             if not Job.objects.filter(pk=job.pk, lease=job.lease).exists():
                 return  # no longer this render's job: its log is not ours to write
             fields["head"] = buffer.head
-            log_row, created = JobLog.objects.get_or_create(job_id=job.pk, defaults=fields)
-            if not created:
-                mine.update(**fields)
+            JobLog.objects.bulk_create([JobLog(job_id=job.pk, **fields)],
+                                       update_conflicts=True, unique_fields=["job"],
+                                       update_fields=list(fields))
         self.log_exists = True
         self.log_written = (total, head_bytes)
 

@@ -166,22 +166,22 @@ def test_no_claim_while_claims_are_paused(user, node):
     assert lifecycle.claim_next(node).pk == job.pk
 
 
-def test_a_pause_made_just_after_the_node_looked_undoes_its_claim(user, node, monkeypatch):
-    # An update pauses claims, then waits for "nothing renders": a node that looked
-    # for a pause a moment before it was made must not commit a claim after.
+def test_a_pause_is_looked_for_after_the_claims_write_and_undoes_it(user, node, monkeypatch):
+    # An update pauses claims, then waits for "nothing renders": a node looks for
+    # a pause inside its claim's transaction, after its write, so that a pause
+    # made at any time before that write undoes the claim.
     job = queued_job(user, 1)
-    looks = []
+    lifecycle.pause_claims("update", seconds=60)
+    seen = []
     real = lifecycle.claims_paused
 
-    def paused_right_after_the_first_look():
-        looks.append(1)
-        if len(looks) == 1:
-            lifecycle.pause_claims("update", seconds=60)
-            return False
+    def look():
+        seen.append(Job.objects.get(pk=job.pk).status)
         return real()
 
-    monkeypatch.setattr(lifecycle, "claims_paused", paused_right_after_the_first_look)
+    monkeypatch.setattr(lifecycle, "claims_paused", look)
     assert lifecycle.claim_next(node) is None
+    assert seen == [Status.RENDERING]  # one look, after the write
     job.refresh_from_db()
     assert (job.status, job.attempts, job.node_id) == (Status.QUEUED, 0, None)
     assert not job.events.filter(to_status=Status.RENDERING).exists()
