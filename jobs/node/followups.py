@@ -18,7 +18,10 @@ interrupts goes back to the table without using up an attempt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -37,6 +40,7 @@ from jobs.submission.paths import PathError, checked_output_file
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+LOWEST_NICE = 19
 AFTER_POKE_SECONDS = 0.3
 # Set to wake the thread at once (a completion on this node, a shutdown).
 _wake = threading.Event()
@@ -183,6 +187,17 @@ def run_one(node: RenderNode, stop: threading.Event | None = None) -> JobFollowU
 # --- The thread ------------------------------------------------------------------
 
 
+def lower_thread_priority() -> None:
+    """Follow-ups must not slow down the renders beside them (a short render's
+    end and the next one's start most of all): on Linux a thread has a nice value
+    of its own, which the programs it starts (ffmpeg, ffprobe) inherit. Elsewhere
+    the proxy's encoder, the longest of them, is lowered as it starts
+    (proxy._lower_priority)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_NICE)
+
+
 class Runner:
     """``node()``: the node's current row. It changes when the node registers
     again after an admin deleted its row (Worker.register_again): a claim under
@@ -193,6 +208,7 @@ class Runner:
         self.stop = stop
 
     def run(self) -> None:
+        lower_thread_priority()
         released = None  # the node row whose predecessor's claims were released
         try:
             while not self.stop.is_set():

@@ -88,7 +88,7 @@ def _lower_priority(pid: int) -> None:
     """The proxy must not slow down the next render on this node."""
     with contextlib.suppress(psutil.Error, OSError, AttributeError):
         process = psutil.Process(pid)
-        process.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS if sys.platform == "win32" else 10)
+        process.nice(psutil.IDLE_PRIORITY_CLASS if sys.platform == "win32" else 19)
 
 
 def encode(run: Run, source: Path, target: Path, info: media.MediaInfo, video_bps: int,
