@@ -113,9 +113,14 @@ def transition(job_id, to: str, *, allowed_from, actor: str = "system", message:
         current = Job.objects.filter(pk=job_id, status__in=allowed_from)
         if expect_lease is not None:
             current = current.filter(lease=expect_lease)
-        before = current.values_list("status", flat=True).first()
-        if before is None:
-            return False
+        if len(allowed_from) == 1:
+            # Only one status it can come from: the update below is the whole
+            # compare-and-set (one round trip less for claims and completions).
+            before = allowed_from[0]
+        else:
+            before = current.values_list("status", flat=True).first()
+            if before is None:
+                return False
         fields["status"] = to
         if to in FINAL:
             fields.setdefault("finished_at", timezone.now())
