@@ -1,0 +1,67 @@
+"""A job's body in the API is written out field by field (JobSerializer.to_representation,
+issue #14: DRF's generic per-field path cost most of a list request). It must stay what
+the generic ModelSerializer gives: both are compared for jobs in every state, with an
+output, a preview video, a review preview, a batch row and an estimate, in the list and
+on a job's own page."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+from rest_framework import serializers
+
+from jobs import forecast
+from jobs.api.serializers import JobDetailSerializer, JobSerializer
+from jobs.api.views import with_related
+from jobs.models import Batch, BatchRow, Job, JobLog, JobPreview, JobProxy, Status
+from tests.helpers.api import api_test_settings  # noqa: F401  (autouse)
+from tests.helpers.job_variants import variants
+
+pytestmark = pytest.mark.django_db
+
+
+def with_everything(user) -> list[Job]:
+    jobs = variants(user)
+    done = [job for job in jobs if job.status == Status.COMPLETED]
+    Job.objects.filter(pk__in=[job.pk for job in done]).update(
+        output_path="out/spot <1>.mp4", output_size=123456, review=True,
+        warnings=[{"code": "missing_font", "message": "Arial <b>"}],
+        preset={"name": "custom", "quality": "low"})
+    JobProxy.objects.create(job=done[0], mp4=b"\0" * 10, size=10, width=64, height=36,
+                            duration=1.0)
+    review = next(job for job in jobs if job.status == Status.AWAITING_REVIEW)
+    JobPreview.objects.create(job=review, path="previews/p.mp4", size=99, jpeg=b"jpg",
+                              width=64, height=36)
+    batch = Batch.objects.create(name="Spring <sale>", user=user)
+    BatchRow.objects.create(batch=batch, number=7, values={"a": 1}, job=jobs[2])
+    JobLog.objects.create(job=jobs[2], head="line 1\n", tail="last <line>\n")
+    return list(with_related(Job.objects.all()).select_related("node")
+                .order_by("-created_at", "-pk"))
+
+
+def generic(serializer, job) -> dict:
+    return serializers.ModelSerializer.to_representation(serializer, job)
+
+
+@pytest.mark.parametrize("detail", [False, True])
+def test_a_job_body_is_what_the_generic_serializer_gives(user, detail, monkeypatch):
+    jobs = with_everything(user)
+    # Estimates of jobs that have not started count from now: one now for both.
+    moment = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: moment)
+    kind = JobDetailSerializer if detail else JobSerializer
+    context = {"forecast": forecast.for_page(jobs)}
+    statuses = set()
+    for job in jobs:
+        serializer = kind(job, context=context)
+        fast = serializer.data
+        assert fast == generic(serializer, job), job.status
+        assert list(fast) == list(kind.Meta.fields)  # the same keys, in the same order
+        statuses.add(job.status)
+    # The comparison covered what the branches depend on.
+    assert statuses == set(Status.values)
+    bodies = [kind(job, context=context).data for job in jobs]
+    assert any(b["output"] and b["output"]["video_url"] for b in bodies)
+    assert any(b["preview"] for b in bodies) and any(b["batch"] for b in bodies)
+    assert any(b["estimate"] for b in bodies) and any(b["user"] is None for b in bodies)
+    assert any(b["started_at"] and b["finished_at"] for b in bodies)
