@@ -1,0 +1,21 @@
+"""The web process as daphne starts it (rendermanager.asgi)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_what_the_app_loaded_is_kept_out_of_the_cyclic_collectors_scans():
+    # Full collections run in the middle of requests and scan every object
+    # tracked: the app's own (about 150 000) are frozen once it is loaded.
+    code = "import gc, rendermanager.asgi; print(gc.get_freeze_count())"
+    env = {**os.environ, "ENV_FILE": "/dev/null", "DEBUG": "true"}
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) > 50_000, out.stdout
