@@ -233,7 +233,7 @@ def _append(key: str, sample: estimates.Sample, now: datetime) -> None:
     stat.save(update_fields=["samples", "renders", "updated_at"])
 
 
-def on_transition(sender, *, job_id, to_status, kind, **_) -> None:
+def on_transition(sender, *, job_id, to_status, kind, at=None, **_) -> None:
     """A completed render, or a review's preview, joins the history: after its
     commit (on a render node, beside its render loop: jobs.node.bookkeeping), as
     estimates are not needed before the job is reported done, nor for the claim of
@@ -242,24 +242,29 @@ def on_transition(sender, *, job_id, to_status, kind, **_) -> None:
                                          and kind == "preview"):
         try:
             with transaction.atomic():
-                record_completed(job_id)
+                record_completed(job_id, status=to_status, at=at)
         except Exception:  # estimates are worth less than anything else here
             log.exception("could not add job %s to the render history", job_id)
 
 
-def record_completed(job_id) -> estimates.Sample | None:
+def record_completed(job_id, status: str | None = None,
+                     at: datetime | None = None) -> estimates.Sample | None:
     """Add a just-completed render (or review preview) to the history of its
     keys. Returns the sample, or None when the render says nothing about speed
-    (no frames or times)."""
+    (no frames or times). ``status``: only while the job is still in it (a preview
+    approved meanwhile reads as a final render: it is left out). ``at``: when the
+    render ended, for a preview (which has no finished_at)."""
     found = Job.objects.filter(pk=job_id).values(
         *FIELDS, "finished_at", "render_seconds", node_name=F("node__name"),
         **{name: KT(path) for name, path in JSON_VALUES.items()}).first()
     if found is None or not found["started_at"]:
         return None
+    if status is not None and found["status"] != status:
+        return None
     # Keyed as the render that just ended (a preview while needs_preview is set).
     row = make_row({**found, "status": Status.RENDERING})
     frames = row.frames or found["frames_done"]
-    finished = found["finished_at"] or timezone.now()  # a preview: not finished yet
+    finished = found["finished_at"] or at or timezone.now()  # a preview: not finished
     total = (finished - found["started_at"]).total_seconds()
     if not frames or total <= 0:
         return None

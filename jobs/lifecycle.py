@@ -43,8 +43,8 @@ NOTIFY_CHANNEL = "rm_events"
 SUPERSEDE_RETRIES = 20
 
 # Sent after the transaction that moved a job commits, with job_id,
-# from_status, to_status, kind, actor and message. Receivers (Slack, webhooks)
-# must not block: the render worker sends it.
+# from_status, to_status, kind, actor, message and ``at`` (when it moved).
+# Receivers (Slack, webhooks) must not block: the render worker sends it.
 job_transitioned = Signal()
 # Sent after a warning was added to a job (``warn``), with job_id, code and
 # message: the admin side alerts on some codes. Same rules as above.
@@ -122,14 +122,15 @@ def transition(job_id, to: str, *, allowed_from, actor: str = "system", message:
             if before is None:
                 return False
         fields["status"] = to
+        moment = timezone.now()
         if to in FINAL:
-            fields.setdefault("finished_at", timezone.now())
+            fields.setdefault("finished_at", moment)
         moved = current.filter(status=before).update(**fields)
         if not moved:
             return False
         record(job_id, kind, actor=actor, message=message, from_status=before, to_status=to)
         _send_after_commit(job_transitioned, job_id=job_id, from_status=before,
-                           to_status=to, kind=kind, actor=actor, message=message)
+                           to_status=to, kind=kind, actor=actor, message=message, at=moment)
     return True
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from django.db import close_old_connections, connection
@@ -29,14 +30,18 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 10.0
 HOLD_LIMIT_SECONDS = 1.0
 _STOP = object()
-# Set while receivers may run (cleared by ``hold``).
+# Set while receivers may run (cleared by ``hold``), and until when a hold lasts.
 _free = threading.Event()
 _free.set()
+_held_until = 0.0
 
 
 def hold() -> None:
-    """The render loop is between two renders: receivers wait (HOLD_LIMIT_SECONDS
-    at most, so that a loop that forgets ``go`` delays them, never stops them)."""
+    """The render loop is between two renders: receivers wait, HOLD_LIMIT_SECONDS
+    from now at most (a loop that does not get to ``go``, a render that fails before
+    its process starts, delays them that much once, never item by item)."""
+    global _held_until
+    _held_until = time.monotonic() + HOLD_LIMIT_SECONDS
     _free.clear()
 
 
@@ -59,7 +64,7 @@ class Bookkeeper:
                 fn = self.queue.get()
                 if fn is _STOP:
                     return
-                _free.wait(HOLD_LIMIT_SECONDS)
+                _free.wait(max(0.0, _held_until - time.monotonic()))
                 try:
                     fn()
                 except Exception:  # receivers guard themselves; this is the last net

@@ -127,15 +127,6 @@ def leftovers(markers, since: float | None = None) -> list[psutil.Process]:
     return found
 
 
-def warm_process_table() -> None:
-    """Read the start time of every process there is now, ahead of the sweep at
-    the render's end (``leftovers``): psutil keeps them, so that the sweep reads
-    only processes started since, while the next render waits for this exit."""
-    with contextlib.suppress(Exception):
-        for _ in psutil.process_iter(["create_time"]):
-            pass
-
-
 def note(message: str) -> None:
     # Goes into the render log; when the worker is gone, nobody reads the pipe.
     with contextlib.suppress(OSError, ValueError):
@@ -190,7 +181,6 @@ def main(argv: list[str]) -> int:
             note(f"cannot start {command[0]}: {exc}")
             return 127
     if waiting:
-        warm_process_table()  # a spare: before its job comes, off the critical path
         job: dict = {}
         handed = threading.Event()
         threading.Thread(target=_read_job, args=(job, handed), daemon=True).start()
@@ -228,8 +218,6 @@ def main(argv: list[str]) -> int:
                 note(f"cannot start the render: {exc}")
                 return 127
 
-    if not waiting:
-        warm_process_table()  # beside the render
     # A blocking wait in a thread sees the exit at once; Popen.wait(timeout)
     # would poll with sleeps of up to 50 ms.
     exited = threading.Event()
@@ -245,7 +233,9 @@ def main(argv: list[str]) -> int:
     # environment, or the job's from the launcher) and cannot be older than this
     # guard (a second's slack for clocks that count in ticks). The guard's own
     # children are not looked for apart: orphans are re-parented away from it
-    # (POSIX) or keep their dead parent's id (Windows).
+    # (POSIX) or keep their dead parent's id (Windows). The process table is read
+    # now, once: start times read earlier could belong to a process id reused since
+    # (quick on Windows), and a lingering AfterFX would be skipped as too old.
     rest = leftovers(markers, since=me.create_time() - 1.0)
     if rest:
         killed = kill_all(rest)

@@ -130,9 +130,11 @@ class Render:
             if self.proc is not None:
                 self.proc.close()  # ends its reader thread, even after a flood
             shutil.rmtree(self.workdir, ignore_errors=True)
-            # Beside the next render: nothing waits for this.
+            # Beside the next render: nothing waits for this. Only what is older than
+            # now: the next render may be another attempt of this very job.
             bookkeeping.later(outage.best_effort, "removing progress events",
-                              JobEvent.objects.filter(job_id=job.pk, kind="progress").delete)
+                              JobEvent.objects.filter(job_id=job.pk, kind="progress",
+                                                      created_at__lte=timezone.now()).delete)
         log.info("job %s: %s %s", job.pk, outcome.status, outcome.reason)
         return outcome
 

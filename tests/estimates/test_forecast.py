@@ -304,3 +304,35 @@ def test_review_previews_have_a_history_of_their_own(admin_client, user, node):
     assert preview["render_seconds"] == pytest.approx(20, abs=1)
     assert preview["basis"] == ("median of 1 render of this composition; the review preview "
                                 "(the final render follows approval)")
+
+
+def test_a_preview_joins_the_history_at_its_own_end_unless_approved_first(user, node,
+                                                                        monkeypatch):
+    # The history is written after the commit (on a node, once the next render
+    # started): the preview's time is when it ended, not when the receiver ran...
+    job = queued(user, frames_total=100, review=True, needs_preview=True)
+    claim = lifecycle.claim_next(node)
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=20),
+                                         render_seconds=20)
+    with TestCase.captureOnCommitCallbacks() as after_commit:
+        assert lifecycle.preview_ready(job.pk, claim.lease)
+    later = timezone.now() + timedelta(seconds=100)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    for receivers in after_commit:
+        receivers()
+    [sample] = stat(forecast.history.project_key(SPOT.casefold(), "Main", preview=True))
+    assert sample["overhead"] == pytest.approx(0, abs=0.5)  # 20 s in all, 20 s rendering
+    monkeypatch.undo()
+
+    # ...and a preview approved before that reads as a final render: it is left out.
+    other = queued(user, "D:\\Dropbox\\other.aep", frames_total=100, review=True,
+                   needs_preview=True)
+    claim = lifecycle.claim_next(node)
+    Job.objects.filter(pk=other.pk).update(started_at=timezone.now() - timedelta(seconds=20),
+                                           render_seconds=20)
+    with TestCase.captureOnCommitCallbacks() as after_commit:
+        assert lifecycle.preview_ready(other.pk, claim.lease)
+    assert lifecycle.approve(other.pk, actor="admin@studio.test")
+    for receivers in after_commit:
+        receivers()
+    assert RenderStat.objects.filter(key__startswith="project:").count() == 1
