@@ -56,9 +56,7 @@ class Worker:
         self.parking = ""
         self.park_ack_due = False
         self.node: RenderNode | None = None
-        # (job id, lease) of the render in progress, for the heartbeat thread, and
-        # the render itself, for the contact watch (jobs.node.contact).
-        self.current: tuple | None = None
+        # The render in progress, for the contact watch (jobs.node.contact).
         self.rendering: Render | None = None
         self.waker = Waker()
         # The validator's own: a submission (NOTIFY on PostgreSQL) starts its check.
@@ -69,6 +67,12 @@ class Worker:
         self.validator: threading.Thread | None = None
         self.next_dead_check = 0.0
         self._register_lock = threading.Lock()
+
+    @property
+    def current(self) -> tuple | None:
+        """(job id, lease) of the render in progress, or None."""
+        render = self.rendering
+        return None if render is None else (render.job.pk, render.job.lease)
 
     @property
     def actor(self) -> str:
@@ -276,13 +280,11 @@ class Worker:
     # --- one render -------------------------------------------------------------------
 
     def render(self, job: Job) -> RenderOutcome:
-        self.current = (job.pk, job.lease)
         self.rendering = render = Render(self, job)
         try:
             return render.run()
         finally:
             self.rendering = None
-            self.current = None
 
     def stopping(self) -> str:
         """Why this node must stop its render now and requeue it, or ""."""
