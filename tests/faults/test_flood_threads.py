@@ -3,6 +3,8 @@ behind in the worker: nothing in a node grows with the renders it ran."""
 
 from __future__ import annotations
 
+import time
+
 import psutil
 import pytest
 
@@ -15,6 +17,20 @@ from tests.helpers.farm import render_processes, spare_processes, wait_status
 pytestmark = pytest.mark.slow
 
 
+def settled_threads(process: psutil.Process, quiet: float = 0.5, timeout: float = 30) -> int:
+    """``process``'s thread count once it has not changed for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    count, since = process.num_threads(), time.monotonic()
+    while time.monotonic() < deadline:
+        now = process.num_threads()
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return count
+        time.sleep(0.05)
+    raise AssertionError(f"the worker's thread count never settled (last {count})")
+
+
 def test_cancelled_floods_leave_the_worker_with_the_threads_it_started_with(farm,
                                                                             queued_jobs):
     worker = farm.start_worker("node-a")
@@ -24,9 +40,10 @@ def test_cancelled_floods_leave_the_worker_with_the_threads_it_started_with(farm
     # main, heartbeat, contact watch, validator, chores, follow-ups
     wait_for(lambda: process.num_threads() >= 6, timeout=10)
     # Idle, the node also keeps the next render's process waiting (a spare, read by a
-    # thread of its own): count with it.
+    # thread of its own): count with it. The spare's processes show before the worker
+    # has started its reader, so the count is taken once it stays put.
     wait_for(lambda: spare_processes(node), timeout=30, message="no spare while idle")
-    idle = process.num_threads()
+    idle = settled_threads(process)
     jobs = queued_jobs(3, frames=400, frame_seconds=0, flood_mb=4000)
     for job in jobs:
         wait_for(lambda job=job: Job.objects.filter(pk=job.pk, status=Status.RENDERING,
@@ -36,7 +53,10 @@ def test_cancelled_floods_leave_the_worker_with_the_threads_it_started_with(farm
         lifecycle.cancel(job.pk, actor="test")
         wait_status(job, Status.CANCELLED)
         wait_for(lambda job=job: not render_processes(job.pk), timeout=5)
-    wait_for(lambda: process.num_threads() <= idle, timeout=10,
-             message=f"threads leaked: {process.num_threads()} now, {idle} when idle")
+    try:
+        wait_for(lambda: process.num_threads() <= idle, timeout=10)
+    except AssertionError:
+        raise AssertionError(f"threads leaked: {process.num_threads()} after the floods, "
+                             f"{idle} when idle") from None
     report("cancelled floods", renders=len(jobs), threads_idle=idle,
            threads_after=process.num_threads())
