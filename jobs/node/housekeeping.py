@@ -65,8 +65,10 @@ class Housekeeper:
             connection.close()
 
 
-def start(stop: threading.Event) -> threading.Thread:
-    """Run the chores on a daemon thread until ``stop`` is set."""
-    thread = threading.Thread(target=Housekeeper(stop).run, name="housekeeping", daemon=True)
+def start(stop: threading.Event, also=()) -> threading.Thread:
+    """Run the chores (and the worker's own, ``also``) on a daemon thread until
+    ``stop`` is set."""
+    keeper = Housekeeper(stop, chores=[*CHORES, *also])
+    thread = threading.Thread(target=keeper.run, name="housekeeping", daemon=True)
     thread.start()
     return thread

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import Error
+from django.db import Error, connection
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -488,16 +488,39 @@ class Render:
             fields["head"] = buffer.head
         mine = JobLog.objects.filter(job_id=job.pk, job__lease=job.lease)
         if not (self.log_exists and mine.update(**fields)):
-            # The first write of this render (or its row went): the whole row, in one
-            # statement whether an earlier attempt left one or not.
-            if not Job.objects.filter(pk=job.pk, lease=job.lease).exists():
-                return  # no longer this render's job: its log is not ours to write
+            # The first write of this render (or its row went): the whole row.
             fields["head"] = buffer.head
-            JobLog.objects.bulk_create([JobLog(job_id=job.pk, **fields)],
-                                       update_conflicts=True, unique_fields=["job"],
-                                       update_fields=list(fields))
+            if not store_log_if_mine(job.pk, job.lease, **fields):
+                return  # no longer this render's job: its log is not ours to write
         self.log_exists = True
         self.log_written = (total, head_bytes)
+
+
+def store_log_if_mine(job_id, lease, **fields) -> bool:
+    """Insert or replace the job's log row, only while ``lease`` is the job's claim:
+    one statement (an autocommit round trip) whether an earlier attempt left a row
+    or not, and no separate look at the claim. True if written."""
+    quote = connection.ops.quote_name
+    names = ["job_id", "head", "tail", "omitted_bytes", "updated_at"]
+    values = [JobLog._meta.get_field(name).get_db_prep_save(value, connection)
+              for name, value in (("job", job_id), ("head", fields["head"]),
+                                  ("tail", fields["tail"]),
+                                  ("omitted_bytes", fields["omitted_bytes"]),
+                                  ("updated_at", fields["updated_at"]))]
+    pk, lease_field = Job._meta.pk, Job._meta.get_field("lease")
+    columns = ", ".join(quote(name) for name in names)
+    updates = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in names[1:])
+    # SQLite reads "ON CONFLICT" after a SELECT without WHERE as a join clause:
+    # the WHERE here is required anyway.
+    sql = (f"INSERT INTO {quote(JobLog._meta.db_table)} ({columns}) "
+           f"SELECT {', '.join(['%s'] * len(names))} WHERE EXISTS ("
+           f"SELECT 1 FROM {quote(Job._meta.db_table)} WHERE {quote(pk.column)} = %s "
+           f"AND {quote(lease_field.column)} = %s) "
+           f"ON CONFLICT ({quote('job_id')}) DO UPDATE SET {updates}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, pk.get_db_prep_value(job_id, connection),
+                             lease_field.get_db_prep_value(lease, connection)])
+        return cursor.rowcount > 0
 
 
 def last_meaningful(buffer: LogBuffer, limit: int = 300) -> str:

@@ -1,10 +1,10 @@
 """The render node daemon: a thin loop over small units of work.
 
-``Worker.step()`` does one round (requeue jobs of dead nodes, release jobs
-this node holds but does not render, claim and render one job) and tests call
-it directly. Signals only set a flag; the loop notices it within a fraction
-of a second. Liveness (the heartbeat) and admin commands live on their own
-thread (jobs.node.heartbeat), file validation and chores on theirs.
+``Worker.step()`` does one round (release jobs this node holds but does not
+render, claim and render one job) and tests call it directly. Signals only set
+a flag; the loop notices it within a fraction of a second. Liveness (the
+heartbeat) and admin commands live on their own thread (jobs.node.heartbeat),
+file validation and chores (taking back dead nodes' jobs among them) on theirs.
 
 A database outage costs a pause, not a job: the loop retries, a render
 carries on without the database (jobs.node.outage), and a node that lost
@@ -65,7 +65,8 @@ class Worker:
         self.spares = Spares(self.node_name)
         self.heartbeat = Heartbeat(self)
         self.validator: threading.Thread | None = None
-        self.next_dead_check = 0.0
+        # The last step's render ended with its job confirmed out of RENDERING.
+        self.no_orphans = False
         self._register_lock = threading.Lock()
 
     @property
@@ -177,8 +178,12 @@ class Worker:
             self.validator.start()
         # Operations chores on their own thread (hourly retention, and what other
         # apps registered: queue samples, disk and node alerts); it stops with
-        # stop_requested.
-        housekeeping.start(self.stop_requested)
+        # stop_requested. Taking back dead nodes' jobs is one of them, every tick:
+        # a node is dead only after NODE_TIMEOUT_SECONDS anyway, and the render loop
+        # then has no read of its own between one render's end and the next claim.
+        housekeeping.start(self.stop_requested, also=[
+            ("dead nodes' jobs", 0.0,
+             lambda: lifecycle.requeue_dead_nodes(actor=self.actor))])
         # Work after completion (preview videos) at low priority, beside the renders.
         followups.start(lambda: self.node, self.stop_requested)
         # Counters, usage rows, alerts and notifications of transitions, beside them too.
@@ -206,17 +211,14 @@ class Worker:
     def step(self) -> bool:
         """Requeue dead nodes' jobs, release this node's orphans, render one job.
         True if it rendered."""
-        now = time.monotonic()
-        if now >= self.next_dead_check:
-            # Idle, every round; in a backlog at most once per poll interval: a node
-            # is dead only after NODE_TIMEOUT_SECONDS anyway, and this read sits
-            # between one render's end and the next claim.
-            lifecycle.requeue_dead_nodes(actor=self.actor)
-            self.next_dead_check = now + settings.WORKER_POLL_SECONDS
         # Nothing renders here between two renders: a job RENDERING under this
-        # node's name now (its claim's answer was lost, say) is not rendering.
-        lifecycle.release_orphans(self.node, "The render node lost track of this render",
-                                  actor=self.actor)
+        # node's name now (its claim's answer was lost, say) is not rendering. Not
+        # looked for right after a render whose job is known to have left RENDERING:
+        # claims are made by this loop alone, so there can be none then.
+        if not self.no_orphans:
+            lifecycle.release_orphans(self.node, "The render node lost track of this render",
+                                      actor=self.actor)
+        self.no_orphans = False
         if self.parking:
             self._park()
             return False
@@ -228,7 +230,8 @@ class Worker:
         if job is None:
             self.prepare_spare()
             return False
-        self.render(job)
+        outcome = self.render(job)
+        self.no_orphans = outcome.status in (Status.COMPLETED, Status.AWAITING_REVIEW)
         return True
 
     def prepare_spare(self) -> None:

@@ -80,3 +80,13 @@ def test_progress_events_do_not_pile_up_over_a_long_render(render):
     job = Job.objects.get(pk=render.job.pk)
     assert job.frames_done == 300
     assert JobEvent.objects.filter(job=job, kind="progress").last().message == "0%"
+
+
+def test_a_renders_first_log_write_replaces_an_earlier_attempts_row_in_one_statement(render):
+    JobLog.objects.create(job=render.job, head="=== attempt 0, an earlier log ===\n")
+    render.buffer.append("this attempt's line")
+    with CaptureQueriesContext(connection) as queries:
+        render._flush_log()
+    # Nothing looks at the claim apart, no transaction around it: one round trip.
+    assert len(queries) == 1
+    assert JobLog.objects.get(job=render.job).text() == "this attempt's line\n"
