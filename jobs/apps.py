@@ -5,11 +5,18 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self):
+        from django.db.backends.signals import connection_created
+
         from jobs import history
         from jobs.lifecycle import job_transitioned
         from jobs.node import followups, proxy
         from jobs.node.engines import thumbnails
         from jobs.notify import slack, webhooks
+        from rendermanager import postgres
+
+        # Timestamps read at C speed on PostgreSQL (rendermanager/postgres.py).
+        connection_created.connect(postgres.use_fast_timestamps,
+                                   dispatch_uid="rendermanager.postgres")
 
         # Work a render node does for a job after it completed, most wanted first
         # (the order in which a node takes them).
