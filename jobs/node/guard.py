@@ -108,23 +108,48 @@ def worker_gone(worker: psutil.Process, worker_pid: int) -> bool:
 def leftovers(markers, since: float | None = None) -> list[psutil.Process]:
     """Processes (not this one) whose marker variable is one of ``markers``; with
     ``since``, only those started since then (reading every process's
-    environment is the slow part: it is paid on every render's end)."""
+    environment is the slow part: it is paid on every render's end).
+
+    Each process is looked at afresh (``fresh_processes``)."""
     markers = {marker for marker in markers if marker}
     found = []
     if not markers:
         return found
-    for proc in psutil.process_iter(["create_time"]):
-        if proc.pid == os.getpid():
-            continue
-        created = proc.info.get("create_time")
-        if since is not None and created is not None and created < since:
-            continue
+    for proc in fresh_processes():
         try:
+            if since is not None and proc.create_time() < since:
+                continue
             if proc.environ().get(MARKER_ENV) in markers:
                 found.append(proc)
-        except psutil.Error:
+        except (psutil.Error, OSError):  # Windows: a process can refuse mid-read
             continue
     return found
+
+
+def fresh_processes():
+    """Every process there is now but this one, each looked at afresh.
+
+    Not ``psutil.process_iter``: it keeps the Process of a process id from one call
+    to the next, so a process id reused since (quick on Windows) would come with the
+    start time of the process that had it before, and psutil would refuse to signal
+    it (NoSuchProcess: "reused"): a leftover would be neither found nor killed."""
+    me = os.getpid()
+    for pid in psutil.pids():
+        if pid == me:
+            continue
+        try:
+            yield psutil.Process(pid)
+        except psutil.Error:
+            continue
+
+
+def prepare_sweep() -> None:
+    """What psutil reads once per process (the boot time, its own lazy set-up), read
+    now, ahead of the sweep at the render's end: nothing about other processes."""
+    with contextlib.suppress(psutil.Error, OSError):
+        me = psutil.Process()
+        me.create_time()
+        me.environ()
 
 
 def note(message: str) -> None:
@@ -180,6 +205,7 @@ def main(argv: list[str]) -> int:
         except OSError as exc:
             note(f"cannot start {command[0]}: {exc}")
             return 127
+    prepare_sweep()  # a spare: before its job comes; else beside the render
     if waiting:
         job: dict = {}
         handed = threading.Event()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from jobs.node.guard import MARKER_ENV, kill_all
+from jobs.node.guard import MARKER_ENV, fresh_processes, kill_all
 
 __all__ = ["MARKER_ENV", "SPARE_MARK", "RenderProcess", "find_marked", "kill_marked",
            "kill_tree", "spares_of"]
@@ -71,10 +71,7 @@ def find_marked(prefix: str) -> list[psutil.Process]:
     spares (jobs.node.spares) that started them: a spare keeps the marker it was
     started with, and only what it starts for its job carries the job's."""
     found, spares = [], []
-    me = os.getpid()
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
+    for proc in fresh_processes():
         try:
             value = proc.environ().get(MARKER_ENV)
         except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess):
