@@ -5,6 +5,7 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self):
+        from django.conf import settings
         from django.db.backends.signals import connection_created
 
         from jobs import history
@@ -12,11 +13,14 @@ class JobsConfig(AppConfig):
         from jobs.node import followups, proxy
         from jobs.node.engines import thumbnails
         from jobs.notify import slack, webhooks
-        from rendermanager import postgres
 
-        # Timestamps read at C speed on PostgreSQL (rendermanager/postgres.py).
-        connection_created.connect(postgres.use_fast_timestamps,
-                                   dispatch_uid="rendermanager.postgres")
+        if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+            # Timestamps read at C speed (rendermanager/postgres.py); psycopg is
+            # imported only where PostgreSQL is the database.
+            from rendermanager import postgres
+
+            connection_created.connect(postgres.use_fast_timestamps,
+                                       dispatch_uid="rendermanager.postgres")
 
         # Work a render node does for a job after it completed, most wanted first
         # (the order in which a node takes them).

@@ -138,9 +138,10 @@ def fresh_processes():
         if pid == me:
             continue
         try:
-            yield psutil.Process(pid)
-        except psutil.Error:
+            proc = psutil.Process(pid)
+        except (psutil.Error, OSError):  # Windows: some errors come through unconverted
             continue
+        yield proc
 
 
 def prepare_sweep() -> None:

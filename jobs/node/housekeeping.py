@@ -1,7 +1,8 @@
 """Periodic chores every render worker runs on a background thread.
 
-The render node's own chore is retention (``jobs.node.retention``, hourly).
-Other apps add theirs with ``register()`` when Django starts (the admin app:
+The render node's own chores are retention (``jobs.node.retention``, hourly),
+the overrun check, and taking back dead nodes' jobs (every tick, given by the
+worker, first). Other apps add theirs with ``register()`` when Django starts (the admin app:
 queue-depth samples, disk and node alerts), so the node depends on no app
 above it. Every chore is guarded: a failure is logged and the worker carries on.
 """
@@ -65,10 +66,11 @@ class Housekeeper:
             connection.close()
 
 
-def start(stop: threading.Event, also=()) -> threading.Thread:
-    """Run the chores (and the worker's own, ``also``) on a daemon thread until
-    ``stop`` is set."""
-    keeper = Housekeeper(stop, chores=[*CHORES, *also])
+def start(stop: threading.Event, first=()) -> threading.Thread:
+    """Run the chores on a daemon thread until ``stop`` is set, the worker's own
+    (``first``: taking back dead nodes' jobs) before the others, which may be slow
+    (retention's deletes, a disk check on a network mount)."""
+    keeper = Housekeeper(stop, chores=[*first, *CHORES])
     thread = threading.Thread(target=keeper.run, name="housekeeping", daemon=True)
     thread.start()
     return thread

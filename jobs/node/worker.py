@@ -67,6 +67,7 @@ class Worker:
         self.validator: threading.Thread | None = None
         # The last step's render ended with its job confirmed out of RENDERING.
         self.no_orphans = False
+        self.dead_check_failing = False
         self._register_lock = threading.Lock()
 
     @property
@@ -181,9 +182,8 @@ class Worker:
         # stop_requested. Taking back dead nodes' jobs is one of them, every tick:
         # a node is dead only after NODE_TIMEOUT_SECONDS anyway, and the render loop
         # then has no read of its own between one render's end and the next claim.
-        housekeeping.start(self.stop_requested, also=[
-            ("dead nodes' jobs", 0.0,
-             lambda: lifecycle.requeue_dead_nodes(actor=self.actor))])
+        housekeeping.start(self.stop_requested,
+                           first=[("dead nodes' jobs", 0.0, self.take_back_dead_nodes_jobs)])
         # Work after completion (preview videos) at low priority, beside the renders.
         followups.start(lambda: self.node, self.stop_requested)
         # Counters, usage rows, alerts and notifications of transitions, beside them too.
@@ -208,9 +208,24 @@ class Worker:
             self.shutdown()
         log.info("render node %s stopped", self.node_name)
 
+    def take_back_dead_nodes_jobs(self) -> None:
+        """A housekeeping chore: requeue the jobs of nodes that stopped heartbeating,
+        and claim at once if any came back. A database away is said once, not
+        every second with a traceback."""
+        try:
+            if lifecycle.requeue_dead_nodes(actor=self.actor):
+                self.waker.poke()
+        except Error as exc:
+            if not self.dead_check_failing:
+                log.warning("looking for dead nodes' jobs: database unavailable: %s",
+                            str(exc).strip().splitlines()[0][:200] if str(exc) else exc)
+            self.dead_check_failing = True
+            outage.reset()
+            return
+        self.dead_check_failing = False
+
     def step(self) -> bool:
-        """Requeue dead nodes' jobs, release this node's orphans, render one job.
-        True if it rendered."""
+        """Release this node's orphans, render one job. True if it rendered."""
         # Nothing renders here between two renders: a job RENDERING under this
         # node's name now (its claim's answer was lost, say) is not rendering. Not
         # looked for right after a render whose job is known to have left RENDERING:
