@@ -1,10 +1,11 @@
 """Periodic chores every render worker runs on a background thread.
 
-The render node's own chores are retention (``jobs.node.retention``, hourly),
-the overrun check, and taking back dead nodes' jobs (every tick, given by the
-worker, first). Other apps add theirs with ``register()`` when Django starts (the admin app:
-queue-depth samples, disk and node alerts), so the node depends on no app
-above it. Every chore is guarded: a failure is logged and the worker carries on.
+The render node's own chores are retention (``jobs.node.retention``, hourly) and
+the overrun check; the worker runs one more, taking back dead nodes' jobs, on a
+thread of its own (a slow chore here must not hold it). Other apps add theirs
+with ``register()`` when Django starts (the admin app: queue-depth samples, disk
+and node alerts), so the node depends on no app above it. Every chore is
+guarded: a failure is logged and the worker carries on.
 """
 
 from __future__ import annotations
@@ -66,11 +67,10 @@ class Housekeeper:
             connection.close()
 
 
-def start(stop: threading.Event, first=()) -> threading.Thread:
-    """Run the chores on a daemon thread until ``stop`` is set, the worker's own
-    (``first``: taking back dead nodes' jobs) before the others, which may be slow
-    (retention's deletes, a disk check on a network mount)."""
-    keeper = Housekeeper(stop, chores=[*first, *CHORES])
-    thread = threading.Thread(target=keeper.run, name="housekeeping", daemon=True)
+def start(stop: threading.Event, chores=None, name: str = "housekeeping") -> threading.Thread:
+    """Run the chores (default: the registered ones) on a daemon thread until
+    ``stop`` is set."""
+    keeper = Housekeeper(stop, chores=chores)
+    thread = threading.Thread(target=keeper.run, name=name, daemon=True)
     thread.start()
     return thread

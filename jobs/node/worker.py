@@ -4,7 +4,7 @@
 render, claim and render one job) and tests call it directly. Signals only set
 a flag; the loop notices it within a fraction of a second. Liveness (the
 heartbeat) and admin commands live on their own thread (jobs.node.heartbeat),
-file validation and chores (taking back dead nodes' jobs among them) on theirs.
+file validation, chores and taking back dead nodes' jobs on theirs.
 
 A database outage costs a pause, not a job: the loop retries, a render
 carries on without the database (jobs.node.outage), and a node that lost
@@ -179,11 +179,14 @@ class Worker:
             self.validator.start()
         # Operations chores on their own thread (hourly retention, and what other
         # apps registered: queue samples, disk and node alerts); it stops with
-        # stop_requested. Taking back dead nodes' jobs is one of them, every tick:
-        # a node is dead only after NODE_TIMEOUT_SECONDS anyway, and the render loop
-        # then has no read of its own between one render's end and the next claim.
-        housekeeping.start(self.stop_requested,
-                           first=[("dead nodes' jobs", 0.0, self.take_back_dead_nodes_jobs)])
+        # stop_requested.
+        housekeeping.start(self.stop_requested)
+        # Taking back dead nodes' jobs, every tick, on a thread of its own: not behind
+        # a slow chore (retention's deletes, a disk check on a network mount), and not
+        # in the render loop, which then has no read of its own between one render's
+        # end and the next claim (a node is dead only after NODE_TIMEOUT_SECONDS anyway).
+        housekeeping.start(self.stop_requested, name="dead-nodes",
+                           chores=[("dead nodes' jobs", 0.0, self.take_back_dead_nodes_jobs)])
         # Work after completion (preview videos) at low priority, beside the renders.
         followups.start(lambda: self.node, self.stop_requested)
         # Counters, usage rows, alerts and notifications of transitions, beside them too.

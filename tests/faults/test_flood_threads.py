@@ -37,7 +37,7 @@ def test_cancelled_floods_leave_the_worker_with_the_threads_it_started_with(farm
     node = farm.node("node-a")
     wait_for(lambda: RenderNode.objects.filter(name=node).exists(), timeout=30)
     process = psutil.Process(worker.pid)
-    # main, heartbeat, contact watch, validator, chores, follow-ups
+    # main, heartbeat, contact watch, validator, chores, dead nodes, follow-ups
     wait_for(lambda: process.num_threads() >= 6, timeout=10)
     # Idle, the node also keeps the next render's process waiting (a spare, read by a
     # thread of its own): count with it. The spare's processes show before the worker
