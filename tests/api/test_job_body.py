@@ -7,6 +7,7 @@ on a job's own page."""
 from __future__ import annotations
 
 import pytest
+from django.core import signing
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -49,6 +50,10 @@ def test_a_job_body_is_what_the_generic_serializer_gives(user, detail, monkeypat
     # Estimates of jobs that have not started count from now: one now for both.
     moment = timezone.now()
     monkeypatch.setattr(timezone, "now", lambda: moment)
+    # Signed links carry the second they were signed in: one second for both (the
+    # two bodies were built across a second's turn once, and their links differed).
+    signed_at = signing.TimestampSigner().timestamp()
+    monkeypatch.setattr(signing.TimestampSigner, "timestamp", lambda self: signed_at)
     kind = JobDetailSerializer if detail else JobSerializer
     context = {"forecast": forecast.for_page(jobs)}
     statuses = set()
