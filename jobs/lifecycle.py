@@ -83,17 +83,18 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-# On PostgreSQL an event and its NOTIFY are one statement: every transition, and
-# every progress write of a render, records one, so a round trip less each.
-_INSERT_AND_NOTIFY = (
-    "WITH event AS (INSERT INTO jobs_jobevent "
-    "(job_id, created_at, kind, from_status, to_status, actor, message) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id) "
-    "SELECT id, pg_notify(%s, id || ':' || %s) FROM event"
-)
-_EVENT_COLUMNS = [("job", "job_id"), ("created_at", "created_at"), ("kind", "kind"),
-                  ("from_status", "from_status"), ("to_status", "to_status"),
-                  ("actor", "actor"), ("message", "message")]
+def _insert_and_notify(event: JobEvent) -> tuple[str, list]:
+    """On PostgreSQL an event and its NOTIFY are one statement (every transition, and
+    every progress write of a render, records one: a round trip less each): the SQL
+    and the event's values, its columns taken from the model."""
+    fields = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    sql = (f"WITH event AS (INSERT INTO {quote(JobEvent._meta.db_table)} "
+           f"({', '.join(quote(field.column) for field in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id) "
+           "SELECT id, pg_notify(%s, id || ':' || %s) FROM event")
+    return sql, [field.get_db_prep_save(getattr(event, field.attname), connection)
+                 for field in fields]
 
 
 def record(job_id, kind: str, *, actor: str = "system", message: str = "",
@@ -106,12 +107,9 @@ def record(job_id, kind: str, *, actor: str = "system", message: str = "",
     # The NOTIFY is a wake-up hint only: listeners read the JobEvent table for the
     # facts, so a lost notification costs latency, never correctness.
     # Payload: "<event id>:<job id>:<status or kind>".
-    values = [JobEvent._meta.get_field(name).get_db_prep_save(getattr(event, attname),
-                                                                 connection)
-              for name, attname in _EVENT_COLUMNS]
+    sql, values = _insert_and_notify(event)
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_AND_NOTIFY, [*values, NOTIFY_CHANNEL,
-                                            f"{event.job_id}:{to_status or kind}"])
+        cursor.execute(sql, [*values, NOTIFY_CHANNEL, f"{event.job_id}:{to_status or kind}"])
         event.pk = cursor.fetchone()[0]
     event._state.adding = False
     event._state.db = connection.alias

@@ -34,8 +34,10 @@ def optimised_loader():
 
 
 @lru_cache
-def loader_for(timezone, optimised) -> type[Loader]:
+def loader_for(zone, optimised) -> type[Loader]:
     class FastTimestamptzLoader(Loader):
+        timezone = zone  # what Django compares with the connection's
+
         def __init__(self, oid, context=None):
             super().__init__(oid, context)
             self._load = optimised(oid, context).load
@@ -43,7 +45,6 @@ def loader_for(timezone, optimised) -> type[Loader]:
         def load(self, data):
             return self._load(data)
 
-    FastTimestamptzLoader.timezone = timezone
     return FastTimestamptzLoader
 
 

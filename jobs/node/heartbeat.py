@@ -70,7 +70,7 @@ class Heartbeat:
                     if self.failing_since is None:
                         self.failing_since = now
                         log.warning("heartbeat: database unavailable: %s",
-                                    str(exc).strip().splitlines()[0][:200] if str(exc) else exc)
+                                    outage.short(exc))
                     outage.reset()
                 except Exception:  # a bug here must not end the node's liveness
                     log.exception("heartbeat failed")

@@ -43,7 +43,7 @@ class Refused(Exception):
     no retry can cure (invalid data, a constraint, a bug): the attempt fails."""
 
     def __init__(self, what: str, exc: Exception):
-        super().__init__(f"the database refused {what}: {type(exc).__name__}: {_short(exc)}")
+        super().__init__(f"the database refused {what}: {type(exc).__name__}: {short(exc)}")
         self.what = what
 
 
@@ -63,7 +63,7 @@ def best_effort(what: str, fn: Callable, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Error as exc:
-        log.warning("database unavailable, %s skipped: %s", what, _short(exc))
+        log.warning("database unavailable, %s skipped: %s", what, short(exc))
         reset()
         return None
 
@@ -86,12 +86,12 @@ def persist(what: str, fn: Callable, *args, give_up: Callable[[], str] = lambda:
         except Error as exc:
             reset()
             if not transient(exc):
-                log.error("database refused %s: %s", what, _short(exc))
+                log.error("database refused %s: %s", what, short(exc))
                 raise Refused(what, exc) from exc
             now = time.monotonic()
             if began is None:
                 began = now
-                log.warning("database unavailable, retrying %s: %s", what, _short(exc))
+                log.warning("database unavailable, retrying %s: %s", what, short(exc))
             why = give_up()
             if why:
                 raise GaveUp(f"{what}: {why}") from exc
@@ -103,6 +103,7 @@ def persist(what: str, fn: Callable, *args, give_up: Callable[[], str] = lambda:
         return result
 
 
-def _short(exc: Exception) -> str:
+def short(exc: Exception) -> str:
+    """An error in one line (its first, 200 characters at most), for the log."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

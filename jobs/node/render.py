@@ -501,22 +501,21 @@ def store_log_if_mine(job_id, lease, **fields) -> bool:
     one statement (an autocommit round trip) whether an earlier attempt left a row
     or not, and no separate look at the claim. True if written."""
     quote = connection.ops.quote_name
-    names = ["job_id", "head", "tail", "omitted_bytes", "updated_at"]
-    values = [JobLog._meta.get_field(name).get_db_prep_save(value, connection)
-              for name, value in (("job", job_id), ("head", fields["head"]),
-                                  ("tail", fields["tail"]),
-                                  ("omitted_bytes", fields["omitted_bytes"]),
-                                  ("updated_at", fields["updated_at"]))]
+    row = JobLog(job_id=job_id, **fields)
+    columns = JobLog._meta.concrete_fields  # the key (job_id) first
+    values = [field.get_db_prep_save(getattr(row, field.attname), connection)
+              for field in columns]
     pk, lease_field = Job._meta.pk, Job._meta.get_field("lease")
-    columns = ", ".join(quote(name) for name in names)
-    updates = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in names[1:])
+    updates = ", ".join(f"{quote(field.column)} = excluded.{quote(field.column)}"
+                        for field in columns if not field.primary_key)
     # SQLite reads "ON CONFLICT" after a SELECT without WHERE as a join clause:
     # the WHERE here is required anyway.
-    sql = (f"INSERT INTO {quote(JobLog._meta.db_table)} ({columns}) "
-           f"SELECT {', '.join(['%s'] * len(names))} WHERE EXISTS ("
+    sql = (f"INSERT INTO {quote(JobLog._meta.db_table)} "
+           f"({', '.join(quote(field.column) for field in columns)}) "
+           f"SELECT {', '.join(['%s'] * len(columns))} WHERE EXISTS ("
            f"SELECT 1 FROM {quote(Job._meta.db_table)} WHERE {quote(pk.column)} = %s "
            f"AND {quote(lease_field.column)} = %s) "
-           f"ON CONFLICT ({quote('job_id')}) DO UPDATE SET {updates}")
+           f"ON CONFLICT ({quote(JobLog._meta.pk.column)}) DO UPDATE SET {updates}")
     with connection.cursor() as cursor:
         cursor.execute(sql, [*values, pk.get_db_prep_value(job_id, connection),
                              lease_field.get_db_prep_value(lease, connection)])

@@ -221,7 +221,7 @@ class Worker:
         except Error as exc:
             if not self.dead_check_failing:
                 log.warning("looking for dead nodes' jobs: database unavailable: %s",
-                            str(exc).strip().splitlines()[0][:200] if str(exc) else exc)
+                            outage.short(exc))
             self.dead_check_failing = True
             outage.reset()
             return
