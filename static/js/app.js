@@ -108,6 +108,18 @@
 
   // --- Connection state: live, or stale -----------------------------------------------
   var lostAt = null;
+  var connected = false;
+
+  // The socket extension's own back-off doubles up to a minute between tries: after a
+  // long outage a page went on saying "Reconnecting…" for up to a minute after the
+  // server was back. Here a wait never passes 5 s, and is spread over its upper half so
+  // that the studio's open pages do not all knock in the same instant.
+  var MAX_RECONNECT_MS = 5000;
+  function reconnectDelay(retries) {
+    var ceiling = Math.min(500 * Math.pow(2, retries), MAX_RECONNECT_MS);
+    return ceiling / 2 + Math.random() * ceiling / 2;
+  }
+  if (window.htmx) htmx.config.wsReconnectDelay = reconnectDelay;
 
   function setLive(on) {
     var dot = $("#live");
@@ -159,14 +171,23 @@
       });
   }
 
+  // The socket is back but the page's own fetch can still fail (a proxy's 502 while the
+  // server warms up): with no reconnect to come, the page tries again by itself.
+  function catchUp(attempt) {
+    refreshParts().then(function () { lostAt = null; markStale(false); }, function () {
+      setTimeout(function () {
+        if (connected && lostAt) catchUp(attempt + 1);
+      }, Math.min(500 * Math.pow(2, attempt), MAX_RECONNECT_MS));
+    });
+  }
+
   document.body.addEventListener("htmx:wsOpen", function () {
+    connected = true;
     setLive(true);
-    if (lostAt) {
-      refreshParts().then(function () { lostAt = null; markStale(false); },
-                          function () { /* the next reconnect tries again */ });
-    }
+    if (lostAt) catchUp(0);
   });
   document.body.addEventListener("htmx:wsClose", function () {
+    connected = false;
     setLive(false);
     if (!lostAt) lostAt = new Date();
     markStale(true);
