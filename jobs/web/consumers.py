@@ -26,7 +26,11 @@ from jobs.web.live import ADMINS, batch_group, bridge, job_group, notify_group, 
 # covers every change in between).
 RECOUNT_SECONDS = 1.0
 
-# Close codes in the application range, so the browser can tell why.
+# Close codes in the application range, so the browser can tell why. A socket
+# refused before its handshake is accepted reaches a browser as an HTTP 403, which
+# it reports as a lost connection (1006): the page said "Reconnecting…" and knocked
+# again every few seconds for as long as it stayed open. So the socket is accepted
+# first and closed with its reason; nothing is sent on it.
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
 
@@ -38,17 +42,21 @@ class JobsSocket(AsyncWebsocketConsumer):
         self.groups_joined = []
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:
-            await self.close(code=UNAUTHENTICATED)
+            await self.refuse(UNAUTHENTICATED)
             return
         groups = await self.groups_for_user()
         if groups is None:
-            await self.close(code=NOT_FOUND)
+            await self.refuse(NOT_FOUND)
             return
         await bridge.start()
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
+
+    async def refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code):
         for group in self.groups_joined:

@@ -121,21 +121,30 @@
   }
   if (window.htmx) htmx.config.wsReconnectDelay = reconnectDelay;
 
-  function setLive(on) {
+  // Why a page is no longer live, from the socket's close code (jobs/web/consumers.py):
+  // only a lost connection is tried again.
+  var LOST = { 4401: "signed-out", 4404: "gone" };
+  var DOT = { "connection": "Reconnecting…", "signed-out": "Signed out", "gone": "Not live" };
+
+  function setLive(on, why) {
     var dot = $("#live");
     if (!dot) return;
     dot.classList.toggle("on", on);
-    dot.textContent = on ? "Live" : "Reconnecting…";
+    dot.textContent = on ? "Live" : DOT[why || "connection"];
   }
 
-  function markStale(stale) {
+  function markStale(stale, why) {
     var area = $(".live-area");
     if (area) area.classList.toggle("stale", stale);
     var note = $("#stale-note");
     if (note) {
       note.hidden = !stale;
-      var since = $(".stale-since", note);
-      if (since && lostAt) since.textContent = clock(lostAt, true);
+      var says = $$("[data-lost]", note);
+      var shown = says.some(function (el) { return el.dataset.lost === why; }) ? why : "connection";
+      says.forEach(function (el) { el.hidden = el.dataset.lost !== shown; });
+      $$(".stale-since", note).forEach(function (since) {
+        if (lostAt) since.textContent = clock(lostAt, true);
+      });
     }
   }
 
@@ -174,7 +183,10 @@
   // The socket is back but the page's own fetch can still fail (a proxy's 502 while the
   // server warms up): with no reconnect to come, the page tries again by itself.
   function catchUp(attempt) {
-    refreshParts().then(function () { lostAt = null; markStale(false); }, function () {
+    refreshParts().then(function () {
+      // A socket accepted only to be closed with its reason (signed out) is not back.
+      if (connected) { lostAt = null; markStale(false); }
+    }, function () {
       setTimeout(function () {
         if (connected && lostAt) catchUp(attempt + 1);
       }, Math.min(500 * Math.pow(2, attempt), MAX_RECONNECT_MS));
@@ -186,11 +198,13 @@
     setLive(true);
     if (lostAt) catchUp(0);
   });
-  document.body.addEventListener("htmx:wsClose", function () {
+  document.body.addEventListener("htmx:wsClose", function (event) {
+    var closed = event.detail && event.detail.event;
+    var why = (closed && LOST[closed.code]) || "connection";
     connected = false;
-    setLive(false);
+    setLive(false, why);
     if (!lostAt) lostAt = new Date();
-    markStale(true);
+    markStale(true, why);
   });
 
   // --- Times: the viewer's own time zone, "just now", elapsed -----------------------

@@ -19,7 +19,7 @@ from jobs.models import Job, Status
 from jobs.notify import slack as notifications
 from tests.helpers.common import wait_for
 from tests.helpers.fakeslack import FakeSlack
-from tests.web.test_live import run, socket
+from tests.web.test_live import refusal, run, socket
 
 TOKEN = "xoxb-test-token"
 
@@ -169,9 +169,7 @@ def test_each_event_reaches_the_browser_when_chosen_alone(user, event):
 @pytest.mark.django_db(transaction=True)
 def test_nobody_signed_out_hears_anything():
     async def scenario():
-        stranger = socket("/ws/notify")
-        connected, code = await stranger.connect()
-        assert not connected and code == 4401
+        assert await refusal(socket("/ws/notify")) == 4401
 
     run(scenario)
 

@@ -608,6 +608,72 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     context.close()
 
 
+def test_a_page_whose_session_ended_says_so_and_stops_knocking(farm, daphne, chromium, user,
+                                                              other_user, settings):
+    from django.contrib.sessions.models import Session
+    from playwright.sync_api import expect
+
+    set_password(user, settings)
+    set_password(other_user, settings)
+    bobs = Job.objects.create(user=other_user, status=Status.QUEUED,
+                              project_path="D:\\Dropbox\\bob.aep")
+    base = daphne.base
+    # The sockets each page opens to follow its jobs are counted for the test.
+    knocks = """(() => {
+        const Socket = window.WebSocket; window.__knocks = 0;
+        window.WebSocket = function (url, protocols) {
+            if (url.includes("/ws/jobs")) window.__knocks += 1;
+            return new Socket(url, protocols); };
+    })();"""
+    alices = chromium.new_context(timezone_id=ZONE)
+    alices.add_init_script(knocks)
+    listing = alices.new_page()
+    sign_in(listing, base, "alice")
+    bobs_context = chromium.new_context(timezone_id=ZONE)
+    bobs_context.add_init_script(knocks)
+    detail = bobs_context.new_page()
+    sign_in(detail, base, "bob", next_url=f"/jobs/{bobs.pk}")
+    for shown in (listing, detail):
+        expect(shown.locator("#live")).to_have_text("Live", timeout=LIVE)
+
+    daphne.stop()
+    for shown in (listing, detail):
+        expect(shown.locator("#live")).to_have_text("Reconnecting…", timeout=LIVE)
+    # Meanwhile Alice's session ended (signed out elsewhere, or expired) and Bob's job
+    # was deleted.
+    Session.objects.filter(pk__in=[
+        session.pk for session in Session.objects.all()
+        if session.get_decoded().get("_auth_user_id") == str(user.pk)]).delete()
+    bobs.delete()
+    daphne.start()
+
+    expect(listing.locator("#live")).to_have_text("Signed out", timeout=5_000 + 5_000)
+    note = listing.locator("#stale-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("Signed out. Rows show what was known at", use_inner_text=True)
+    expect(note).not_to_contain_text("Reconnecting", use_inner_text=True)
+    expect(detail.locator("#live")).to_have_text("Not live", timeout=5_000 + 5_000)
+    expect(detail.locator("#stale-note")).to_have_text(re.compile(
+        r"^\s*This job is no longer here\. It was deleted, or is no longer yours to see\. "
+        r"All jobs\s*$"), use_inner_text=True)
+    # Neither page knocks again: longer than the longest wait between two tries.
+    tried = [shown.evaluate("window.__knocks") for shown in (listing, detail)]
+    listing.wait_for_timeout(6_000)
+    assert [shown.evaluate("window.__knocks") for shown in (listing, detail)] == tried
+
+    # The note's link signs Alice in again and brings her back to her list, live.
+    note.get_by_role("link", name="Sign in again").click()
+    expect(listing).to_have_url(f"{base}/accounts/login/?next=/")
+    listing.fill("#id_login", "alice")
+    listing.fill("#id_password", "pw")
+    listing.click("#password-login button[type=submit]")
+    expect(listing).to_have_url(f"{base}/")
+    expect(listing.locator("#live")).to_have_text("Live", timeout=LIVE)
+    expect(listing.locator("#stale-note")).to_be_hidden()
+    alices.close()
+    bobs_context.close()
+
+
 def test_notifications_follow_the_permission_and_choices_without_a_reload(
         farm, daphne, chromium, user, settings):
     from playwright.sync_api import expect
