@@ -652,6 +652,7 @@ def test_a_page_whose_session_ended_says_so_and_stops_knocking(farm, daphne, chr
     expect(note).to_be_visible()
     expect(note).to_contain_text("Signed out. Rows show what was known at", use_inner_text=True)
     expect(note).not_to_contain_text("Reconnecting", use_inner_text=True)
+    shoot_at_widths(listing, "job-list-signed-out")
     expect(detail.locator("#live")).to_have_text("Not live", timeout=5_000 + 5_000)
     expect(detail.locator("#stale-note")).to_have_text(re.compile(
         r"^\s*This job is no longer here\. It was deleted, or is no longer yours to see\. "
