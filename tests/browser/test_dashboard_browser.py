@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from django.db import connections
+from django.utils import timezone
 
 from jobs.models import FollowUp, Job, JobFollowUp, JobLog, JobProxy, Status
 from tests.helpers.aelogs import sample_lines
@@ -605,6 +606,38 @@ def test_the_list_keeps_up_live_and_says_when_it_cannot(farm, daphne, chromium, 
     assert page.evaluate("window.__sameDocument") is True
     assert detail.locator("#timeline li", has_text="RENDERING → COMPLETED").count() == 1
     assert not [p for p in problems if "oobErrorNoTarget" in p or "htmx" in p], problems
+    context.close()
+
+
+def test_a_batch_page_catches_up_with_what_happened_while_the_server_was_away(
+        farm, daphne, chromium, user, settings):
+    from playwright.sync_api import expect
+
+    from tests.web.test_live import make_batch
+
+    set_password(user, settings)
+    batch = make_batch(user, Status.QUEUED, Status.QUEUED)
+    first = batch.rows.get(number=1)
+    context = chromium.new_context(timezone_id=ZONE)
+    page = context.new_page()
+    sign_in(page, daphne.base, "alice", next_url=f"/batches/{batch.pk}")
+    expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+    card = page.locator(f"#row-{first.pk}")
+    expect(card).to_have_attribute("data-status", "QUEUED")
+    page.evaluate("window.__sameDocument = true")
+
+    daphne.stop()
+    note = page.locator("#stale-note")
+    expect(note).to_contain_text("Connection lost. Cards show what was known at",
+                                 use_inner_text=True, timeout=LIVE)
+    # The first row's render finishes meanwhile: no push can reach the page.
+    Job.objects.filter(pk=first.job_id).update(status=Status.COMPLETED,
+                                               finished_at=timezone.now())
+    daphne.start()
+    expect(note).to_be_hidden(timeout=5_000 + 5_000)
+    expect(card).to_have_attribute("data-status", "COMPLETED")
+    expect(page.locator("#batch-counts")).to_contain_text("COMPLETED 1")
+    assert page.evaluate("window.__sameDocument") is True
     context.close()
 
 
