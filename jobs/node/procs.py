@@ -317,6 +317,24 @@ class RenderProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=timeout)
 
+    def finish(self, timeout: float) -> list[str]:
+        """Let a render that said it succeeded end by itself (its guard sweeps what it
+        left behind), killing it after ``timeout``; then close it. Returns what it
+        printed meanwhile."""
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        # Its output ends when its guard exits (the guard holds the pipe to the end):
+        # woken by the reader at once, where Popen.wait(timeout) polls with sleeps.
+        while not self.output_finished and (left := deadline - time.monotonic()) > 0:
+            lines.extend(self.read(min(left, 0.5)))
+        try:
+            self._popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("render process %s did not end %g s after its render; killing it",
+                        self.pid, timeout)
+        self.close()
+        return lines
+
     def close(self, timeout: float = 2.0) -> None:
         """Kill the render if it still runs, stop reading its output and end the
         reader thread (it would otherwise wait forever to hand over the rest of a

@@ -52,6 +52,10 @@ PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
 # (0.3 s before ce531d3; bench/render_overhead.py and bench/dispatch_latency.py
 # measure the choice).
 SPARE_AFTER_SECONDS = 0.0
+# How long a render's process may take to end once its render reported success
+# (RenderCommand.done_line: node.js exiting, the guard's sweep, milliseconds)
+# before it is killed.
+FINISH_SECONDS = 10.0
 
 
 @dataclass
@@ -85,6 +89,9 @@ class Render:
         self.log_written = (-1, -1)
         self.log_exists = False
         self.frames: live_frame.FrameWatcher | None = None
+        # The process said its render succeeded (RenderCommand.done_line) and is
+        # ending: the job goes on without waiting for it.
+        self.finishing = False
 
     def run(self) -> RenderOutcome:
         job = self.job
@@ -127,9 +134,16 @@ class Render:
             outcome = self._crashed(f"internal error: {exc}", code="internal_error")
         finally:
             self._stop_frames()
-            if self.proc is not None:
-                self.proc.close()  # ends its reader thread, even after a flood
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            let_finish = getattr(self.worker, "let_finish", None)
+            if self.proc is not None and self.finishing and not self.proc.exited() \
+                    and let_finish is not None:
+                # Its process (and its work folder, its current directory) are the
+                # worker's to wait for before the next render starts.
+                let_finish(self.proc, self.workdir, job.pk)
+            else:
+                if self.proc is not None:
+                    self.proc.close()  # ends its reader thread, even after a flood
+                shutil.rmtree(self.workdir, ignore_errors=True)
             # Beside the next render: nothing waits for this. Only what is older than
             # now: the next render may be another attempt of this very job.
             bookkeeping.later(outage.best_effort, "removing progress events",
@@ -188,10 +202,19 @@ class Render:
         """
         job, buffer = self.job, self.buffer
         marker = f"{self.worker.node_name}/{job.pk}/{job.lease}"
+        if self.proc is not None:
+            if self.finishing:  # this render's own, before its encode
+                self.proc.finish(FINISH_SECONDS)
+                self.finishing = False
+            else:
+                self.proc.close()
+        settle = getattr(self.worker, "settle", None)
+        if settle is not None:
+            settle()  # the last render's process has ended: renders never overlap
         spawned = time.monotonic()
         self.last_output = spawned
-        if self.proc is not None:
-            self.proc.close()
+        done_line = getattr(command, "done_line", None)
+        succeeded = False
         spares = getattr(self.worker, "spares", None)
         if command.spare is not None and spares is not None:
             self.proc = proc = spares.start(command, marker)
@@ -222,6 +245,9 @@ class Render:
                 for line in lines:
                     if not line.strip():
                         continue  # nexrender --debug echoes a blank line per chunk
+                    if done_line is not None and line.strip() == done_line:
+                        succeeded = True
+                        continue
                     if progress.feed(line):
                         self.progress_dirty = True
                         self.last_output = now
@@ -249,6 +275,10 @@ class Render:
                     f"the render {silent} for {settings.RENDER_STALL_SECONDS:g} s "
                     f"and was stopped{hint}", code="stalled")
             code = proc.poll()
+            if code is None and succeeded:
+                # Its exit and its guard's sweep go on beside the publishing; the next
+                # render waits for them (Worker.settle).
+                code, self.finishing = 0, True
             if code is not None:
                 # From here to the next render's start, the node's own work comes
                 # first (jobs.node.bookkeeping).

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import psutil
 from django.conf import settings
@@ -30,8 +32,8 @@ from jobs.models import Job, NodeCommand, RenderNode, Status
 from jobs.node import bookkeeping, contact, followups, housekeeping, outage, validation
 from jobs.node.engines import RenderError, get_engine
 from jobs.node.heartbeat import Heartbeat
-from jobs.node.procs import kill_marked
-from jobs.node.render import Render, RenderOutcome
+from jobs.node.procs import RenderProcess, kill_marked
+from jobs.node.render import FINISH_SECONDS, Render, RenderOutcome
 from jobs.node.spares import Spares
 from jobs.node.wakeup import Waker, wants_queue, wants_submission
 
@@ -63,6 +65,10 @@ class Worker:
         self.submissions = Waker()
         # The next render's process, started ahead of its job (jobs.node.spares).
         self.spares = Spares(self.node_name)
+        # Renders that reported success while their process was still ending (with
+        # their work folders): let end beside the publishing, and waited for before
+        # the next render's process is handed its job (settle).
+        self.finishing: list[tuple[RenderProcess, Path, str]] = []
         self.heartbeat = Heartbeat(self)
         self.validator: threading.Thread | None = None
         # The last step's render ended with its job confirmed out of RENDERING.
@@ -131,6 +137,7 @@ class Worker:
         if self.validator is not None:
             self.validator.join(timeout=5)
         self.waker.close()
+        self.settle()
         self.spares.close()
         bookkeeping.stop()
         if self.node is not None:
@@ -246,11 +253,29 @@ class Worker:
             return False
         job = lifecycle.claim_next(self.node)
         if job is None:
+            self.settle()
             self.prepare_spare()
             return False
         outcome = self.render(job)
         self.no_orphans = outcome.status in (Status.COMPLETED, Status.AWAITING_REVIEW)
         return True
+
+    def let_finish(self, proc: RenderProcess, workdir: Path, job_id) -> None:
+        """A render reported success while its process is still ending: let it end."""
+        self.finishing.append((proc, Path(workdir), str(job_id)))
+
+    def settle(self) -> None:
+        """Wait until the processes of earlier renders have ended (their guards have
+        swept what they left behind) and remove their work folders. Called before the
+        next render's process is handed its job: renders never overlap."""
+        while self.finishing:
+            proc, workdir, job_id = self.finishing.pop(0)
+            late = [line for line in proc.finish(FINISH_SECONDS) if line.strip()]
+            if late:
+                # The job's log was stored with its completion; what came after (its
+                # guard killing leftovers, say) is the node's to say.
+                log.warning("job %s, after its render: %s", job_id, " | ".join(late[-5:]))
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def prepare_spare(self) -> None:
         """Idle: have the next render's process waiting (for the engine of the last

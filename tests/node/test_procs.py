@@ -182,6 +182,22 @@ def test_guard_kills_what_a_finished_render_left_behind(tmp_path, simulator):
     assert any("left behind" in line for line in lines), lines
 
 
+def test_finish_lets_a_render_end_by_itself_and_kills_one_that_does_not():
+    # A render that said it succeeded: its process ends by itself, its last words read.
+    ending = RenderProcess([sys.executable, "-c", "print('bye', flush=True)"])
+    assert ending.finish(10) == ["bye"]
+    assert ending.returncode == 0
+    # One that goes on after saying so is killed at the timeout, with what it carries.
+    marker = f"test/{uuid.uuid4().hex}/lease"
+    staying = RenderProcess([sys.executable, "-c",
+                             "import time; print('still here', flush=True); time.sleep(60)"],
+                            marker=marker)
+    started = time.monotonic()
+    assert staying.finish(0.5) == ["still here"]
+    assert time.monotonic() - started < 5
+    assert staying.exited() and find_marked(marker) == []
+
+
 WORKER = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, {repo!r})

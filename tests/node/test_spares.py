@@ -70,6 +70,51 @@ def test_a_render_starts_in_a_spare_started_before_its_claim(farm, user, nexrend
     assert job.attempts == 1
 
 
+# node.js taking a second to exit once nexrender reported success (an 'exit' handler,
+# loaded into every node.js the engine starts); each exit of a render is noted with
+# its marker and the time.
+SLOW_EXIT = """
+const fs = require('fs');
+process.on('exit', () => {
+    const marker = process.env.AE_RENDER_MANAGER_RENDER || '';
+    if (!process.env.SLOW_EXIT_LOG || marker.includes('/spare/')) return;
+    const end = Date.now() + 1000;
+    while (Date.now() < end) {}
+    fs.appendFileSync(process.env.SLOW_EXIT_LOG, `${marker} ${Date.now() / 1000}\\n`);
+});
+"""
+
+
+def test_a_job_completes_while_its_process_ends_and_the_next_render_waits_for_it(
+        farm, user, nexrender_cli, tmp_path):
+    preload = tmp_path / "slow_exit.js"
+    preload.write_text(SLOW_EXIT)
+    exits = tmp_path / "exits.txt"
+    farm.start_worker(NODE_OPTIONS=f"--require {preload}", SLOW_EXIT_LOG=exits)
+    first = submit(farm, user, "first.aep", frames=3)
+    second = submit(farm, user, "second.aep", frames=3)
+    for job in (first, second):
+        wait_status(job, Status.COMPLETED, Status.FAILED)
+        assert job.status == Status.COMPLETED, job.error
+
+    def noted() -> dict[str, float]:
+        lines = exits.read_text().splitlines() if exits.is_file() else []
+        return {line.split("/")[1]: float(line.rsplit(" ", 1)[1]) for line in lines}
+
+    # Validation may let either through first.
+    earlier, later = sorted((first, second), key=lambda job: job.started_at)
+    earlier_ended = wait_for(lambda: noted().get(str(earlier.pk)), timeout=30)
+    # The earlier job was COMPLETED (published, and the next one claimed) while its
+    # node.js was still exiting...
+    assert earlier.finished_at.timestamp() < earlier_ended - 0.5
+    # ...and the later render's process got its job only once the earlier one's had
+    # ended and its guard had swept: renders never overlap.
+    assert later.render_spawned_at.timestamp() > earlier_ended
+    # The line that said so is the node's, not the log's.
+    assert "render manager: rendered" not in first.log.text()
+    assert "> job rendering successfully finished" in first.log.text()
+
+
 def test_a_dead_spare_is_replaced_without_costing_the_job_an_attempt(farm, user,
                                                                      nexrender_cli):
     farm.start_worker()

@@ -40,6 +40,9 @@ class RenderCommand:
     # ``argv`` itself.
     spare: SpareSpec | None = None
     handoff: dict | None = None
+    # A line the process prints once the render has succeeded, before it exits: the
+    # node goes on at once, and lets the process end and be swept beside it.
+    done_line: str | None = None
 
 
 class RenderError(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -60,8 +61,12 @@ class NexrenderEngine(AfterEffectsEngine):
         # (nexrender_launcher.js, node.js and @nexrender/core loaded ahead of the
         # job), which runs the CLI's own bin.js with these arguments.
         argv = [settings.NODE_BINARY, str(settings.NEXRENDER_CLI), *args]
+        # Secret per render, so that nothing the render prints (aerender's output is
+        # echoed) can pass for it.
+        done = f"render manager: rendered {secrets.token_hex(16)}"
         return RenderCommand(argv=argv, env=nexrender_env(), cwd=workdir, spare=self.spare(),
-                             handoff={"cwd": str(workdir), "args": args})
+                             handoff={"cwd": str(workdir), "args": args, "done": done},
+                             done_line=done)
 
     def spare(self) -> SpareSpec:
         return SpareSpec.make((settings.NODE_BINARY, str(LAUNCHER), str(settings.NEXRENDER_CLI)),

@@ -8,12 +8,16 @@
 // previous render runs, or while it is idle): it loads what the CLI loads and
 // waits. When a job is claimed the node writes one JSON line to its stdin:
 //
-//     {"cwd": <work folder>, "args": [<nexrender-cli arguments>], "marker": <str>}
+//     {"cwd": <work folder>, "args": [<nexrender-cli arguments>], "marker": <str>,
+//      "done": <str>}
 //
 // and the launcher runs the CLI itself (its bin.js, with those arguments),
 // exactly as `node bin.js <args>` would have: one process per render, as
 // before. "marker" goes into the environment of what the CLI starts
 // (aerender, After Effects), so that the node can find and kill them by job.
+// "done" (a secret of this render, never in any environment) is printed on a
+// line of its own once the CLI reports success: the node then publishes while
+// node.js exits and the guard sweeps, instead of after them.
 // Closing stdin without a line ends the launcher without rendering.
 //
 // The Linux start-up workaround (nexrender_linux_preload.js) is loaded with
@@ -45,12 +49,12 @@ for (const name of ['@nexrender/core', 'arg', 'chalk', 'rimraf', '../package.jso
 // which the render node waits for. Leave as soon as stdout has drained.
 const DONE = '> job rendering successfully finished';
 
-function exitWhenDone() {
+function exitWhenDone(token) {
     const log = console.log;
     console.log = (...args) => {
         log.apply(console, args);
         if (args.length === 1 && args[0] === DONE) {
-            process.stdout.write('', () => process.exit(0));
+            process.stdout.write(token ? `${token}\n` : '', () => process.exit(0));
         }
     };
 }
@@ -79,7 +83,7 @@ process.stdin.on('data', (chunk) => {
     }
     process.chdir(job.cwd);
     process.argv = [process.argv[0], cli, ...job.args];
-    exitWhenDone();
+    exitWhenDone(typeof job.done === 'string' ? job.done : '');
     require(cli);
 });
 process.stdin.on('end', () => {
