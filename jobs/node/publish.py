@@ -41,6 +41,11 @@ class PublishError(Exception):
     """The output could not be put into the output folder; the message says why."""
 
 
+class MoveInFailed(PublishError):
+    """The finished file could not be taken from the work folder (or written into the
+    output folder): on Windows, something may still hold it open."""
+
+
 def output_name(job: Job, result: Path) -> str:
     if job.output_name:
         # A batch row: its own name, already safe and unique in its batch's folder
@@ -100,7 +105,7 @@ def publish(result: Path, folder: Path, name: str, tag: str) -> Published:
         _move_in(result, partial)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise PublishError(f"cannot write into the output folder {folder}: "
+        raise MoveInFailed(f"cannot write into the output folder {folder}: "
                            f"{exc.strerror or exc}") from exc
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -35,7 +35,13 @@ from jobs.node.engines.ffmpeg import needs_transcode, transcode
 from jobs.node.interrupt import Interrupted, watching
 from jobs.node.procs import RenderProcess, without_nul
 from jobs.node.progress import LogBuffer
-from jobs.node.publish import PublishError, output_folder, output_name, publish
+from jobs.node.publish import (
+    MoveInFailed,
+    PublishError,
+    output_folder,
+    output_name,
+    publish,
+)
 from jobs.submission import presets
 from jobs.submission.paths import output_relative
 from jobs.submission.presets import describe as describe_preset
@@ -202,12 +208,10 @@ class Render:
         """
         job, buffer = self.job, self.buffer
         marker = f"{self.worker.node_name}/{job.pk}/{job.lease}"
-        if self.proc is not None:
-            if self.finishing:  # this render's own, before its encode
-                self.proc.finish(FINISH_SECONDS)
-                self.finishing = False
-            else:
-                self.proc.close()
+        if self.finishing:  # this render's own, before its encode
+            self._end_finishing()
+        elif self.proc is not None:
+            self.proc.close()
         settle = getattr(self.worker, "settle", None)
         if settle is not None:
             settle()  # the last render's process has ended: renders never overlap
@@ -291,6 +295,12 @@ class Render:
             self.progress_dirty = False
         return code, wall
 
+    def _end_finishing(self) -> None:
+        """Wait for the process of a render that reported success to end."""
+        if self.finishing:
+            self.proc.finish(FINISH_SECONDS)
+            self.finishing = False
+
     def _encode(self, engine, preset: dict, label: str) -> RenderOutcome | Path:
         """Transcode the finished render with ``preset`` (phase "encoding"); ``label``
         says what for, in the log and the timeline."""
@@ -357,8 +367,17 @@ class Render:
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         folder = self._persist("reading the output folder", output_folder, job)
         try:
-            published = publish(result, folder, output_name(job, result),
-                                tag=job.lease.hex[:12])
+            try:
+                published = publish(result, folder, output_name(job, result),
+                                    tag=job.lease.hex[:12])
+            except MoveInFailed:
+                if not self.finishing:
+                    raise
+                # What the render left running may still hold its output (After Effects
+                # lingering after aerender, on Windows): once its guard has swept, again.
+                self._end_finishing()
+                published = publish(result, folder, output_name(job, result),
+                                    tag=job.lease.hex[:12])
         except PublishError as exc:
             return self._crashed(str(exc), code=PUBLISH_FAILED)
         refused = self._wrap_up()

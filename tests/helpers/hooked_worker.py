@@ -12,6 +12,10 @@ reads, from its environment:
 - ``TEST_SLOW_PUBLISH_SECONDS``: putting the output into the output folder
   takes this much longer, spent in small steps that stop at the render's
   checkpoints the way a slow copy to another volume does.
+- ``TEST_OUTPUT_HELD_WHILE_RENDERING``: the finished file cannot be taken from
+  its work folder (a Windows sharing violation) while a process of its render
+  (one whose current directory is that folder) is still there, as when After
+  Effects lingers after aerender and holds it open.
 - ``TEST_DB_ERRORS``: JSON ``{"<part of the SQL>": count, ...}``: the first
   ``count`` queries whose SQL holds that text raise OperationalError, as when
   the database drops out for a moment (any thread of this process).
@@ -57,6 +61,32 @@ def slow_publish(seconds: float) -> None:
         move_in(result, partial)
 
     publish._move_in = slow_move_in
+
+
+def output_held_while_rendering() -> None:
+    import psutil
+    from django.conf import settings
+
+    from jobs.node import publish
+
+    move_in = publish._move_in
+    renders = Path(settings.RENDER_TEMP_DIR).resolve()
+
+    def held_move_in(result, partial):
+        # The render's work folder and those in it.
+        folders = {folder for folder in Path(result).resolve().parents
+                   if renders in folder.parents}
+        for proc in psutil.process_iter():
+            try:
+                held = proc.pid != os.getpid() and Path(proc.cwd()) in folders
+            except (psutil.Error, OSError):
+                continue
+            if held:
+                raise PermissionError(13, "The process cannot access the file because it "
+                                          "is being used by another process", str(result))
+        move_in(result, partial)
+
+    publish._move_in = held_move_in
 
 
 def database_errors(spec: str) -> None:
@@ -112,6 +142,8 @@ def main(argv: list[str]) -> None:
     slow = float(os.environ.get("TEST_SLOW_PUBLISH_SECONDS") or 0)
     if slow:
         slow_publish(slow)
+    if os.environ.get("TEST_OUTPUT_HELD_WHILE_RENDERING"):
+        output_held_while_rendering()
     if os.environ.get("TEST_DB_ERRORS"):
         database_errors(os.environ["TEST_DB_ERRORS"])
     if os.environ.get("TEST_DB_HANG_FILE"):

@@ -115,6 +115,20 @@ def test_a_job_completes_while_its_process_ends_and_the_next_render_waits_for_it
     assert "> job rendering successfully finished" in first.log.text()
 
 
+def test_an_output_held_by_what_the_render_left_running_is_published_once_it_ended(
+        farm, user, nexrender_cli, tmp_path):
+    # The finished file cannot be moved while the render's node.js is still there (as
+    # with After Effects lingering on Windows): published once its process has ended.
+    preload = tmp_path / "slow_exit.js"
+    preload.write_text(SLOW_EXIT)
+    farm.start_worker(hooked=True, NODE_OPTIONS=f"--require {preload}",
+                      SLOW_EXIT_LOG=tmp_path / "exits.txt", TEST_OUTPUT_HELD_WHILE_RENDERING=1)
+    job = submit(farm, user, frames=3)
+    wait_status(job, Status.COMPLETED, Status.FAILED)
+    assert job.status == Status.COMPLETED, job.error
+    assert job.attempts == 1 and not job.events.filter(kind="retry").exists()
+
+
 def test_a_dead_spare_is_replaced_without_costing_the_job_an_attempt(farm, user,
                                                                      nexrender_cli):
     farm.start_worker()
