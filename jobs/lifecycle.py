@@ -12,6 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -83,18 +84,18 @@ def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _insert_and_notify(event: JobEvent) -> tuple[str, list]:
+@cache
+def _insert_and_notify() -> tuple[str, tuple]:
     """On PostgreSQL an event and its NOTIFY are one statement (every transition, and
-    every progress write of a render, records one: a round trip less each): the SQL
-    and the event's values, its columns taken from the model."""
-    fields = [field for field in JobEvent._meta.concrete_fields if not field.primary_key]
+    every progress write of a render, records one: a round trip less each): the SQL,
+    built once, and the fields whose values it takes, from the model."""
+    fields = tuple(field for field in JobEvent._meta.concrete_fields if not field.primary_key)
     quote = connection.ops.quote_name
     sql = (f"WITH event AS (INSERT INTO {quote(JobEvent._meta.db_table)} "
            f"({', '.join(quote(field.column) for field in fields)}) "
            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id) "
            "SELECT id, pg_notify(%s, id || ':' || %s) FROM event")
-    return sql, [field.get_db_prep_save(getattr(event, field.attname), connection)
-                 for field in fields]
+    return sql, fields
 
 
 def record(job_id, kind: str, *, actor: str = "system", message: str = "",
@@ -107,7 +108,9 @@ def record(job_id, kind: str, *, actor: str = "system", message: str = "",
     # The NOTIFY is a wake-up hint only: listeners read the JobEvent table for the
     # facts, so a lost notification costs latency, never correctness.
     # Payload: "<event id>:<job id>:<status or kind>".
-    sql, values = _insert_and_notify(event)
+    sql, fields = _insert_and_notify()
+    values = [field.get_db_prep_save(getattr(event, field.attname), connection)
+              for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*values, NOTIFY_CHANNEL, f"{event.job_id}:{to_status or kind}"])
         event.pk = cursor.fetchone()[0]

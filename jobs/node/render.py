@@ -37,6 +37,7 @@ from jobs.node.procs import RenderProcess, without_nul
 from jobs.node.progress import LogBuffer
 from jobs.node.publish import (
     MoveInFailed,
+    Published,
     PublishError,
     output_folder,
     output_name,
@@ -295,6 +296,18 @@ class Render:
             self.progress_dirty = False
         return code, wall
 
+    def _move_out(self, result: Path, folder: Path) -> Published:
+        """``publish``; once more, after the render's process has ended, if what it left
+        running held the file (After Effects lingering after aerender, on Windows)."""
+        name, tag = output_name(self.job, result), self.job.lease.hex[:12]
+        try:
+            return publish(result, folder, name, tag=tag)
+        except MoveInFailed:
+            if not self.finishing:
+                raise
+            self._end_finishing()  # its guard has swept what it left behind
+            return publish(result, folder, name, tag=tag)
+
     def _end_finishing(self) -> None:
         """Wait for the process of a render that reported success to end."""
         if self.finishing:
@@ -367,17 +380,7 @@ class Render:
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         folder = self._persist("reading the output folder", output_folder, job)
         try:
-            try:
-                published = publish(result, folder, output_name(job, result),
-                                    tag=job.lease.hex[:12])
-            except MoveInFailed:
-                if not self.finishing:
-                    raise
-                # What the render left running may still hold its output (After Effects
-                # lingering after aerender, on Windows): once its guard has swept, again.
-                self._end_finishing()
-                published = publish(result, folder, output_name(job, result),
-                                    tag=job.lease.hex[:12])
+            published = self._move_out(result, folder)
         except PublishError as exc:
             return self._crashed(str(exc), code=PUBLISH_FAILED)
         refused = self._wrap_up()

@@ -114,9 +114,9 @@
   // long outage a page went on saying "Reconnecting…" for up to a minute after the
   // server was back. Here a wait never passes 5 s, and is spread over its upper half so
   // that the studio's open pages do not all knock in the same instant.
-  var MAX_RECONNECT_MS = 5000;
+  function backoff(tries) { return Math.min(500 * Math.pow(2, tries), 5000); }
   function reconnectDelay(retries) {
-    var ceiling = Math.min(500 * Math.pow(2, retries), MAX_RECONNECT_MS);
+    var ceiling = backoff(retries);
     return ceiling / 2 + Math.random() * ceiling / 2;
   }
   if (window.htmx) htmx.config.wsReconnectDelay = reconnectDelay;
@@ -189,7 +189,7 @@
     }, function () {
       setTimeout(function () {
         if (connected && lostAt) catchUp(attempt + 1);
-      }, Math.min(500 * Math.pow(2, attempt), MAX_RECONNECT_MS));
+      }, backoff(attempt));
     });
   }
 
