@@ -197,11 +197,12 @@ def test_a_real_worker_makes_the_poster_frame_and_preview_after_completing(farm,
 
     wait_status(job, Status.COMPLETED, Status.FAILED)
     assert job.status == Status.COMPLETED, job.error
-    made = wait_for(lambda: JobProxy.objects.filter(job=job).first(), timeout=60,
-                    message="no preview video was made")
+    # The video is stored a moment before its follow-up is marked done: wait for the mark.
+    wanted = {"thumbnail": FollowUp.DONE, "proxy": FollowUp.DONE}
+    wait_for(lambda: dict(JobFollowUp.objects.filter(job=job).values_list("kind", "status"))
+             == wanted, timeout=60, message="the poster frame and preview were not both made")
+    made = JobProxy.objects.get(job=job)
     assert made.size > 0 and (made.width, made.height) == (320, 180)
-    done = dict(JobFollowUp.objects.filter(job=job).values_list("kind", "status"))
-    assert done == {"thumbnail": FollowUp.DONE, "proxy": FollowUp.DONE}
     # Nothing of it before COMPLETED: the poster frame comes first, then the video.
     completed_at = job.events.get(to_status=Status.COMPLETED).created_at
     poster_at = job.events.get(kind="thumbnail").created_at
