@@ -193,19 +193,61 @@
     });
   }
 
+  // Signed out, or the job gone: the page says so and asks nothing more. Its panels'
+  // own polls (the log tail, the output file) would otherwise fetch the sign-in page
+  // into a panel, or a 404 every few seconds (which Django's debug mode shows as the
+  // whole page).
+  var ended = null;
+
+  function lose(why) {
+    connected = false;
+    if (why !== "connection") ended = why;
+    setLive(false, ended || why);
+    if (!lostAt) lostAt = new Date();
+    markStale(true, ended || why);
+  }
+
   document.body.addEventListener("htmx:wsOpen", function () {
+    if (ended) return;
     connected = true;
     setLive(true);
     if (lostAt) catchUp(0);
   });
   document.body.addEventListener("htmx:wsClose", function (event) {
     var closed = event.detail && event.detail.event;
-    var why = (closed && LOST[closed.code]) || "connection";
-    connected = false;
-    setLive(false, why);
-    if (!lostAt) lostAt = new Date();
-    markStale(true, why);
+    lose((closed && LOST[closed.code]) || "connection");
   });
+
+  // A panel's request can learn it first, while the socket is away or before it hears.
+  function endedBy(xhr) {
+    var note = $("#stale-note");
+    if (!note || !$(".live-area")) return null;
+    var signIn = $('[data-lost="signed-out"] a', note);
+    if (signIn && xhr.responseURL &&
+        new URL(xhr.responseURL).pathname === new URL(signIn.href).pathname) return "signed-out";
+    if (xhr.status === 404 && $('[data-lost="gone"]', note)) return "gone";
+    return null;
+  }
+  document.body.addEventListener("htmx:beforeOnLoad", function (event) {
+    var why = endedBy(event.detail.xhr);
+    if (!why) return;
+    event.preventDefault();  // nothing of that answer is swapped in
+    event.stopPropagation();
+    lose(why);
+  });
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    if (ended) event.preventDefault();
+  });
+  // The socket extension may have set its next try already: that try gets a socket
+  // that is closed and never calls back, so the page knocks no more.
+  if (window.htmx && htmx.createWebSocket) {
+    var openSocket = htmx.createWebSocket;
+    htmx.createWebSocket = function (url) {
+      if (!ended) return openSocket(url);
+      return { readyState: 3, OPEN: 1, close: function () {}, send: function () {},
+               addEventListener: function () {} };
+    };
+  }
 
   // --- Times: the viewer's own time zone, "just now", elapsed -----------------------
   var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "";

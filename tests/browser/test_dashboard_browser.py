@@ -708,6 +708,59 @@ def test_a_page_whose_session_ended_says_so_and_stops_knocking(farm, daphne, chr
     bobs_context.close()
 
 
+def test_a_job_page_whose_own_panel_hears_first_says_so_and_asks_nothing_more(
+        farm, daphne, chromium, user, other_user, settings):
+    # The socket is not the only one asking: while a job is active its page polls its
+    # output file and log tail. With the server up the socket hears nothing of a session
+    # that ended or a job deleted, so here a poll is what finds out. Before, the poll
+    # swapped the sign-in page into the file panel, or (in debug mode) a 404 page over
+    # the whole page, and went on polling.
+    from django.contrib.sessions.models import Session
+    from playwright.sync_api import expect
+
+    set_password(user, settings)
+    set_password(other_user, settings)
+    alices = Job.objects.create(user=user, status=Status.QUEUED,
+                                project_path="D:\\Dropbox\\alice.aep")
+    bobs = Job.objects.create(user=other_user, status=Status.QUEUED,
+                              project_path="D:\\Dropbox\\bob.aep")
+    base = daphne.base
+    pages, asked = {}, {}
+    for person, job in (("alice", alices.pk), ("bob", bobs.pk)):
+        page = chromium.new_context(timezone_id=ZONE).new_page()
+        sign_in(page, base, person, next_url=f"/jobs/{job}")
+        expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
+        asked[person] = seen = []
+        page.on("request", lambda request, seen=seen: seen.append(request.url))
+        pages[person] = page
+
+    Session.objects.filter(pk__in=[
+        session.pk for session in Session.objects.all()
+        if session.get_decoded().get("_auth_user_id") == str(user.pk)]).delete()
+    bob_id = bobs.pk
+    bobs.delete()
+
+    alice, bob = pages["alice"], pages["bob"]
+    expect(alice.locator("#live")).to_have_text("Signed out", timeout=10_000)
+    expect(alice.locator("#stale-note")).to_contain_text(
+        "Signed out.", use_inner_text=True)
+    expect(bob.locator("#live")).to_have_text("Not live", timeout=10_000)
+    expect(bob.locator("#stale-note")).to_contain_text(
+        "This job is no longer here.", use_inner_text=True)
+    for page, job in ((alice, alices.pk), (bob, bob_id)):
+        # The page is still the job's, with no sign-in form or 404 page inside it.
+        expect(page.locator("#job-detail")).to_have_attribute("data-job", str(job))
+        expect(page.locator("#id_login")).to_have_count(0)
+        expect(page.get_by_role("heading", name="Nothing here")).to_have_count(0)
+        expect(page.locator("#job-file")).to_be_visible()
+    # Nothing more is asked: longer than two rounds of the slowest poll (3 s).
+    before = {person: len(seen) for person, seen in asked.items()}
+    alice.wait_for_timeout(6_500)
+    assert {person: len(seen) for person, seen in asked.items()} == before, asked
+    for page in pages.values():
+        page.context.close()
+
+
 def test_notifications_follow_the_permission_and_choices_without_a_reload(
         farm, daphne, chromium, user, settings):
     from playwright.sync_api import expect
