@@ -180,8 +180,9 @@ def run_one(node: RenderNode, stop: threading.Event | None = None) -> JobFollowU
                     run_after=now() + timedelta(seconds=RETRY_SECONDS * row.attempts))
     else:
         _finish(row, status=FollowUp.DONE, finished_at=now(), message=message[:2000])
-    row.refresh_from_db()
-    return row
+    # An admin may have deleted the job meanwhile, and its follow-ups with it: the round
+    # did its work all the same.
+    return JobFollowUp.objects.filter(pk=row.pk).first() or row
 
 
 # --- The thread ------------------------------------------------------------------
