@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from importlib import import_module
+from types import SimpleNamespace
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user
 from django.http import QueryDict
 from django.template.loader import render_to_string
 from django.urls import path
@@ -33,6 +37,13 @@ RECOUNT_SECONDS = 1.0
 # first and closed with its reason; nothing is sent on it.
 UNAUTHENTICATED = 4401
 NOT_FOUND = 4404
+RECONNECT = 1012  # "service restart": the page's socket tries again (and catches up)
+
+# A socket is let in once, at its handshake. What may end that leave while it stays
+# open (signed out elsewhere, an expired session, a password changed, an account
+# switched off, the job deleted) is looked at this often, and the socket closed with
+# its reason; until then it went on receiving the rows of a person signed out.
+LEAVE_CHECK_SECONDS = 30.0
 
 
 class JobsSocket(AsyncWebsocketConsumer):
@@ -53,6 +64,7 @@ class JobsSocket(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
+        self.leave_check = asyncio.ensure_future(self.check_leave())
 
     async def refuse(self, code: int) -> None:
         await self.accept()
@@ -61,9 +73,40 @@ class JobsSocket(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
-        recount = getattr(self, "recount", None)
-        if recount is not None and not recount.done():
-            recount.cancel()
+        for name in ("recount", "leave_check"):
+            task = getattr(self, name, None)
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def check_leave(self) -> None:
+        while True:
+            await asyncio.sleep(LEAVE_CHECK_SECONDS)
+            try:
+                code = await database_sync_to_async(self.leave_ended)()
+            except Exception:  # a database away is no reason to end the page's leave
+                continue
+            if code is not None:
+                await self.close(code=code)
+                return
+
+    def leave_ended(self) -> int | None:
+        """The close code once this socket may no longer follow what it follows."""
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        if key is None:
+            return UNAUTHENTICATED
+        # Django's own answer for a request with this session: expiry, the password's
+        # hash, the backend, and an account switched off are all looked at there.
+        fresh = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        now = get_user(SimpleNamespace(session=fresh))
+        if not now.is_authenticated or now.pk != self.user.pk:
+            return UNAUTHENTICATED
+        if now.is_admin != self.user.is_admin:
+            return RECONNECT  # what it may see changed: the page asks again at once
+        return self.gone(now)
+
+    def gone(self, person: User) -> int | None:
+        return None
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the page never talks back
@@ -162,6 +205,11 @@ class JobDetailSocket(JobsSocket):
         self.job_id = str(job_id)
         return [job_group(job_id)]
 
+    def gone(self, person: User) -> int | None:
+        from jobs.access import visible_jobs
+
+        return None if visible_jobs(person).filter(pk=self.job_id).exists() else NOT_FOUND
+
     async def job_row(self, event):
         pass
 
@@ -213,6 +261,11 @@ class BatchSocket(JobsSocket):
             return None
         self.batch_id = str(batch_id)
         return [batch_group(batch_id)]
+
+    def gone(self, person: User) -> int | None:
+        from jobs.access import visible_batches
+
+        return None if visible_batches(person).filter(pk=self.batch_id).exists() else NOT_FOUND
 
     async def batch_rows(self, event):
         if event.get("batch_id") != self.batch_id:

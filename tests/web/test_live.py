@@ -128,6 +128,67 @@ def test_a_user_cannot_follow_another_users_job(user, other_user):
     run(scenario)
 
 
+@pytest.fixture
+def leave_checked_often(monkeypatch):
+    from jobs.web import consumers
+
+    monkeypatch.setattr(consumers, "LEAVE_CHECK_SECONDS", 0.1)
+
+
+def end_sessions(person):
+    from django.contrib.sessions.models import Session
+
+    Session.objects.filter(pk__in=[
+        session.pk for session in Session.objects.all()
+        if session.get_decoded().get("_auth_user_id") == str(person.pk)]).delete()
+
+
+@pytest.mark.parametrize("what, path, code", [
+    ("signed out elsewhere", "/ws/jobs", 4401),
+    ("account switched off", "/ws/jobs", 4401),
+    ("password changed", "/ws/jobs", 4401),
+    ("made an admin", "/ws/jobs", 1012),
+    ("signed out elsewhere", "/ws/jobs/{job}", 4401),
+    ("job deleted", "/ws/jobs/{job}", 4404),
+    ("job given to another", "/ws/jobs/{job}", 4404),
+])
+def test_an_open_socket_is_closed_once_its_leave_ends(user, other_user, leave_checked_often,
+                                                       what, path, code):
+    # Let in at its handshake, a socket used to stay open for as long as the page did,
+    # receiving the rows of someone signed out or switched off.
+    job = make_job(user)
+    change = {
+        "signed out elsewhere": lambda: end_sessions(user),
+        "account switched off": lambda: type(user).objects.filter(pk=user.pk).update(
+            is_active=False),
+        "password changed": lambda: (user.set_password("changed"), user.save()),
+        "made an admin": lambda: type(user).objects.filter(pk=user.pk).update(role="ADMIN"),
+        "job deleted": lambda: Job.objects.filter(pk=job.pk).delete(),
+        "job given to another": lambda: Job.objects.filter(pk=job.pk).update(
+            user=other_user),
+    }[what]
+
+    async def scenario():
+        communicator = socket(path.format(job=job.pk), user)
+        connected, _ = await communicator.connect()
+        assert connected
+        # Checked several times over while nothing changed: it stays open (what it
+        # sends meanwhile, the queue estimate, is no matter here).
+        loop = asyncio.get_running_loop()
+        calm = loop.time() + 0.5
+        while (left := calm - loop.time()) > 0:
+            if not await communicator.receive_nothing(timeout=left):
+                message = await communicator.receive_output()
+                assert message["type"] == "websocket.send", message
+        await database_sync_to_async(change)()
+        message = await communicator.receive_output(timeout=WAIT)
+        while message["type"] == "websocket.send":
+            message = await communicator.receive_output(timeout=WAIT)
+        assert message == {"type": "websocket.close", "code": code}
+
+    run(scenario)
+
+
 # --- The job list ------------------------------------------------------------------------------
 
 
