@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import random
 from importlib import import_module
 from types import SimpleNamespace
 
@@ -30,6 +32,8 @@ from jobs.web.live import ADMINS, batch_group, bridge, job_group, notify_group, 
 # covers every change in between).
 RECOUNT_SECONDS = 1.0
 
+log = logging.getLogger(__name__)
+
 # Close codes in the application range, so the browser can tell why. A socket
 # refused before its handshake is accepted reaches a browser as an HTTP 403, which
 # it reports as a lost connection (1006): the page said "Reconnecting…" and knocked
@@ -44,6 +48,10 @@ RECONNECT = 1012  # "service restart": the page's socket tries again (and catche
 # switched off, the job deleted) is looked at this often, and the socket closed with
 # its reason; until then it went on receiving the rows of a person signed out.
 LEAVE_CHECK_SECONDS = 30.0
+
+
+def _nothing(*args, **kwargs) -> None:
+    return None
 
 
 class JobsSocket(AsyncWebsocketConsumer):
@@ -79,13 +87,24 @@ class JobsSocket(AsyncWebsocketConsumer):
                 task.cancel()
 
     async def check_leave(self) -> None:
+        # The first look at a random point of the period: after a server restart every
+        # page connects within a second, and their looks would queue together at each
+        # turn on the one thread the sockets share for the database.
+        wait = random.uniform(0.5, 1.0) * LEAVE_CHECK_SECONDS
         while True:
-            await asyncio.sleep(LEAVE_CHECK_SECONDS)
+            await asyncio.sleep(wait)
+            wait = LEAVE_CHECK_SECONDS
             try:
                 code = await database_sync_to_async(self.leave_ended)()
             except Exception:  # a database away is no reason to end the page's leave
+                log.warning("live socket: could not check its leave", exc_info=True)
                 continue
             if code is not None:
+                # Out of the groups first: a row pushed between the close and its
+                # answer would be sent on a closed socket.
+                for group in self.groups_joined:
+                    await self.channel_layer.group_discard(group, self.channel_name)
+                self.groups_joined = []
                 await self.close(code=code)
                 return
 
@@ -95,12 +114,17 @@ class JobsSocket(AsyncWebsocketConsumer):
         key = getattr(session, "session_key", None)
         if key is None:
             return UNAUTHENTICATED
-        # Django's own answer for a request with this session: expiry, the password's
-        # hash, the backend, and an account switched off are all looked at there.
-        fresh = import_module(settings.SESSION_ENGINE).SessionStore(key)
-        now = get_user(SimpleNamespace(session=fresh))
+        # Django's own answer for a request with this session (expiry, the password's
+        # hash, the backend, an account switched off), from a copy that changes
+        # nothing: get_user may cycle or flush the session it is given.
+        peek = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        peek.cycle_key = peek.flush = _nothing  # (a subclass would not decode: its salt)
+        now = get_user(SimpleNamespace(session=peek))
         if not now.is_authenticated or now.pk != self.user.pk:
-            return UNAUTHENTICATED
+            # Not 4401 yet: the browser's cookie may hold a newer session (a password
+            # changed on this page gives the session a new key). The page's socket tries
+            # again at once, and its handshake, with the cookie it has now, decides.
+            return RECONNECT
         if now.is_admin != self.user.is_admin:
             return RECONNECT  # what it may see changed: the page asks again at once
         return self.gone(now)

@@ -143,33 +143,60 @@ def end_sessions(person):
         if session.get_decoded().get("_auth_user_id") == str(person.pk)]).delete()
 
 
-@pytest.mark.parametrize("what, path, code", [
-    ("signed out elsewhere", "/ws/jobs", 4401),
-    ("account switched off", "/ws/jobs", 4401),
-    ("password changed", "/ws/jobs", 4401),
-    ("made an admin", "/ws/jobs", 1012),
-    ("signed out elsewhere", "/ws/jobs/{job}", 4401),
-    ("job deleted", "/ws/jobs/{job}", 4404),
-    ("job given to another", "/ws/jobs/{job}", 4404),
+@pytest.mark.parametrize("what, path, then", [
+    ("signed out elsewhere", "/ws/jobs", "signed out"),
+    ("account switched off", "/ws/jobs", "signed out"),
+    ("password changed elsewhere", "/ws/jobs", "signed out"),
+    ("session renewed on this page", "/ws/jobs", "back"),
+    ("made an admin", "/ws/jobs", "back"),
+    ("signed out elsewhere", "/ws/jobs/{job}", "signed out"),
+    ("job deleted", "/ws/jobs/{job}", "gone"),
+    ("job given to another", "/ws/jobs/{job}", "gone"),
+    ("batch deleted", "/ws/batches/{batch}", "gone"),
 ])
 def test_an_open_socket_is_closed_once_its_leave_ends(user, other_user, leave_checked_often,
-                                                       what, path, code):
+                                                       what, path, then):
     # Let in at its handshake, a socket used to stay open for as long as the page did,
     # receiving the rows of someone signed out or switched off.
+    from django.contrib.sessions.models import Session
+
+    from jobs.models import Batch
+
     job = make_job(user)
+    batch = Batch.objects.create(user=user, project_path="D:\\Dropbox\\a.aep", path_key="k")
+    cookie = {"now": session_cookie(user)}
+
+    def renew():
+        # What a password changed on this very page does: a new session, the old one gone.
+        old, cookie["now"] = cookie["now"], session_cookie(user)
+        Session.objects.filter(pk=old).delete()
+
     change = {
         "signed out elsewhere": lambda: end_sessions(user),
         "account switched off": lambda: type(user).objects.filter(pk=user.pk).update(
             is_active=False),
-        "password changed": lambda: (user.set_password("changed"), user.save()),
+        "password changed elsewhere": lambda: (user.set_password("changed"), user.save()),
+        "session renewed on this page": renew,
         "made an admin": lambda: type(user).objects.filter(pk=user.pk).update(role="ADMIN"),
         "job deleted": lambda: Job.objects.filter(pk=job.pk).delete(),
         "job given to another": lambda: Job.objects.filter(pk=job.pk).update(
             user=other_user),
+        "batch deleted": lambda: Batch.objects.filter(pk=batch.pk).delete(),
     }[what]
+    where = path.format(job=job.pk, batch=batch.pk)
+
+    def page_socket():
+        return WebsocketCommunicator(application, where, headers=[
+            (b"origin", b"http://localhost"), (b"cookie", f"sessionid={cookie['now']}".encode())])
+
+    async def closed(communicator) -> dict:
+        message = await communicator.receive_output(timeout=WAIT)
+        while message["type"] == "websocket.send":
+            message = await communicator.receive_output(timeout=WAIT)
+        return message
 
     async def scenario():
-        communicator = socket(path.format(job=job.pk), user)
+        communicator = page_socket()
         connected, _ = await communicator.connect()
         assert connected
         # Checked several times over while nothing changed: it stays open (what it
@@ -181,10 +208,20 @@ def test_an_open_socket_is_closed_once_its_leave_ends(user, other_user, leave_ch
                 message = await communicator.receive_output()
                 assert message["type"] == "websocket.send", message
         await database_sync_to_async(change)()
-        message = await communicator.receive_output(timeout=WAIT)
-        while message["type"] == "websocket.send":
-            message = await communicator.receive_output(timeout=WAIT)
-        assert message == {"type": "websocket.close", "code": code}
+        if then == "gone":
+            assert await closed(communicator) == {"type": "websocket.close", "code": 4404}
+            return
+        # A session that no longer holds, or a role that changed: the page tries again
+        # at once, and the handshake, with the cookie the browser has now, decides.
+        assert await closed(communicator) == {"type": "websocket.close", "code": 1012}
+        again = page_socket()
+        if then == "signed out":
+            assert await refusal(again) == 4401
+        else:
+            connected, _ = await again.connect()
+            assert connected
+            assert await again.receive_nothing(timeout=0.3)
+            await again.disconnect()
 
     run(scenario)
 
