@@ -198,10 +198,16 @@
   // into a panel, or a 404 every few seconds (which Django's debug mode shows as the
   // whole page).
   var ended = null;
+  var liveSocket = null;  // the socket open now, if any
 
   function lose(why) {
     connected = false;
-    if (why !== "connection") ended = why;
+    if (why !== "connection" && !ended) {
+      ended = why;
+      // A panel may have heard first, with the socket still open: it closes (1000 is
+      // not a code the extension tries again after), and nothing it sent is shown.
+      if (liveSocket && liveSocket.readyState === 1) liveSocket.close(1000);
+    }
     setLive(false, ended || why);
     if (!lostAt) lostAt = new Date();
     markStale(true, ended || why);
@@ -235,15 +241,22 @@
     event.stopPropagation();
     lose(why);
   });
-  document.body.addEventListener("htmx:beforeRequest", function (event) {
+  document.body.addEventListener("htmx:wsBeforeMessage", function (event) {
     if (ended) event.preventDefault();
+  });
+  // The panels' own polls stop; what a person clicks still goes (and its answer, the
+  // sign-in page or a 404, is not swapped in either).
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    var config = event.detail.requestConfig;
+    var cause = config && config.triggeringEvent;
+    if (ended && !(cause && cause.isTrusted)) event.preventDefault();
   });
   // The socket extension may have set its next try already: that try gets a socket
   // that is closed and never calls back, so the page knocks no more.
   if (window.htmx && htmx.createWebSocket) {
     var openSocket = htmx.createWebSocket;
     htmx.createWebSocket = function (url) {
-      if (!ended) return openSocket(url);
+      if (!ended) return (liveSocket = openSocket(url));
       return { readyState: 3, OPEN: 1, close: function () {}, send: function () {},
                addEventListener: function () {} };
     };

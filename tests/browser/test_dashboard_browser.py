@@ -726,8 +726,18 @@ def test_a_job_page_whose_own_panel_hears_first_says_so_and_asks_nothing_more(
                               project_path="D:\\Dropbox\\bob.aep")
     base = daphne.base
     pages, asked = {}, {}
+    # The page's sockets, kept to see that they end too.
+    sockets = """(() => {
+        const Socket = window.WebSocket; window.__sockets = [];
+        window.WebSocket = function (url, protocols) {
+            const socket = new Socket(url, protocols);
+            if (url.includes("/ws/jobs")) window.__sockets.push(socket);
+            return socket; };
+    })();"""
     for person, job in (("alice", alices.pk), ("bob", bobs.pk)):
-        page = chromium.new_context(timezone_id=ZONE).new_page()
+        context = chromium.new_context(timezone_id=ZONE)
+        context.add_init_script(sockets)
+        page = context.new_page()
         sign_in(page, base, person, next_url=f"/jobs/{job}")
         expect(page.locator("#live")).to_have_text("Live", timeout=LIVE)
         asked[person] = seen = []
@@ -753,6 +763,10 @@ def test_a_job_page_whose_own_panel_hears_first_says_so_and_asks_nothing_more(
         expect(page.locator("#id_login")).to_have_count(0)
         expect(page.get_by_role("heading", name="Nothing here")).to_have_count(0)
         expect(page.locator("#job-file")).to_be_visible()
+        # Its socket, still open when the panel heard, is closed by the page.
+        page.wait_for_function("window.__sockets.length > 0 && "
+                               "window.__sockets.every((s) => s.readyState === 3)",
+                               timeout=5_000)
     # Nothing more is asked: longer than two rounds of the slowest poll (3 s).
     before = {person: len(seen) for person, seen in asked.items()}
     alice.wait_for_timeout(6_500)
