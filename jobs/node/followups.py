@@ -170,6 +170,12 @@ def run_one(node: RenderNode, stop: threading.Event | None = None) -> JobFollowU
     except Nothing as nothing:
         _finish(row, status=FollowUp.DONE, finished_at=now(), message=str(nothing)[:2000])
     except Exception as exc:  # Retry, or anything the work did not expect
+        if not Job.objects.filter(pk=row.job_id).exists():
+            # Deleted while its follow-up ran (what the work stored went with it, or
+            # failed on the missing job): nothing is left to retry or to report.
+            log.info("follow-up %s of job %s: the job was deleted meanwhile",
+                     row.kind, row.job_id)
+            return row
         if not isinstance(exc, Retry):
             log.exception("follow-up %s of job %s failed", row.kind, row.job_id)
         why = str(exc) or type(exc).__name__
