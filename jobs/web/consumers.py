@@ -78,9 +78,13 @@ class JobsSocket(AsyncWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
-    async def disconnect(self, code):
+    async def leave_groups(self) -> None:
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = []
+
+    async def disconnect(self, code):
+        await self.leave_groups()
         for name in ("recount", "leave_check"):
             task = getattr(self, name, None)
             if task is not None and not task.done():
@@ -102,9 +106,7 @@ class JobsSocket(AsyncWebsocketConsumer):
             if code is not None:
                 # Out of the groups first: a row pushed between the close and its
                 # answer would be sent on a closed socket.
-                for group in self.groups_joined:
-                    await self.channel_layer.group_discard(group, self.channel_name)
-                self.groups_joined = []
+                await self.leave_groups()
                 await self.close(code=code)
                 return
 
@@ -127,10 +129,12 @@ class JobsSocket(AsyncWebsocketConsumer):
             return RECONNECT
         if now.is_admin != self.user.is_admin:
             return RECONNECT  # what it may see changed: the page asks again at once
-        return self.gone(now)
+        return None if self.sees(now) else NOT_FOUND
 
-    def gone(self, person: User) -> int | None:
-        return None
+    def sees(self, person: User) -> bool:
+        """Whether ``person`` may follow what this socket follows (the one job or batch
+        of its page; the list and notifications follow the person's own)."""
+        return True
 
     async def receive(self, text_data=None, bytes_data=None):
         pass  # the page never talks back
@@ -220,19 +224,15 @@ class JobDetailSocket(JobsSocket):
     """``/ws/jobs/<id>``: one job's status, progress, facts and timeline."""
 
     async def groups_for_user(self):
-        from jobs.access import visible_jobs
-
-        job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        visible = visible_jobs(self.user).filter(pk=job_id)  # lazy: no query yet
-        if not await database_sync_to_async(visible.exists)():
+        self.job_id = str(self.scope["url_route"]["kwargs"]["job_id"])
+        if not await database_sync_to_async(self.sees)(self.user):
             return None
-        self.job_id = str(job_id)
-        return [job_group(job_id)]
+        return [job_group(self.job_id)]
 
-    def gone(self, person: User) -> int | None:
+    def sees(self, person: User) -> bool:
         from jobs.access import visible_jobs
 
-        return None if visible_jobs(person).filter(pk=self.job_id).exists() else NOT_FOUND
+        return visible_jobs(person).filter(pk=self.job_id).exists()
 
     async def job_row(self, event):
         pass
@@ -277,19 +277,15 @@ class BatchSocket(JobsSocket):
     """``/ws/batches/<id>``: a batch's row cards and counts."""
 
     async def groups_for_user(self):
-        from jobs.access import visible_batches
-
-        batch_id = self.scope["url_route"]["kwargs"]["batch_id"]
-        visible = visible_batches(self.user).filter(pk=batch_id)  # lazy: no query yet
-        if not await database_sync_to_async(visible.exists)():
+        self.batch_id = str(self.scope["url_route"]["kwargs"]["batch_id"])
+        if not await database_sync_to_async(self.sees)(self.user):
             return None
-        self.batch_id = str(batch_id)
-        return [batch_group(batch_id)]
+        return [batch_group(self.batch_id)]
 
-    def gone(self, person: User) -> int | None:
+    def sees(self, person: User) -> bool:
         from jobs.access import visible_batches
 
-        return None if visible_batches(person).filter(pk=self.batch_id).exists() else NOT_FOUND
+        return visible_batches(person).filter(pk=self.batch_id).exists()
 
     async def batch_rows(self, event):
         if event.get("batch_id") != self.batch_id:
