@@ -23,7 +23,7 @@ from django.utils import timezone
 from jobs.models import FollowUp, Job, JobFollowUp, JobLog, JobProxy, Status
 from tests.helpers.aelogs import sample_lines
 from tests.helpers.browser import LIVE, SCREENSHOTS, set_password, shoot_at_widths, sign_in
-from tests.helpers.common import make_project, wait_for
+from tests.helpers.common import end_sessions, make_project, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -643,7 +643,6 @@ def test_a_batch_page_catches_up_with_what_happened_while_the_server_was_away(
 
 def test_a_page_whose_session_ended_says_so_and_stops_knocking(farm, daphne, chromium, user,
                                                               other_user, settings):
-    from django.contrib.sessions.models import Session
     from playwright.sync_api import expect
 
     set_password(user, settings)
@@ -674,9 +673,7 @@ def test_a_page_whose_session_ended_says_so_and_stops_knocking(farm, daphne, chr
         expect(shown.locator("#live")).to_have_text("Reconnecting…", timeout=LIVE)
     # Meanwhile Alice's session ended (signed out elsewhere, or expired) and Bob's job
     # was deleted.
-    Session.objects.filter(pk__in=[
-        session.pk for session in Session.objects.all()
-        if session.get_decoded().get("_auth_user_id") == str(user.pk)]).delete()
+    end_sessions(user)
     bobs.delete()
     daphne.start()
 
@@ -715,7 +712,6 @@ def test_a_job_page_whose_own_panel_hears_first_says_so_and_asks_nothing_more(
     # that ended or a job deleted, so here a poll is what finds out. Before, the poll
     # swapped the sign-in page into the file panel, or (in debug mode) a 404 page over
     # the whole page, and went on polling.
-    from django.contrib.sessions.models import Session
     from playwright.sync_api import expect
 
     set_password(user, settings)
@@ -744,9 +740,7 @@ def test_a_job_page_whose_own_panel_hears_first_says_so_and_asks_nothing_more(
         page.on("request", lambda request, seen=seen: seen.append(request.url))
         pages[person] = page
 
-    Session.objects.filter(pk__in=[
-        session.pk for session in Session.objects.all()
-        if session.get_decoded().get("_auth_user_id") == str(user.pk)]).delete()
+    end_sessions(user)
     bob_id = bobs.pk
     bobs.delete()
 

@@ -31,6 +31,15 @@ def signed_in(client, user):
     return client
 
 
+def end_sessions(person) -> None:
+    """``person`` signed out everywhere (elsewhere, or their sessions expired)."""
+    from django.contrib.sessions.models import Session
+
+    Session.objects.filter(pk__in=[
+        session.pk for session in Session.objects.all()
+        if session.get_decoded().get("_auth_user_id") == str(person.pk)]).delete()
+
+
 def database_url() -> str:
     """A URL for the database the tests are using right now (the test database)."""
     db = connection.settings_dict

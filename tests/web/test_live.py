@@ -21,6 +21,7 @@ from jobs import lifecycle
 from jobs.models import Job, JobEvent, Status
 from jobs.web.live import Outbox, bridge
 from rendermanager.asgi import application
+from tests.helpers.common import end_sessions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,14 +134,6 @@ def leave_checked_often(monkeypatch):
     from jobs.web import consumers
 
     monkeypatch.setattr(consumers, "LEAVE_CHECK_SECONDS", 0.1)
-
-
-def end_sessions(person):
-    from django.contrib.sessions.models import Session
-
-    Session.objects.filter(pk__in=[
-        session.pk for session in Session.objects.all()
-        if session.get_decoded().get("_auth_user_id") == str(person.pk)]).delete()
 
 
 @pytest.mark.parametrize("what, path, then", [
