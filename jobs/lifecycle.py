@@ -346,12 +346,16 @@ def resume_claims(pause_id) -> None:
     ClaimPause.objects.filter(pk=pause_id).delete()
 
 
-def claim_next(node: RenderNode) -> Job | None:
+def claim_next(node: RenderNode, ahead: bool = False) -> Job | None:
     """Take the highest-priority, oldest queued job for ``node``, or None (also
     while claims are paused farm-wide).
 
     ``frames_total`` is kept: validation read it from the project (jobs.node.preflight).
+    ``ahead``: claimed while the node's current render ends (jobs.node.worker,
+    claim_ahead); the timeline says so.
     """
+    message = (f"Next on {node.name}: preparing while the render before it ends" if ahead
+               else f"Rendering on {node.name}")
     # Paused claims are looked for inside the claim's transaction (below) only: a
     # look before it would be one more round trip on every claim.
     for _ in range(10):
@@ -364,7 +368,7 @@ def claim_next(node: RenderNode) -> Job | None:
                 return None
             lease = uuid.uuid4()
             if transition(job_id, Status.RENDERING, allowed_from=Status.QUEUED,
-                          actor=f"node:{node.name}", message=f"Rendering on {node.name}",
+                          actor=f"node:{node.name}", message=message,
                           node=node, lease=lease, attempts=F("attempts") + 1,
                           # The database's clock: other nodes compare it (overruns).
                           started_at=Now(), last_output_at=Now(),
@@ -504,11 +508,12 @@ def requeue_dead_nodes(actor: str = "system") -> list:
     return moved
 
 
-def release_orphans(node: RenderNode, reason: str, actor: str = "system") -> list:
+def release_orphans(node: RenderNode, reason: str, actor: str = "system", keep=()) -> list:
     """Jobs RENDERING under ``node`` that it is not rendering count as crashed
-    attempts, their node lost (call only from the thread that claims, between renders)."""
+    attempts, their node lost (call only from the thread that claims, between renders).
+    ``keep``: ids of jobs the node holds (one claimed ahead)."""
     released = []
-    orphans = Job.objects.filter(status=Status.RENDERING, node=node)
+    orphans = Job.objects.filter(status=Status.RENDERING, node=node).exclude(pk__in=keep)
     for job_id, lease in orphans.values_list("pk", "lease"):
         if render_crashed(job_id, lease, reason, actor=actor, code=NODE_LOST) is not None:
             released.append(job_id)

@@ -328,6 +328,9 @@ if HEARTBEAT_SECONDS > NODE_TIMEOUT_SECONDS / 2:
 RENDER_STALL_SECONDS = env.float("RENDER_STALL_SECONDS", 600, minimum=1)
 JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", 7, minimum=1)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 0.5, minimum=0.01, maximum=60)
+# A nexrender render due to end within this many seconds (its own estimate) has its
+# node claim the next job and prepare it (jobs.node.worker, claim_ahead); 0: never.
+CLAIM_AHEAD_SECONDS = env.float("CLAIM_AHEAD_SECONDS", 3.0, minimum=0, maximum=600)
 PROGRESS_WRITE_SECONDS = env.float("PROGRESS_WRITE_SECONDS", 1.0, minimum=0, maximum=60)
 RENDER_LOG_MAX_BYTES = env.int("RENDER_LOG_MAX_BYTES", 1_000_000, minimum=10_000)
 PUBLISH_RETRY_SECONDS = env.float("PUBLISH_RETRY_SECONDS", 60, minimum=0, maximum=3600)

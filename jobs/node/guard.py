@@ -169,6 +169,16 @@ def _read_job(into: dict, ready: threading.Event) -> None:
     ready.set()
 
 
+def _pass_on(into) -> None:
+    """What else comes on stdin, line by line, to ``into``; closed at its end."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in iter(sys.stdin.buffer.readline, b""):
+            into.write(line)
+            into.flush()
+    with contextlib.suppress(OSError, ValueError):
+        into.close()
+
+
 def main(argv: list[str]) -> int:
     waiting = len(argv) >= 3 and argv[2] == "--wait"
     rest = argv[3:]
@@ -232,8 +242,13 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(OSError):
                 child.stdin.write(str(job.get("input", "")).encode("utf-8") + b"\n")
                 child.stdin.flush()
-            with contextlib.suppress(OSError):
-                child.stdin.close()
+            if job.get("gated"):
+                # A job claimed ahead: its launcher waits for the worker's "go",
+                # passed on from here (and the end of input, without one).
+                threading.Thread(target=_pass_on, args=(child.stdin,), daemon=True).start()
+            else:
+                with contextlib.suppress(OSError):
+                    child.stdin.close()
         else:
             env = dict(os.environ)
             if job.get("marker"):

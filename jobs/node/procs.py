@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from jobs.node.guard import MARKER_ENV, fresh_processes, kill_all
+from jobs.node.guard import MARKER_ENV, fresh_processes, kill_all, leftovers
 
 __all__ = ["MARKER_ENV", "SPARE_MARK", "RenderProcess", "find_marked", "kill_marked",
            "kill_tree", "spares_of"]
@@ -131,6 +131,7 @@ class RenderProcess:
         self.markers = [marker] if marker else []
         self.argv = [str(arg) for arg in argv]
         self.waiting = wait
+        self.gated = False  # handed ahead of its start (hand, open_gate)
         self.started_at = time.monotonic()
         # -I: the guard needs neither the manager's sys.path nor PYTHON* variables,
         # and -I keeps the start-up cheap and predictable.
@@ -167,15 +168,23 @@ class RenderProcess:
         return self.markers[-1] if self.markers else ""
 
     def hand(self, marker: str, argv: Sequence[str | os.PathLike] | None = None,
-             cwd: str | os.PathLike | None = None, child_input: dict | None = None) -> bool:
+             cwd: str | os.PathLike | None = None, child_input: dict | None = None,
+             gated: bool = False) -> bool:
         """Give a waiting render its job: ``marker`` for what it starts from now on,
         and either ``child_input`` (a JSON line for the waiting launcher, with the
-        marker added) or the ``argv`` to start in ``cwd``. False if it is gone."""
+        marker added) or the ``argv`` to start in ``cwd``. False if it is gone.
+
+        ``gated`` (with ``child_input`` only): the launcher prepares the render but
+        starts aerender only at :meth:`open_gate` (a job claimed ahead)."""
         if not self.waiting or self._popen.poll() is not None:
             return False
+        if gated and child_input is None:
+            raise ValueError("only a launcher can wait at a gate")
         message = {"marker": marker, "cwd": None if cwd is None else str(cwd)}
         if child_input is not None:
-            message["input"] = json.dumps({**child_input, "marker": marker})
+            message["input"] = json.dumps({**child_input, "marker": marker,
+                                           **({"gate": True} if gated else {})})
+            message["gated"] = gated
         else:
             message["argv"] = [str(arg) for arg in argv or ()]
             self.argv = message["argv"]
@@ -183,10 +192,27 @@ class RenderProcess:
             self.markers.append(marker)
         try:
             self._popen.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
-            self._popen.stdin.close()
+            if gated:
+                self._popen.stdin.flush()
+            else:
+                self._popen.stdin.close()
         except (OSError, ValueError):
             return False
         self.waiting = False
+        self.gated = gated
+        return True
+
+    def open_gate(self) -> bool:
+        """Let a render handed ``gated`` start aerender. False if it could not be told
+        (it ended: its output and exit code say why)."""
+        if not self.gated:
+            return True
+        self.gated = False
+        try:
+            self._popen.stdin.write(b"go\n")
+            self._popen.stdin.close()
+        except (OSError, ValueError):
+            return False
         return True
 
     # --- output -------------------------------------------------------------
@@ -316,6 +342,17 @@ class RenderProcess:
             kill_marked(marker, timeout=timeout)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=timeout)
+
+    def sweep(self) -> list[int]:
+        """Kill what carries this render's job marker (aerender, an After Effects it
+        left running), not its root (node.js ending, its guard): the render said it
+        succeeded, so what still runs with its marker is a leftover. Its guard
+        sweeps again when it exits. Only processes started since this one are
+        read (reading every environment is the slow part)."""
+        if not self.markers or SPARE_MARK in self.markers[-1]:
+            return []
+        since = None if self.create_time is None else self.create_time - 1.0
+        return kill_all(leftovers(self.markers[-1:], since=since))
 
     def finish(self, timeout: float) -> list[str]:
         """Let a render that said it succeeded end by itself (its guard sweeps what it

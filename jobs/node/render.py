@@ -99,12 +99,63 @@ class Render:
         # The process said its render succeeded (RenderCommand.done_line) and is
         # ending: the job goes on without waiting for it.
         self.finishing = False
+        # Claimed ahead (jobs.node.worker, claim_ahead): the command was built, and
+        # its process (``ahead_proc``) handed its job to wait at its gate, while the
+        # render before it ran.
+        self.command = None
+        self.command_error: RenderError | None = None
+        self.ahead_proc = False
+        self.claimed_at = now
 
-    def run(self) -> RenderOutcome:
+    def prepare(self) -> None:
+        """Claimed ahead: make the work folder, build the command and hand it to a
+        spare that waits at its gate (jobs.node.spares), all while the render before
+        it runs. Whatever fails here is done again (or reported) by ``run``."""
         job = self.job
+        try:
+            self._set_up()
+            engine = get_engine(job.engine)
+            try:
+                self.command = engine.command(job, self.workdir)
+            except RenderError as exc:
+                self.command_error = exc
+                return
+            spares = getattr(self.worker, "spares", None)
+            if self.command.spare is not None and spares is not None:
+                marker = f"{self.worker.node_name}/{job.pk}/{job.lease}"
+                self.proc = spares.start(self.command, marker, gated=True)
+                self.ahead_proc = self.proc is not None
+        except (outage.GaveUp, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            log.warning("job %s, claimed ahead: preparing failed (%s); it starts when its "
+                        "turn comes", job.pk, exc)
+            self.drop_process()
+            self.command = self.command_error = None
+
+    def drop_process(self) -> None:
+        """Kill the process handed ahead (if any) and remove the work folder."""
+        if self.proc is not None:
+            self.proc.close()
+            self.proc = None
+        self.ahead_proc = False
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def open_gate(self) -> None:
+        """The render before this one has ended: let this one start aerender."""
+        if self.ahead_proc and self.proc is not None and self.proc.gated:
+            self.proc.open_gate()
+            self.last_output = time.monotonic()
+
+    def _set_up(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._persist("reading the earlier attempts' log", self._seed_log)
+
+    def run(self) -> RenderOutcome:
+        job = self.job
+        if self.command is None and self.command_error is None:
+            self._set_up()
         try:
             with watching(self.stop_check):
                 outcome = self._render()
@@ -162,16 +213,24 @@ class Render:
     def _render(self) -> RenderOutcome:
         job, workdir, buffer = self.job, self.workdir, self.buffer
         engine = get_engine(job.engine)
-        try:
-            command = engine.command(job, workdir)
-        except RenderError as exc:
-            return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
+        command, error = self.command, self.command_error
+        if command is None and error is None:
+            try:
+                command = engine.command(job, workdir)
+            except RenderError as exc:
+                error = exc
+        if error is not None:
+            return self._crashed(str(error), permanent=error.permanent, code=error.code)
         progress = engine.progress(job)
         buffer.add(f"=== attempt {job.attempts} on {self.worker.node_name} at "
                    f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC ===")
         self.frames = live_frame.watch(engine, job, workdir)
-        ran = self._run(command, progress, last_write=False)
+        # Its last process: the next job may be claimed ahead while it runs.
+        last = not (job.needs_preview or needs_transcode(job))
+        ran = self._run(command, progress, last_write=False, last=last)
         self._stop_frames(last=not isinstance(ran, RenderOutcome))
+        if last:
+            self._hand_over()
         if isinstance(ran, RenderOutcome):
             return ran
         code, wall = ran
@@ -199,33 +258,56 @@ class Render:
                 return result
         return self._publish(engine, result)
 
-    def _run(self, command, progress, last_write: bool = True) -> RenderOutcome | tuple[int, float]:
+    def _run(self, command, progress, last_write: bool = True,
+             last: bool = False) -> RenderOutcome | tuple[int, float]:
         """Run one command of a render under the watchdogs.
 
         Returns (exit code, wall seconds) when the process ended by itself, or the
         outcome of a stall; raises Interrupted when the render must stop (cancel
         or takeover, shutdown or a stop command, lost contact with the database).
         ``last_write``: write the last progress at the end (else the caller does).
+        ``last``: the render's last process: the node may claim its next job ahead
+        while it runs (Worker.claim_ahead).
         """
         job, buffer = self.job, self.buffer
         marker = f"{self.worker.node_name}/{job.pk}/{job.lease}"
-        if self.finishing:  # this render's own, before its encode
-            self._end_finishing()
-        elif self.proc is not None:
-            self.proc.close()
         settle = getattr(self.worker, "settle", None)
-        if settle is not None:
-            settle()  # the last render's process has ended: renders never overlap
-        spawned = time.monotonic()
-        self.last_output = spawned
+        spares = getattr(self.worker, "spares", None)
+        if command.spare is None:
+            spares = None
+        if self.ahead_proc:
+            # Handed ahead, waiting at its gate (opened already if the render before
+            # it ended well: Render._hand_over).
+            self.ahead_proc = False
+            proc = self.proc
+            if proc.gated:
+                # Not opened as the render before it ended (that one failed or
+                # stopped): its claim is looked at first, as it may have waited.
+                if settle is not None:
+                    settle()
+                lost = outage.best_effort("checking the claim", self._lost_claim)
+                if lost:
+                    raise Interrupted(lost, requeue=False)
+                self.open_gate()
+            spawned = self.last_output
+        else:
+            if self.finishing:  # this render's own, before its encode
+                self._end_finishing()
+            elif self.proc is not None:
+                self.proc.close()
+            if settle is not None:
+                settle()  # the last render's process has ended: renders never overlap
+            spawned = time.monotonic()
+            self.last_output = spawned
+            if spares is not None:
+                self.proc = proc = spares.start(command, marker)
+            else:
+                self.proc = proc = RenderProcess(command.argv, command.env, command.cwd,
+                                                 marker)
         done_line = getattr(command, "done_line", None)
         succeeded = False
-        spares = getattr(self.worker, "spares", None)
-        if command.spare is not None and spares is not None:
-            self.proc = proc = spares.start(command, marker)
-        else:
-            spares = None
-            self.proc = proc = RenderProcess(command.argv, command.env, command.cwd, marker)
+        claim_ahead = getattr(self.worker, "claim_ahead", None) \
+            if last and command.handoff is not None else None
         bookkeeping.go()  # the last render's receivers, while this one runs
         self._update("the render's process id", render_pid=proc.pid,
                      render_spawned_at=timezone.now())
@@ -258,6 +340,17 @@ class Render:
                         self.last_output = now
                     if keep is None or keep(line):
                         buffer.append(line)
+            if succeeded:
+                # Nothing more before the next render's start (Render._hand_over): its
+                # exit and its guard's sweep go on beside the publishing, and the
+                # next render waits for them (Worker.settle).
+                code = proc.poll()
+                if code is None:
+                    code, self.finishing = 0, True
+                bookkeeping.hold()
+                break
+            if claim_ahead is not None:
+                claim_ahead(progress, now)
             if self.progress_dirty and \
                     now - self.last_progress_write >= settings.PROGRESS_WRITE_SECONDS:
                 self.last_progress_write = now
@@ -280,10 +373,6 @@ class Render:
                     f"the render {silent} for {settings.RENDER_STALL_SECONDS:g} s "
                     f"and was stopped{hint}", code="stalled")
             code = proc.poll()
-            if code is None and succeeded:
-                # Its exit and its guard's sweep go on beside the publishing; the next
-                # render waits for them (Worker.settle).
-                code, self.finishing = 0, True
             if code is not None:
                 # From here to the next render's start, the node's own work comes
                 # first (jobs.node.bookkeeping).
@@ -295,6 +384,24 @@ class Render:
             outage.best_effort("a progress write", self._write_progress, progress)
             self.progress_dirty = False
         return code, wall
+
+    def _hand_over(self) -> None:
+        """This render's processes are done: a job claimed ahead may start aerender
+        now, beside this one's publishing (Worker.open_ahead). Renders never
+        overlap: its process has ended, or it said it succeeded (aerender has ended)
+        and what still carries its marker (an After Effects left running) is killed
+        first; node.js ending is let end beside the next render."""
+        open_ahead = getattr(self.worker, "open_ahead", None)
+        if open_ahead is None or not getattr(self.worker, "ahead", None):
+            return
+        if self.finishing:
+            killed = self.proc.sweep()
+            if killed:
+                self.buffer.append(f"render manager: killed processes the render left "
+                                   f"behind (pids {killed})")
+        elif self.proc is not None and not self.proc.exited():
+            return  # not reached: a render that did not end is killed, or raised
+        open_ahead()
 
     def _move_out(self, result: Path, folder: Path) -> Published:
         """``publish``; once more, after the render's process has ended, if what it left
@@ -459,7 +566,16 @@ class Render:
     def _lost_claim(self) -> str:
         """Why this render's claim is gone, or "" to go on."""
         job = self.job
-        current = Job.objects.filter(pk=job.pk).values_list("status", "lease").first()
+        # The job claimed ahead (if any) is looked at in the same query: a cancelled
+        # one is let go before it starts.
+        ahead = getattr(self.worker, "ahead", None)
+        ids = [job.pk] if ahead is None or ahead is self else [job.pk, ahead.job.pk]
+        rows = {pk: (status, lease) for pk, status, lease in
+                Job.objects.filter(pk__in=ids).values_list("pk", "status", "lease")}
+        if len(ids) > 1 and rows.get(ids[1]) != (Status.RENDERING, ahead.job.lease):
+            log.info("job %s, claimed ahead, is no longer this node's", ids[1])
+            self.worker.forget_ahead()
+        current = rows.get(job.pk)
         if current is None:
             return "the job was deleted"
         status, lease = current

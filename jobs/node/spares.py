@@ -81,14 +81,20 @@ class Spares:
         if self.proc is None and self.spec is not None:
             self.prepare(self.spec)
 
-    def start(self, command, marker: str) -> RenderProcess:
+    def start(self, command, marker: str, gated: bool = False) -> RenderProcess | None:
         """The process of ``command`` (a RenderCommand with a ``spare``), given its
-        job: the waiting spare if it fits, else a fresh one."""
+        job: the waiting spare if it fits, else a fresh one.
+
+        ``gated`` (a job claimed ahead, jobs.node.worker): handed to wait at its gate
+        (RenderProcess.open_gate) before it starts aerender; None if no process
+        could be handed so (the render then starts later, as any other)."""
         spec = command.spare
         proc = None
+        if gated and command.handoff is None:
+            return None
         if self.proc is not None and self._usable(spec):
             proc, self.proc = self.proc, None
-            if not self._hand(proc, command, marker):
+            if not self._hand(proc, command, marker, gated):
                 log.warning("the spare render process %s died before its job came; "
                             "starting a fresh one", proc.pid)
                 proc.close()
@@ -99,8 +105,10 @@ class Spares:
         if proc is None:
             self.discard()
             proc = self._spawn(spec)
-            if not self._hand(proc, command, marker):
+            if not self._hand(proc, command, marker, gated):
                 proc.close()
+                if gated:
+                    return None
                 # Nothing else to try: a plain start, whose failure the render reports.
                 proc = RenderProcess(command.argv, command.env, command.cwd, marker)
             self.fresh += 1
@@ -145,7 +153,8 @@ class Spares:
         return RenderProcess(spec.argv, dict(spec.env), spec.cwd, marker, wait=True)
 
     @staticmethod
-    def _hand(proc: RenderProcess, command, marker: str) -> bool:
+    def _hand(proc: RenderProcess, command, marker: str, gated: bool = False) -> bool:
         if command.handoff is not None:
-            return proc.hand(marker, cwd=command.cwd, child_input=command.handoff)
+            return proc.hand(marker, cwd=command.cwd, child_input=command.handoff,
+                             gated=gated)
         return proc.hand(marker, argv=command.argv, cwd=command.cwd)

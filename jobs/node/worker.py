@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 SUBMISSION_POLL_SECONDS = 0.1
 
 
+def ahead_give_back_seconds() -> float:
+    """How long a job claimed ahead may wait for the render before it."""
+    return max(10.0, 4 * settings.CLAIM_AHEAD_SECONDS)
+
+
 def default_node_name() -> str:
     return socket.gethostname() or "render-node"
 
@@ -60,6 +65,10 @@ class Worker:
         self.node: RenderNode | None = None
         # The render in progress, for the contact watch (jobs.node.contact).
         self.rendering: Render | None = None
+        # The next job, claimed ahead while the current render ends (claim_ahead).
+        self.ahead: Render | None = None
+        self.ahead_tried_at = 0.0
+        self.ahead_given_back = False  # during the current render
         self.waker = Waker()
         # The validator's own: a submission (NOTIFY on PostgreSQL) starts its check.
         self.submissions = Waker()
@@ -81,6 +90,12 @@ class Worker:
         """(job id, lease) of the render in progress, or None."""
         render = self.rendering
         return None if render is None else (render.job.pk, render.job.lease)
+
+    @property
+    def held(self) -> list[tuple]:
+        """(job id, lease) of every job this node holds: the render in progress and
+        the one claimed ahead."""
+        return [(r.job.pk, r.job.lease) for r in (self.rendering, self.ahead) if r is not None]
 
     @property
     def actor(self) -> str:
@@ -110,9 +125,8 @@ class Worker:
         drain or stop in force) and take back the job being rendered."""
         command = NodeCommand.PARKED if self.parking and self.current is None else self.parking
         self.node = self._upsert_node(command=command)
-        current = self.current
-        if current is not None:
-            Job.objects.filter(pk=current[0], lease=current[1], status=Status.RENDERING,
+        for job_id, lease in self.held:
+            Job.objects.filter(pk=job_id, lease=lease, status=Status.RENDERING,
                                node__isnull=True).update(node=self.node, node_lost_at=None)
         log.warning("render node %s was removed from the database; registered again",
                     self.node_name)
@@ -137,6 +151,7 @@ class Worker:
         if self.validator is not None:
             self.validator.join(timeout=5)
         self.waker.close()
+        self.give_back_ahead("The render node stopped before starting it; back in the queue")
         self.settle()
         self.spares.close()
         bookkeeping.stop()
@@ -242,23 +257,94 @@ class Worker:
         # claims are made by this loop alone, so there can be none then.
         if not self.no_orphans:
             lifecycle.release_orphans(self.node, "The render node lost track of this render",
-                                      actor=self.actor)
+                                      actor=self.actor,
+                                      keep=[self.ahead.job.pk] if self.ahead else ())
         self.no_orphans = False
-        if self.parking:
-            self._park()
+        if self.parking or self.stop_requested.is_set() or self.restart_requested \
+                or self.over_memory():
+            # A job claimed ahead has not started: another node may render it.
+            why = f"{self.parking} requested" if self.parking else "stopping"
+            self.give_back_ahead(f"The render node is not taking new renders ({why}); "
+                                 f"back in the queue")
+            if self.parking:
+                self._park()
             return False
-        if self.stop_requested.is_set() or self.restart_requested:
-            return False
-        if self.over_memory():
-            return False
-        job = lifecycle.claim_next(self.node)
-        if job is None:
-            self.settle()
-            self.prepare_spare()
-            return False
-        outcome = self.render(job)
-        self.no_orphans = outcome.status in (Status.COMPLETED, Status.AWAITING_REVIEW)
+        ahead, self.ahead = self.ahead, None
+        self.ahead_given_back = False
+        if ahead is not None:
+            outcome = self._render(ahead)
+        else:
+            job = lifecycle.claim_next(self.node)
+            if job is None:
+                self.settle()
+                self.prepare_spare()
+                return False
+            outcome = self.render(job)
+        self.no_orphans = outcome.status in (Status.COMPLETED, Status.AWAITING_REVIEW) \
+            and self.ahead is None
         return True
+
+    # --- the next job, claimed ahead ------------------------------------------------
+
+    def claim_ahead(self, progress, now: float) -> None:
+        """Called by the render loop while a render's last process runs: once it is
+        due to end within CLAIM_AHEAD_SECONDS (its own estimate), claim the next job
+        and have its process do everything before aerender (nexrender's set-up,
+        copying the project and assets, scripts), waiting at its gate until this
+        render has ended (open_ahead). A job claimed ahead that waited longer than
+        AHEAD_GIVE_BACK_SECONDS (the estimate was wrong) goes back to the queue,
+        where another node may take it."""
+        limit = settings.CLAIM_AHEAD_SECONDS
+        if limit <= 0 or now - self.ahead_tried_at < settings.WORKER_POLL_SECONDS:
+            return
+        self.ahead_tried_at = now
+        if self.ahead is not None:
+            if now - self.ahead.claimed_at > ahead_give_back_seconds():
+                self.give_back_ahead("The render before it took longer than expected; "
+                                     "back in the queue")
+                self.ahead_given_back = True
+            return
+        if self.ahead_given_back or self.parking or self.stopping() \
+                or self.dead_check_failing:
+            return
+        eta = progress.eta_seconds(now)
+        if eta is None or eta > limit:
+            return
+        try:
+            job = lifecycle.claim_next(self.node, ahead=True)
+        except Error as exc:
+            log.warning("claiming the next job ahead: %s", outage.short(exc))
+            outage.reset()
+            return
+        if job is None:
+            return
+        render = Render(self, job)
+        render.prepare()
+        self.ahead = render
+        self.spares.refill()  # for the job after it, while this render still runs
+
+    def open_ahead(self) -> None:
+        """The render in progress has ended (its processes too): the job claimed
+        ahead may start aerender."""
+        if self.ahead is not None:
+            self.settle()
+            self.ahead.open_gate()
+
+    def give_back_ahead(self, reason: str) -> None:
+        """Put the job claimed ahead back in the queue (attempt not counted), its
+        process killed before it started aerender."""
+        render, self.ahead = self.ahead, None
+        if render is None:
+            return
+        render.drop_process()
+        outage.best_effort("giving back a job claimed ahead", lifecycle.requeue_interrupted,
+                           render.job.pk, render.job.lease, reason, actor=self.actor)
+
+    def forget_ahead(self) -> None:
+        """The job claimed ahead is no longer this node's (cancelled, deleted)."""
+        render, self.ahead = self.ahead, None
+        if render is not None:
+            render.drop_process()
 
     def let_finish(self, proc: RenderProcess, workdir: Path, job_id) -> None:
         """A render reported success while its process is still ending: let it end."""
@@ -326,7 +412,10 @@ class Worker:
     # --- one render -------------------------------------------------------------------
 
     def render(self, job: Job) -> RenderOutcome:
-        self.rendering = render = Render(self, job)
+        return self._render(Render(self, job))
+
+    def _render(self, render: Render) -> RenderOutcome:
+        self.rendering = render
         try:
             return render.run()
         finally:

@@ -20,6 +20,13 @@
 // node.js exits and the guard sweeps, instead of after them.
 // Closing stdin without a line ends the launcher without rendering.
 //
+// A job claimed ahead, while the node's previous render still runs, comes with
+// "gate": true. The CLI then runs nexrender's steps up to the render (setting
+// up, copying the project and assets, scripts) at once, and starts aerender only
+// once the node writes a second line, "go" (when the previous render's processes
+// have ended: two renders never overlap). Closing stdin without "go" ends the
+// launcher (exit code 3) before aerender starts.
+//
 // The Linux start-up workaround (nexrender_linux_preload.js) is loaded with
 // NODE_OPTIONS=--require, as for the CLI started directly.
 'use strict';
@@ -35,6 +42,28 @@ if (!cli) {
 // What bin.js requires, resolved from where bin.js is, so that its own
 // require() calls find them in the module cache.
 const from = { paths: [path.dirname(cli)] };
+
+// The gate of a job claimed ahead: nexrender's render step (core's
+// tasks/render.js, which starts aerender) waits for it. Installed before core is
+// loaded, as core keeps a reference to that step. Without it (another core
+// layout) a gated job waits for "go" before the CLI starts at all.
+let gate = null;
+let openGate = null;
+const gated = (() => {
+    try {
+        const task = path.join(path.dirname(require.resolve('@nexrender/core', from)),
+            'tasks', 'render.js');
+        const step = require(task);
+        if (typeof step !== 'function' || !require.cache[task]) {
+            return false;
+        }
+        require.cache[task].exports = (job, settings) =>
+            (gate ? gate.then(() => step(job, settings)) : step(job, settings));
+        return true;
+    } catch (err) {
+        return false;
+    }
+})();
 for (const name of ['@nexrender/core', 'arg', 'chalk', 'rimraf', '../package.json']) {
     try {
         require(name.startsWith('.') ? path.resolve(path.dirname(cli), name)
@@ -59,25 +88,7 @@ function exitWhenDone(token) {
     };
 }
 
-let input = '';
-let started = false;
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (chunk) => {
-    input += chunk;
-    const end = input.indexOf('\n');
-    if (end < 0 || started) {
-        return;
-    }
-    started = true;
-    process.stdin.removeAllListeners('data');
-    process.stdin.destroy();
-    let job;
-    try {
-        job = JSON.parse(input.slice(0, end));
-    } catch (err) {
-        console.error('nexrender launcher: unreadable job line:', err.message);
-        process.exit(2);
-    }
+function run(job) {
     if (job.marker) {
         process.env[MARKER_ENV] = String(job.marker);
     }
@@ -85,9 +96,51 @@ process.stdin.on('data', (chunk) => {
     process.argv = [process.argv[0], cli, ...job.args];
     exitWhenDone(typeof job.done === 'string' ? job.done : '');
     require(cli);
+}
+
+function stopListening() {
+    process.stdin.removeAllListeners('data');
+    process.stdin.removeAllListeners('end');
+    process.stdin.destroy();
+}
+
+let input = '';
+let job = null;
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+    input += chunk;
+    let end;
+    while ((end = input.indexOf('\n')) >= 0) {
+        const line = input.slice(0, end);
+        input = input.slice(end + 1);
+        if (job === null) {
+            try {
+                job = JSON.parse(line);
+            } catch (err) {
+                console.error('nexrender launcher: unreadable job line:', err.message);
+                process.exit(2);
+            }
+            if (!job.gate) {
+                stopListening();
+                run(job);
+                return;
+            }
+            if (gated) {
+                gate = new Promise((resolve) => { openGate = resolve; });
+                run(job);
+            }
+        } else if (line.trim() === 'go') {
+            stopListening();
+            if (gated) {
+                openGate();
+            } else {
+                run(job);
+            }
+            return;
+        }
+    }
 });
 process.stdin.on('end', () => {
-    if (!started) {
-        process.exit(0);  // let go without a job
-    }
+    // Without a job: let go. A gated job without "go": dropped before aerender.
+    process.exit(job === null ? 0 : 3);
 });
