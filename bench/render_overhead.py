@@ -59,10 +59,10 @@ def show(label: str, figures: dict, first: float | None) -> None:
           f"max {gaps[-1] * 1000:.1f} ms; aerender {figures['aerender_mean']:.2f} s a job"
           f"{first_text})")
     if "parts" in figures:
-        before, after, between = figures["parts"]
-        print(f"    medians: claim -> aerender started {before * 1000:.1f} ms, aerender ended "
-              f"-> COMPLETED {after * 1000:.1f} ms, COMPLETED -> next claim "
-              f"{between * 1000:.1f} ms")
+        between, after, ahead = figures["parts"]
+        print(f"    medians: aerender ended -> the next aerender started {between * 1000:.1f} ms, "
+              f"aerender ended -> COMPLETED {after * 1000:.1f} ms; {ahead} of "
+              f"{figures['n'] - 1} jobs claimed ahead (before the job before them completed)")
 
 
 def ours(args, bench, engine: str, times_file) -> tuple[dict, float]:
@@ -94,15 +94,20 @@ def ours(args, bench, engine: str, times_file) -> tuple[dict, float]:
     runs = aerender_runs_by_key(times_file, rows)
     keys = list(rows)
     figures = backlog_figures([rows[k][2].timestamp() for k in keys], [runs[k] for k in keys])
-    # Where the time outside aerender goes, per job (medians): claim -> aerender
-    # started, aerender ended -> COMPLETED, COMPLETED -> the next claim.
-    order = sorted(keys, key=lambda k: rows[k][1])
-    before = [runs[k]["start"] - rows[k][1].timestamp() for k in order]
+    # Where the time outside aerender goes, per job (medians): from one aerender's end
+    # to the next one's start (the node's turnaround; a job claimed ahead was set up
+    # meanwhile), and from aerender's end to COMPLETED (what a user of that job waits
+    # for); and how many jobs were claimed before the job before them completed.
+    order = sorted(keys, key=lambda k: runs[k]["start"])
+    between = [runs[b]["start"] - runs[a]["end"] for a, b in zip(order, order[1:], strict=False)]
     after = [rows[k][2].timestamp() - runs[k]["end"] for k in order]
-    between = [rows[b][1].timestamp() - rows[a][2].timestamp()
-               for a, b in zip(order, order[1:], strict=False)]
-    figures["parts"] = (statistics.median(before), statistics.median(after),
-                        statistics.median(between))
+    ahead = sum(rows[b][1] < rows[a][2] for a, b in zip(order, order[1:], strict=False))
+    overlapping = [b for a, b in zip(order, order[1:], strict=False)
+                   if runs[b]["start"] < runs[a]["end"]]
+    if overlapping:
+        raise SystemExit(f"{len(overlapping)} aerender run(s) started before the one before "
+                         f"them ended")
+    figures["parts"] = (statistics.median(between), statistics.median(after), ahead)
     first_key = min(keys, key=lambda k: rows[k][2])
     first_run = runs[first_key]
     first = (rows[first_key][2].timestamp() - rows[first_key][1].timestamp()

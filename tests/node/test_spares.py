@@ -90,7 +90,10 @@ def test_a_job_completes_while_its_process_ends_and_the_next_render_waits_for_it
     preload = tmp_path / "slow_exit.js"
     preload.write_text(SLOW_EXIT)
     exits = tmp_path / "exits.txt"
-    farm.start_worker(NODE_OPTIONS=f"--require {preload}", SLOW_EXIT_LOG=exits)
+    # Not claimed ahead (tests/node/test_ahead.py): the later render's process is handed
+    # its job once the earlier one's has ended.
+    farm.start_worker(NODE_OPTIONS=f"--require {preload}", SLOW_EXIT_LOG=exits,
+                      CLAIM_AHEAD_SECONDS=0)
     first = submit(farm, user, "first.aep", frames=3)
     second = submit(farm, user, "second.aep", frames=3)
     for job in (first, second):
