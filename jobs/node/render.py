@@ -113,7 +113,11 @@ class Render:
         it runs. Whatever fails here is done again (or reported) by ``run``."""
         job = self.job
         try:
-            self._set_up()
+            # Inside the render before it: nothing here may wait for the database
+            # (a failed read is done again, waiting, by ``run``).
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._seed_log()
             engine = get_engine(job.engine)
             try:
                 self.command = engine.command(job, self.workdir)
@@ -125,12 +129,15 @@ class Render:
                 marker = f"{self.worker.node_name}/{job.pk}/{job.lease}"
                 self.proc = spares.start(self.command, marker, gated=True)
                 self.ahead_proc = self.proc is not None
-        except (outage.GaveUp, KeyboardInterrupt):
-            raise
+        except (outage.GaveUp, KeyboardInterrupt, Interrupted):
+            raise  # the render before it must stop: it is that render's to handle
         except Exception as exc:
             log.warning("job %s, claimed ahead: preparing failed (%s); it starts when its "
                         "turn comes", job.pk, exc)
+            if isinstance(exc, Error):
+                outage.reset()
             self.drop_process()
+            self.buffer = LogBuffer(settings.RENDER_LOG_MAX_BYTES)
             self.command = self.command_error = None
 
     def drop_process(self) -> None:
