@@ -43,6 +43,7 @@ from jobs.node.publish import (
     output_name,
     publish,
 )
+from jobs.node.retention import discard_temp_dir
 from jobs.submission import presets
 from jobs.submission.paths import output_relative
 from jobs.submission.presets import describe as describe_preset
@@ -59,6 +60,9 @@ PRUNE_PROGRESS_EVERY = 60  # progress writes (a minute at the default pace)
 # (0.3 s before ce531d3; bench/render_overhead.py and bench/dispatch_latency.py
 # measure the choice).
 SPARE_AFTER_SECONDS = 0.0
+# How far into a render the last render's receivers and chores may run beside it, if
+# its first progress does not come sooner (jobs.node.bookkeeping): its start-up first.
+GO_AFTER_SECONDS = 0.5
 # How long a render's process may take to end once its render reported success
 # (RenderCommand.done_line: node.js exiting, the guard's sweep, milliseconds)
 # before it is killed.
@@ -146,7 +150,7 @@ class Render:
             self.proc.close()
             self.proc = None
         self.ahead_proc = False
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        discard_temp_dir(self.workdir)
 
     def open_gate(self) -> None:
         """The render before this one has ended: let this one start aerender."""
@@ -208,7 +212,7 @@ class Render:
             else:
                 if self.proc is not None:
                     self.proc.close()  # ends its reader thread, even after a flood
-                shutil.rmtree(self.workdir, ignore_errors=True)
+                discard_temp_dir(self.workdir)
             # Beside the next render: nothing waits for this. Only what is older than
             # now: the next render may be another attempt of this very job.
             bookkeeping.later(outage.best_effort, "removing progress events",
@@ -248,13 +252,18 @@ class Render:
         # The last progress, with the render time and warnings, in one write and
         # without an event: whatever comes next (a failure, encoding, publishing)
         # records one, and open pages then read all of it.
-        outage.best_effort("the render's end", self._write_progress, progress, event=False,
-                           render_seconds=wall, warnings=warnings)
-        self.progress_dirty = False
+        end = {"render_seconds": wall, "warnings": warnings}
         try:
             engine.check(job, workdir, progress, code)
         except RenderError as exc:
+            self._end_write(progress, **end)
             return self._crashed(str(exc), permanent=exc.permanent, code=exc.code)
+        if last:
+            # Publishing is next: its phase goes in the same write, which is also the
+            # claim check before it.
+            return self._publish(engine, mine=self._end_write(progress, phase=Phase.PUBLISHING,
+                                                              **end))
+        self._end_write(progress, **end)
         if job.needs_preview:
             return self._preview(engine)
         result = None
@@ -315,7 +324,9 @@ class Render:
         succeeded = False
         claim_ahead = getattr(self.worker, "claim_ahead", None) \
             if last and command.handoff is not None else None
-        bookkeeping.go()  # the last render's receivers, while this one runs
+        # The last render's receivers (and its temp folder's removal) run beside this
+        # one once it is under way: its first progress, or GO_AFTER_SECONDS.
+        held = True
         self._update("the render's process id", render_pid=proc.pid,
                      render_spawned_at=timezone.now())
         # Parsers may keep their own chatter (ffmpeg's progress blocks) out of the log.
@@ -347,6 +358,9 @@ class Render:
                         self.last_output = now
                     if keep is None or keep(line):
                         buffer.append(line)
+            if held and (self.progress_dirty or now - spawned >= GO_AFTER_SECONDS):
+                bookkeeping.go()
+                held = False
             if succeeded:
                 # Nothing more before the next render's start (Render._hand_over): its
                 # exit and its guard's sweep go on beside the publishing, and the
@@ -476,11 +490,14 @@ class Render:
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing the preview")
         return RenderOutcome(Status.AWAITING_REVIEW)
 
-    def _publish(self, engine, result: Path | None = None) -> RenderOutcome:
+    def _publish(self, engine, result: Path | None = None, mine: int | None = -1) -> RenderOutcome:
+        """``mine``: the rows of the write that set the phase to publishing, if the
+        caller made it (else it is made here)."""
         job = self.job
         # The phase is written under the claim: no row changed, the claim is gone.
         # (During an outage, None: the claim is checked once the database is back.)
-        mine = self._update("the phase", phase=Phase.PUBLISHING)
+        if mine == -1:
+            mine = self._update("the phase", phase=Phase.PUBLISHING)
         if mine == 0:
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
         outage.best_effort("a progress event", lifecycle.record, job.pk, "progress",
@@ -608,16 +625,25 @@ class Render:
         return outage.best_effort(what, Job.objects.filter(
             pk=job.pk, status=Status.RENDERING, lease=job.lease).update, **fields)
 
-    def _write_progress(self, progress, event: bool = True, **fields) -> bool:
-        """The progress (and ``fields``), and an event that wakes open pages."""
+    def _end_write(self, progress, **fields) -> int | None:
+        """The render's last progress with ``fields``, without an event: the rows
+        written (0: the claim is gone), None when the database did not answer."""
+        self.progress_dirty = False
+        return outage.best_effort("the render's end", self._progress_update, progress, **fields)
+
+    def _progress_update(self, progress, **fields) -> int:
         job = self.job
-        eta = progress.eta_seconds(time.monotonic())
-        Job.objects.filter(pk=job.pk, status=Status.RENDERING, lease=job.lease).update(
-            progress=round(progress.percent, 2), phase=progress.phase,
-            frames_done=progress.frames_done, frames_total=progress.frames_total,
-            eta_seconds=eta, last_output_at=Now(), **fields)
-        if not event:
-            return True
+        values = {"progress": round(progress.percent, 2), "phase": progress.phase,
+                  "frames_done": progress.frames_done, "frames_total": progress.frames_total,
+                  "eta_seconds": progress.eta_seconds(time.monotonic()),
+                  "last_output_at": Now(), **fields}
+        return Job.objects.filter(pk=job.pk, status=Status.RENDERING, lease=job.lease) \
+            .update(**values)
+
+    def _write_progress(self, progress) -> bool:
+        """The progress, and an event that wakes open pages."""
+        job = self.job
+        self._progress_update(progress)
         event = lifecycle.record(job.pk, "progress", to_status=Status.RENDERING,
                                  message=f"{progress.percent:.0f}%")
         self.progress_events += 1
@@ -638,7 +664,7 @@ class Render:
             refused = ""
         except outage.Refused as exc:
             refused = str(exc)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        discard_temp_dir(self.workdir)
         return refused
 
     def _seed_log(self) -> None:

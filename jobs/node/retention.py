@@ -137,8 +137,46 @@ def stale_temp_dirs(root: Path | None = None, now: float | None = None) -> list[
     return stale
 
 
+# Where a render's temp folder goes when it is over (discard_temp_dir), to be deleted
+# beside the next render.
+DISCARDED = ".discarded"
+
+
+def discard_temp_dir(path: Path) -> None:
+    """Take a render's temp folder out of the way now (one rename: it may hold the
+    copies of the project and its footage) and delete it beside the next render
+    (jobs.node.bookkeeping). Under its own name it could be deleted after another
+    attempt of the same job made it again. Where it cannot be moved (a process
+    still works in it, on Windows), it is deleted now as far as it can be; what is
+    left is for the worker's settle or for retention."""
+    from jobs.node import bookkeeping
+
+    path = Path(path)
+    target = path.parent / DISCARDED / uuid.uuid4().hex
+    try:
+        target.parent.mkdir(exist_ok=True)
+        path.rename(target)
+    except FileNotFoundError:
+        return
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    bookkeeping.later(shutil.rmtree, target, True)
+
+
 def remove_temp_dirs(root: Path | None = None) -> list[str]:
     removed = []
+    root = Path(settings.RENDER_TEMP_DIR) if root is None else root
+    discarded = root / DISCARDED
+    if discarded.is_dir():
+        # Left by a worker that stopped before it deleted them.
+        cutoff = time.time() - TEMP_GRACE_SECONDS
+        for entry in discarded.iterdir():
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                continue
     for path in stale_temp_dirs(root):
         shutil.rmtree(path, ignore_errors=True)
         if not path.exists():

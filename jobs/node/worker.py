@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ from jobs.node.engines import RenderError, get_engine
 from jobs.node.heartbeat import Heartbeat
 from jobs.node.procs import RenderProcess, kill_marked
 from jobs.node.render import FINISH_SECONDS, Render, RenderOutcome
+from jobs.node.retention import discard_temp_dir
 from jobs.node.spares import Spares
 from jobs.node.wakeup import Waker, wants_queue, wants_submission
 
@@ -361,7 +361,7 @@ class Worker:
                 # The job's log was stored with its completion; what came after (its
                 # guard killing leftovers, say) is the node's to say.
                 log.warning("job %s, after its render: %s", job_id, " | ".join(late[-5:]))
-            shutil.rmtree(workdir, ignore_errors=True)
+            discard_temp_dir(workdir)
 
     def prepare_spare(self) -> None:
         """Idle: have the next render's process waiting (for the engine of the last

@@ -16,7 +16,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from jobs.node.procs import MARKER_ENV, RenderProcess, find_marked, kill_marked, kill_tree
+from jobs.node.procs import (
+    MARKER_ENV,
+    SPARE_MARK,
+    RenderProcess,
+    find_marked,
+    kill_marked,
+    kill_tree,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -180,6 +187,38 @@ def test_guard_kills_what_a_finished_render_left_behind(tmp_path, simulator):
     child = int((tmp_path / "child.pid").read_text())
     assert all_gone([child], timeout=1)
     assert any("left behind" in line for line in lines), lines
+
+
+def test_sweep_kills_what_carries_the_render_s_marker_but_not_the_render_itself(tmp_path):
+    # A render that said it succeeded while something it started still runs (After
+    # Effects lingering after aerender): the next render may start once it is swept.
+    # As with nexrender's launcher: a spare, whose program starts the job's processes
+    # with the job's marker.
+    script = tmp_path / "launcher.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, subprocess, sys, time
+        job = json.loads(sys.stdin.readline())
+        env = dict(os.environ, {MARKER_ENV}=job["marker"])
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 env=env, start_new_session=True)
+        print(child.pid, flush=True)
+        time.sleep(60)
+    """))
+    marker = f"test/{uuid.uuid4().hex}/lease"
+    with RenderProcess([sys.executable, str(script)], marker=f"test{SPARE_MARK}{uuid.uuid4().hex}",
+                       wait=True) as render:
+        assert render.hand(marker, cwd=tmp_path, child_input={})
+        lines = []
+        while not lines:
+            lines = render.read(timeout=5)
+        child = int(lines[0])
+        started = time.monotonic()
+        killed = render.sweep()
+        assert child in killed and all_gone([child], timeout=2)
+        assert time.monotonic() - started < 1.0
+        # The render's own processes (its guard, its launcher: node.js ending) are left
+        # to end by themselves.
+        assert not render.exited()
 
 
 def test_finish_lets_a_render_end_by_itself_and_kills_one_that_does_not():
