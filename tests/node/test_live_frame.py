@@ -65,12 +65,12 @@ def test_a_running_sequence_shows_its_newest_frame(farm, user):
 @pytest.mark.slow
 def test_a_database_blip_after_a_finished_render_does_not_throw_the_render_away(farm, user):
     # The live frame's last write (the only one: no tick during this render) and
-    # the publishing phase's write (which also checks the claim) come right after
-    # the render; each meets a dropped connection once. Neither may requeue a
-    # render that is done.
+    # the render's end write (its progress, render time and the publishing phase,
+    # which also checks the claim) come right after the render; each meets a
+    # dropped connection once. Neither may requeue a render that is done.
     use_aerender(farm)
     farm.configure(LIVE_FRAME_SECONDS=3600)
-    faults = {'"jobs_jobframe"': 1, 'UPDATE "jobs_job" SET "phase" = ': 1}
+    faults = {'"jobs_jobframe"': 1, '"render_seconds" = ': 1}
     worker = farm.start_worker(hooked=True, TEST_DB_ERRORS=json.dumps(faults))
     job = submit(farm, user, frames=20, frame_seconds=0.02, template={"outputExt": "png"})
     wait_status(job, Status.COMPLETED, Status.FAILED, timeout=90)

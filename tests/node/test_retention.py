@@ -9,6 +9,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -215,3 +216,37 @@ def test_rejected_jobs_and_their_previews_go_batches_once_empty(db, settings, tm
     assert (second.jobs, second.previews, second.batches) == (1, 1, 1)
     assert not previews[1].exists()
     assert not Batch.objects.exists() and not BatchRow.objects.exists()
+
+
+def test_a_finished_render_s_folder_is_moved_aside_at_once_and_deleted_later(
+        db, settings, tmp_path):
+    root = tmp_path / "render-tmp"
+    settings.RENDER_TEMP_DIR = str(root)
+    job_id = uuid.uuid4()
+    folder = _folder(root, job_id, 1, age=0)
+    later = []
+    with mock.patch("jobs.node.bookkeeping.later",
+                    side_effect=lambda fn, *args: later.append((fn, args))):
+        retention.discard_temp_dir(folder)
+    # Gone from its name at once: another attempt of the job may make it again...
+    assert not folder.exists()
+    [moved] = (root / retention.DISCARDED).iterdir()
+    _folder(root, job_id, 1, age=0)
+    # ...and deleting the one moved aside (beside the next render) leaves that alone.
+    [(fn, args)] = later
+    fn(*args)
+    assert not moved.exists() and (root / f"{job_id.hex}-1" / "work" / "frame.png").exists()
+
+
+def test_folders_moved_aside_by_a_worker_that_stopped_are_removed_by_retention(
+        db, settings, tmp_path):
+    root = tmp_path / "render-tmp"
+    settings.RENDER_TEMP_DIR = str(root)
+    old = root / retention.DISCARDED / "old"
+    young = root / retention.DISCARDED / "young"
+    for path, age in ((old, 3600), (young, 10)):
+        (path / "work").mkdir(parents=True)
+        stamp = time.time() - age
+        os.utime(path, (stamp, stamp))
+    retention.remove_temp_dirs()
+    assert not old.exists() and young.exists()
