@@ -154,7 +154,7 @@ class Render:
 
     def open_gate(self) -> None:
         """The render before this one has ended: let this one start aerender."""
-        if self.ahead_proc and self.proc is not None and self.proc.gated:
+        if self.proc is not None and self.proc.gated:
             self.proc.open_gate()
             self.last_output = time.monotonic()
 
@@ -301,7 +301,13 @@ class Render:
                 # stopped): its claim is looked at first, as it may have waited.
                 if settle is not None:
                     settle()
+                stop = self.stop_check()
+                if stop is not None:
+                    raise stop
                 lost = outage.best_effort("checking the claim", self._lost_claim)
+                if lost is None:
+                    raise Interrupted("the database did not answer before it started",
+                                      requeue=True)
                 if lost:
                     raise Interrupted(lost, requeue=False)
                 self.open_gate()

@@ -292,8 +292,8 @@ class Worker:
         and have its process do everything before aerender (nexrender's set-up,
         copying the project and assets, scripts), waiting at its gate until this
         render has ended (open_ahead). A job claimed ahead that waited longer than
-        AHEAD_GIVE_BACK_SECONDS (the estimate was wrong) goes back to the queue,
-        where another node may take it."""
+        ``ahead_give_back_seconds()`` (the estimate was wrong) goes back to the
+        queue, where another node may take it."""
         limit = settings.CLAIM_AHEAD_SECONDS
         if limit <= 0 or now - self.ahead_tried_at < settings.WORKER_POLL_SECONDS:
             return

@@ -66,6 +66,13 @@ def set_up_ahead(farm, job) -> list[psutil.Process]:
     return found
 
 
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def runs(times_file) -> dict[str, dict]:
     """The simulator's own record of each run (start and end on the wall clock), by
     the job id in its output path."""
@@ -132,6 +139,27 @@ def test_a_job_claimed_ahead_and_cancelled_never_starts(farm, user, nexrender_cl
     assert ahead.pk not in watch.close()
     ahead.refresh_from_db()
     assert ahead.status == Status.CANCELLED
+
+
+def test_a_job_claimed_ahead_renders_when_the_render_before_it_is_cancelled(
+        farm, user, nexrender_cli, tmp_path):
+    times = tmp_path / "aerender-times.jsonl"
+    farm.start_worker(AERENDER_SIM_TIMES=times)
+    first = submit(farm, user, "first.aep", frames=60, frame_seconds=0.05)
+    wait_status(first, Status.RENDERING)
+    ahead = submit(farm, user, "ahead.aep", frames=5)
+    wait_for(lambda: claimed_ahead(ahead), timeout=30)
+    wait_for(lambda: set_up_ahead(farm, ahead), timeout=10)
+    first_processes = render_processes(first.pk)
+    assert lifecycle.cancel(first.pk, actor="test")
+    wait_status(ahead, Status.COMPLETED, Status.FAILED)
+    assert ahead.status == Status.COMPLETED, ahead.error
+    assert ahead.attempts == 1
+    # The cancelled render was killed before the one claimed ahead started.
+    assert not [proc for proc in first_processes if alive(proc)]
+    ran = runs(times)
+    assert first.pk.hex not in ran and ahead.pk.hex in ran
+    assert ran[ahead.pk.hex]["start"] > Job.objects.get(pk=first.pk).finished_at.timestamp()
 
 
 def test_a_job_claimed_ahead_goes_back_to_the_queue_when_the_node_stops(
