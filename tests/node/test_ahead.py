@@ -201,6 +201,7 @@ def node(farm, nexrender_cli):
     worker.register()
     yield worker
     worker.give_back_ahead("test over")
+    worker.settle()
     worker.spares.close()
 
 
@@ -274,3 +275,23 @@ def test_a_launcher_whose_gate_never_opens_ends_without_starting_aerender(
     assert not any("spawning aerender" in line for line in lines)
     node.forget_ahead()
     assert Job.objects.get(pk=job.pk).status == Status.RENDERING  # the node's to give back
+
+
+def test_a_job_whose_preparing_failed_renders_when_its_turn_comes(node, farm, user,
+                                                                   monkeypatch):
+    job = queued(user, farm, "next.aep")
+    from jobs.node.engines.nexrender import NexrenderEngine
+
+    command = NexrenderEngine.command
+
+    def unreadable(self, job, workdir):
+        raise OSError("the disk went away for a moment")
+
+    monkeypatch.setattr(NexrenderEngine, "command", unreadable)
+    node.claim_ahead(Eta(1), time.monotonic())
+    assert node.ahead is not None and node.ahead.proc is None
+    monkeypatch.setattr(NexrenderEngine, "command", command)
+    assert node.step()  # the render before it has ended: its turn
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED, job.error
+    assert job.attempts == 1 and job.log.text().count("=== attempt") == 1
