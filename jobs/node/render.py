@@ -63,6 +63,8 @@ SPARE_AFTER_SECONDS = 0.0
 # How far into a render the last render's receivers and chores may run beside it, if
 # its first progress does not come sooner (jobs.node.bookkeeping): its start-up first.
 GO_AFTER_SECONDS = 0.5
+# Render._publish: the publishing phase is not written yet.
+NOT_WRITTEN = -1
 # How long a render's process may take to end once its render reported success
 # (RenderCommand.done_line: node.js exiting, the guard's sweep, milliseconds)
 # before it is killed.
@@ -119,9 +121,7 @@ class Render:
         try:
             # Inside the render before it: nothing here may wait for the database
             # (a failed read is done again, waiting, by ``run``).
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            self._seed_log()
+            self._set_up(wait=False)
             engine = get_engine(job.engine)
             try:
                 self.command = engine.command(job, self.workdir)
@@ -158,10 +158,15 @@ class Render:
             self.proc.open_gate()
             self.last_output = time.monotonic()
 
-    def _set_up(self) -> None:
+    def _set_up(self, wait: bool = True) -> None:
+        """An empty work folder, and the earlier attempts' log; ``wait``: for the
+        database, if it is away."""
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._persist("reading the earlier attempts' log", self._seed_log)
+        if wait:
+            self._persist("reading the earlier attempts' log", self._seed_log)
+        else:
+            self._seed_log()
 
     def run(self) -> RenderOutcome:
         job = self.job
@@ -426,8 +431,6 @@ class Render:
             if killed:
                 self.buffer.append(f"render manager: killed processes the render left "
                                    f"behind (pids {killed})")
-        elif self.proc is not None and not self.proc.exited():
-            return  # not reached: a render that did not end is killed, or raised
         open_ahead()
 
     def _move_out(self, result: Path, folder: Path) -> Published:
@@ -496,13 +499,14 @@ class Render:
             return RenderOutcome(Status.CANCELLED, "cancelled while publishing the preview")
         return RenderOutcome(Status.AWAITING_REVIEW)
 
-    def _publish(self, engine, result: Path | None = None, mine: int | None = -1) -> RenderOutcome:
+    def _publish(self, engine, result: Path | None = None,
+                 mine: int | None = NOT_WRITTEN) -> RenderOutcome:
         """``mine``: the rows of the write that set the phase to publishing, if the
         caller made it (else it is made here)."""
         job = self.job
         # The phase is written under the claim: no row changed, the claim is gone.
         # (During an outage, None: the claim is checked once the database is back.)
-        if mine == -1:
+        if mine == NOT_WRITTEN:
             mine = self._update("the phase", phase=Phase.PUBLISHING)
         if mine == 0:
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
@@ -599,7 +603,7 @@ class Render:
         # The job claimed ahead (if any) is looked at in the same query: a cancelled
         # one is let go before it starts.
         ahead = getattr(self.worker, "ahead", None)
-        ids = [job.pk] if ahead is None or ahead is self else [job.pk, ahead.job.pk]
+        ids = [job.pk] if ahead is None else [job.pk, ahead.job.pk]
         rows = {pk: (status, lease) for pk, status, lease in
                 Job.objects.filter(pk__in=ids).values_list("pk", "status", "lease")}
         if len(ids) > 1 and rows.get(ids[1]) != (Status.RENDERING, ahead.job.lease):

@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from jobs.models import FINAL, Batch, Job, JobEvent, JobLog, RenderStat, Status
-from jobs.node import preview
+from jobs.node import bookkeeping, preview
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,6 @@ def discard_temp_dir(path: Path) -> None:
     attempt of the same job made it again. Where it cannot be moved (a process
     still works in it, on Windows), it is deleted now as far as it can be; what is
     left is for the worker's settle or for retention."""
-    from jobs.node import bookkeeping
-
     path = Path(path)
     target = path.parent / DISCARDED / uuid.uuid4().hex
     try:

@@ -333,18 +333,19 @@ class Worker:
     def give_back_ahead(self, reason: str) -> None:
         """Put the job claimed ahead back in the queue (attempt not counted), its
         process killed before it started aerender."""
-        render, self.ahead = self.ahead, None
-        if render is None:
-            return
-        render.drop_process()
-        outage.best_effort("giving back a job claimed ahead", lifecycle.requeue_interrupted,
-                           render.job.pk, render.job.lease, reason, actor=self.actor)
+        render = self.forget_ahead()
+        if render is not None:
+            outage.best_effort("giving back a job claimed ahead",
+                               lifecycle.requeue_interrupted, render.job.pk, render.job.lease,
+                               reason, actor=self.actor)
 
-    def forget_ahead(self) -> None:
-        """The job claimed ahead is no longer this node's (cancelled, deleted)."""
+    def forget_ahead(self) -> Render | None:
+        """Let go of the job claimed ahead (no longer this node's: cancelled, deleted;
+        or given back), its process killed. Returns its render, if there was one."""
         render, self.ahead = self.ahead, None
         if render is not None:
             render.drop_process()
+        return render
 
     def let_finish(self, proc: RenderProcess, workdir: Path, job_id) -> None:
         """A render reported success while its process is still ending: let it end."""
