@@ -8,9 +8,10 @@ guard is started ahead of its job (a spare, see jobs/node/spares.py): it
 starts ``argv`` at once if given (a launcher that loads its program and then
 waits for its job on stdin), and waits for one JSON line on its own stdin:
 ``{"marker": ..., "argv": [...], "cwd": ..., "input": ...}``. ``input`` (a
-line) goes to the waiting launcher's stdin; without a launcher, ``argv`` is
-started in ``cwd`` with ``marker`` in its environment. Its stdin closed
-without a line, the guard ends what it started and exits 0.
+line) goes to the waiting launcher's stdin, and so does whatever comes after
+it, up to the end of input; without a launcher, ``argv`` is started in
+``cwd`` with ``marker`` in its environment. Its stdin closed without a line,
+the guard ends what it started and exits 0.
 
 The render worker starts every render through this guard. If the worker dies
 without cleaning up (kill -9, a crash, PM2 killing it for memory), another
@@ -112,18 +113,22 @@ def leftovers(markers, since: float | None = None) -> list[psutil.Process]:
 
     Each process is looked at afresh (``fresh_processes``)."""
     markers = {marker for marker in markers if marker}
-    found = []
     if not markers:
-        return found
-    for proc in fresh_processes(since):
-        try:
-            if since is not None and proc.create_time() < since:
-                continue
-            if proc.environ().get(MARKER_ENV) in markers:
-                found.append(proc)
-        except (psutil.Error, OSError):  # Windows: a process can refuse mid-read
-            continue
-    return found
+        return []
+    if since is not None:
+        found = _linux_leftovers(markers, since)
+        if found is not None:
+            return found
+    return [proc for proc in fresh_processes(since) if _carries(proc, markers, since)]
+
+
+def _carries(proc: psutil.Process, markers: set[str], since: float | None) -> bool:
+    try:
+        if since is not None and proc.create_time() < since:
+            return False
+        return proc.environ().get(MARKER_ENV) in markers
+    except (psutil.Error, OSError):  # Windows: a process can refuse mid-read
+        return False
 
 
 def fresh_processes(since: float | None = None):
@@ -146,11 +151,54 @@ def fresh_processes(since: float | None = None):
         yield proc
 
 
+def _linux_leftovers(markers: set[str], since: float) -> list[psutil.Process] | None:
+    """``leftovers`` on Linux, read straight from /proc: a sweep happens at every
+    render's end, before the next one starts, and most of its cost is making a
+    psutil.Process of every process and reading it through psutil. Raw reads find
+    the few candidates; psutil looks at those again (a process id may have been
+    reused in between). None elsewhere, or if /proc cannot be read."""
+    pids = _linux_started_since(since)
+    if pids is None:
+        return None
+    needles = [b"\0" + f"{MARKER_ENV}={marker}".encode() + b"\0" for marker in markers]
+    found = []
+    me = os.getpid()
+    for pid in pids:
+        if pid == me:
+            continue
+        environ = _read_proc(pid, "environ")
+        if environ is None or not any(needle in b"\0" + environ for needle in needles):
+            continue
+        try:
+            proc = psutil.Process(pid)
+        except (psutil.Error, OSError):
+            continue
+        if _carries(proc, markers, since):
+            found.append(proc)
+    return found
+
+
+def _read_proc(pid: int, name: str) -> bytes | None:
+    """All of /proc/<pid>/<name>, or None if it cannot be read (gone, not ours).
+    os.read, not open(): half the cost, paid once per process at every sweep."""
+    try:
+        fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _linux_started_since(since: float) -> list[int] | None:
     """On Linux, the ids of the processes started since ``since`` (a second's slack),
-    read straight from /proc: a sweep happens at every render's end, before the
-    next one starts, and making a psutil.Process of every process is most of its
-    cost. None elsewhere (or if /proc cannot be read): every process is looked at."""
+    read straight from /proc. None elsewhere (or if /proc cannot be read)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -164,13 +212,12 @@ def _linux_started_since(since: float) -> list[int] | None:
     for name in names:
         if not name.isdigit():
             continue
+        stat = _read_proc(int(name), "stat")
         try:
-            with open(f"/proc/{name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-            if int(fields[19]) >= after:  # field 22, starttime, in clock ticks
-                pids.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
+            if stat is not None and int(stat.rsplit(b")", 1)[1].split()[19]) >= after:
+                pids.append(int(name))  # field 22, starttime, in clock ticks
+        except (IndexError, ValueError):
+            continue
     return pids
 
 
@@ -272,13 +319,10 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(OSError):
                 child.stdin.write(str(job.get("input", "")).encode("utf-8") + b"\n")
                 child.stdin.flush()
-            if job.get("gated"):
-                # A job claimed ahead: its launcher waits for the worker's "go",
-                # passed on from here (and the end of input, without one).
-                threading.Thread(target=_pass_on, args=(child.stdin,), daemon=True).start()
-            else:
-                with contextlib.suppress(OSError):
-                    child.stdin.close()
+            # What the worker says next goes on to the launcher: "go" for a job
+            # claimed ahead, and the end of input, which lets it go (it ends once
+            # its render is done and its stdin has ended).
+            threading.Thread(target=_pass_on, args=(child.stdin,), daemon=True).start()
         else:
             env = dict(os.environ)
             if job.get("marker"):

@@ -192,8 +192,8 @@ class RenderProcess:
             self.markers.append(marker)
         try:
             self._popen.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
-            if gated:
-                self._popen.stdin.flush()
+            if child_input is not None:
+                self._popen.stdin.flush()  # open until let_go: the launcher waits for it
             else:
                 self._popen.stdin.close()
         except (OSError, ValueError):
@@ -210,10 +210,18 @@ class RenderProcess:
         self.gated = False
         try:
             self._popen.stdin.write(b"go\n")
-            self._popen.stdin.close()
+            self._popen.stdin.flush()
         except (OSError, ValueError):
             return False
         return True
+
+    def let_go(self) -> None:
+        """A launcher whose render reported success ends (its stdin ends); until
+        then it waits, so that node.js ending does not take the CPU from the next
+        render's start. Before success: it ends when its render does."""
+        if self._popen.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._popen.stdin.close()
 
     # --- output -------------------------------------------------------------
 
@@ -345,14 +353,16 @@ class RenderProcess:
 
     def sweep(self) -> list[int]:
         """Kill what carries this render's job marker (aerender, an After Effects it
-        left running), not its root (node.js ending, its guard): the render said it
-        succeeded, so what still runs with its marker is a leftover. Its guard
-        sweeps again when it exits. Only processes started since this one are
-        read (reading every environment is the slow part)."""
+        left running), not its root (its guard, and node.js waiting to be let go:
+        on Windows its own environment carries the marker too): the render said
+        it succeeded, so what else still runs with its marker is a leftover. Its
+        guard sweeps again when it exits. Only processes started since this one
+        are read (reading every environment is the slow part)."""
         if not self.markers or SPARE_MARK in self.markers[-1]:
             return []
         since = None if self.create_time is None else self.create_time - 1.0
-        return kill_all(leftovers(self.markers[-1:], since=since))
+        return kill_all([proc for proc in leftovers(self.markers[-1:], since=since)
+                         if not _child_of(proc, self.pid)])
 
     def finish(self, timeout: float) -> list[str]:
         """Let a render that said it succeeded end by itself (its guard sweeps what it
@@ -360,6 +370,7 @@ class RenderProcess:
         printed meanwhile."""
         deadline = time.monotonic() + timeout
         lines: list[str] = []
+        self.let_go()
         # Its output ends when its guard exits (the guard holds the pipe to the end):
         # woken by the reader at once, where Popen.wait(timeout) polls with sleeps.
         while not self.output_finished and (left := deadline - time.monotonic()) > 0:
@@ -399,6 +410,13 @@ class RenderProcess:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _child_of(proc: psutil.Process, pid: int) -> bool:
+    try:
+        return proc.ppid() == pid
+    except psutil.Error:
+        return False
 
 
 def without_nul(text: str) -> str:

@@ -296,7 +296,8 @@ class Render:
         spares = getattr(self.worker, "spares", None)
         if command.spare is None:
             spares = None
-        if self.ahead_proc:
+        handed_ahead = self.ahead_proc
+        if handed_ahead:
             # Handed ahead, waiting at its gate (opened already if the render before
             # it ended well: Render._hand_over).
             self.ahead_proc = False
@@ -349,12 +350,6 @@ class Render:
         while True:
             lines = proc.read(READ_SLICE)
             now = time.monotonic()
-            if spares is not None and (now - spawned >= SPARE_AFTER_SECONDS
-                                       or proc.exited()):
-                # The next render's process (SPARE_AFTER_SECONDS: at once), or as
-                # soon as this one's process ended.
-                spares.refill()
-                spares = None
             if lines:
                 if not heartbeats:
                     self.last_output = now
@@ -372,10 +367,19 @@ class Render:
             if held and (self.progress_dirty or now - spawned >= GO_AFTER_SECONDS):
                 bookkeeping.go()
                 held = False
+            if spares is not None and (proc.exited() or (
+                    not held if handed_ahead else now - spawned >= SPARE_AFTER_SECONDS)):
+                # The next render's process, as soon as this one's process ended,
+                # or beside its start (SPARE_AFTER_SECONDS: at once). A render
+                # handed ahead was set up already, and its aerender is starting:
+                # the spare (node.js loading nexrender, a few hundred ms of CPU)
+                # waits until that render is under way, as the bookkeeping does.
+                spares.refill()
+                spares = None
             if succeeded:
                 # Nothing more before the next render's start (Render._hand_over): its
-                # exit and its guard's sweep go on beside the publishing, and the
-                # next render waits for them (Worker.settle).
+                # process ends once let go (Worker.let_finish), its guard sweeps
+                # then, and a render started later waits for them (Worker.settle).
                 code = proc.poll()
                 if code is None:
                     code, self.finishing = 0, True
@@ -422,9 +426,12 @@ class Render:
         now, beside this one's publishing (Worker.open_ahead). Renders never
         overlap: its process has ended, or it said it succeeded (aerender has ended)
         and what still carries its marker (an After Effects left running) is killed
-        first; node.js ending is let end beside the next render."""
+        first. node.js is let go once the next render is under way
+        (Worker.let_finish), or at once if none starts beside it."""
         open_ahead = getattr(self.worker, "open_ahead", None)
         if open_ahead is None or not getattr(self.worker, "ahead", None):
+            if self.finishing:
+                self.proc.let_go()  # nothing starts beside it: node.js ends while it publishes
             return
         if self.finishing:
             killed = self.proc.sweep()

@@ -295,9 +295,8 @@ class Worker:
         ``ahead_give_back_seconds()`` (the estimate was wrong) goes back to the
         queue, where another node may take it."""
         limit = settings.CLAIM_AHEAD_SECONDS
-        if limit <= 0 or now - self.ahead_tried_at < settings.WORKER_POLL_SECONDS:
+        if limit <= 0:
             return
-        self.ahead_tried_at = now
         if self.ahead is not None:
             if now - self.ahead.claimed_at > ahead_give_back_seconds():
                 self.give_back_ahead("The render before it took longer than expected; "
@@ -310,6 +309,12 @@ class Worker:
         eta = progress.eta_seconds(now)
         if eta is None or eta > limit:
             return
+        # The claim asks the database: an empty queue once per poll, not at every line
+        # of output. (Only the claim: a render shorter than a poll is claimed ahead
+        # of as soon as it has an estimate.)
+        if now - self.ahead_tried_at < settings.WORKER_POLL_SECONDS:
+            return
+        self.ahead_tried_at = now
         try:
             job = lifecycle.claim_next(self.node, ahead=True)
         except Error as exc:
@@ -348,8 +353,15 @@ class Worker:
         return render
 
     def let_finish(self, proc: RenderProcess, workdir: Path, job_id) -> None:
-        """A render reported success while its process is still ending: let it end."""
+        """A render reported success while its process is still there: let it end,
+        at once, or once the render after it is under way if that one is starting
+        now (a job claimed ahead): node.js ending takes the CPU for several
+        milliseconds. ``settle`` waits for it either way."""
         self.finishing.append((proc, Path(workdir), str(job_id)))
+        if self.ahead is None:
+            proc.let_go()
+        else:
+            bookkeeping.later(proc.let_go)
 
     def settle(self) -> None:
         """Wait until the processes of earlier renders have ended (their guards have

@@ -16,6 +16,7 @@ import pytest
 
 from jobs import lifecycle
 from jobs.models import Job, Status
+from jobs.node import bookkeeping
 from jobs.node import worker as worker_module
 from jobs.node.worker import Worker
 from tests.helpers.common import wait_for
@@ -235,6 +236,25 @@ def test_a_job_is_claimed_ahead_only_when_the_render_is_due_to_end(node, farm, u
     assert claimed_ahead(job) and Job.objects.get(pk=job.pk).status == Status.RENDERING
 
 
+def test_a_render_shorter_than_a_poll_is_claimed_ahead_of_once_it_has_an_estimate(
+        node, farm, user, settings):
+    now = time.monotonic()
+    node.claim_ahead(Eta(None), now)  # its first lines: no estimate yet, no claim tried
+    job = queued(user, farm, "next.aep")
+    node.claim_ahead(Eta(0.2), now + 0.01)
+    assert node.ahead is not None and node.ahead.job.pk == job.pk
+
+
+def test_an_empty_queue_is_asked_once_per_poll(node, farm, user, settings):
+    now = time.monotonic()
+    node.claim_ahead(Eta(1), now)  # nothing queued
+    job = queued(user, farm, "next.aep")
+    node.claim_ahead(Eta(1), now + settings.WORKER_POLL_SECONDS / 2)
+    assert node.ahead is None
+    node.claim_ahead(Eta(1), now + settings.WORKER_POLL_SECONDS + 0.01)
+    assert node.ahead is not None and node.ahead.job.pk == job.pk
+
+
 def test_a_job_claimed_ahead_that_waited_too_long_goes_back_and_is_not_claimed_again(
         node, farm, user, monkeypatch):
     job = queued(user, farm, "next.aep")
@@ -295,3 +315,47 @@ def test_a_job_whose_preparing_failed_renders_when_its_turn_comes(node, farm, us
     job.refresh_from_db()
     assert job.status == Status.COMPLETED, job.error
     assert job.attempts == 1 and job.log.text().count("=== attempt") == 1
+
+
+def rendered(render) -> None:
+    """Open the gate of a render claimed ahead and read until its launcher said the
+    render succeeded (nothing else runs it here)."""
+    render.proc.open_gate()
+    lines = []
+    wait_for(lambda: lines.extend(render.proc.read(0.1)) or render.command.done_line
+             in [line.strip() for line in lines], timeout=60, message=f"not done: {lines}")
+
+
+def test_a_finished_render_s_node_js_ends_once_the_next_render_is_under_way(
+        node, farm, user):
+    # node.js ending costs milliseconds of CPU: not beside the next aerender's start.
+    bookkeeping.start()
+    try:
+        queued(user, farm, "first.aep")
+        node.claim_ahead(Eta(1), time.monotonic())
+        first, node.ahead = node.ahead, None
+        rendered(first)
+        time.sleep(0.5)
+        assert not first.proc.exited()  # done, and waiting to be let go
+        queued(user, farm, "second.aep")
+        node.claim_ahead(Eta(1), time.monotonic())
+        assert node.ahead is not None  # starting beside it: the first waits for it
+        bookkeeping.hold()
+        node.let_finish(first.proc, first.workdir, first.job.pk)
+        time.sleep(0.5)
+        assert not first.proc.exited()
+        bookkeeping.go()  # the next render is under way
+        wait_for(first.proc.exited, timeout=10)
+        assert first.proc.returncode == 0
+
+        # Nothing starting beside it: let go at once, whatever is held.
+        second, node.ahead = node.ahead, None
+        rendered(second)
+        bookkeeping.hold()
+        node.let_finish(second.proc, second.workdir, second.job.pk)
+        wait_for(second.proc.exited, timeout=10)
+        assert second.proc.returncode == 0
+        node.settle()
+        assert not first.workdir.exists() and not second.workdir.exists()
+    finally:
+        bookkeeping.stop()

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from jobs.node import guard
 from jobs.node.procs import (
     MARKER_ENV,
     SPARE_MARK,
@@ -219,6 +220,41 @@ def test_sweep_kills_what_carries_the_render_s_marker_but_not_the_render_itself(
         # The render's own processes (its guard, its launcher: node.js ending) are left
         # to end by themselves.
         assert not render.exited()
+
+
+@pytest.mark.parametrize("read", ["proc", "psutil"])
+def test_sweep_spares_the_launcher_even_when_its_own_environment_carries_the_marker(
+        tmp_path, monkeypatch, read):
+    # On Windows, node.js setting the job's marker in process.env changes its own
+    # environment block, which the sweep reads: the launcher, waiting to be let go,
+    # is the render's root, not a leftover. (Here: the launcher re-executes itself
+    # with the marker.) "psutil": the sweep as on Windows, without /proc.
+    if read == "psutil":
+        monkeypatch.setattr(guard, "_linux_started_since", lambda since: None)
+    script = tmp_path / "launcher.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, subprocess, sys, time
+        if len(sys.argv) == 1:
+            job = json.loads(sys.stdin.readline())
+            os.execve(sys.executable, [sys.executable, __file__, job["marker"]],
+                      dict(os.environ, {MARKER_ENV}=job["marker"]))
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 start_new_session=True)
+        print(os.getpid(), child.pid, flush=True)
+        time.sleep(60)
+    """))
+    marker = f"test/{uuid.uuid4().hex}/lease"
+    with RenderProcess([sys.executable, str(script)], marker=f"test{SPARE_MARK}{uuid.uuid4().hex}",
+                       wait=True) as render:
+        assert render.hand(marker, cwd=tmp_path, child_input={})
+        lines = []
+        while not lines:
+            lines = render.read(timeout=5)
+        launcher, child = map(int, lines[0].split())
+        assert psutil.Process(launcher).environ()[MARKER_ENV] == marker
+        killed = render.sweep()
+        assert killed == [child] and all_gone([child], timeout=2)
+        assert not gone(launcher) and not render.exited()
 
 
 def test_finish_lets_a_render_end_by_itself_and_kills_one_that_does_not():

@@ -16,9 +16,15 @@
 // before. "marker" goes into the environment of what the CLI starts
 // (aerender, After Effects), so that the node can find and kill them by job.
 // "done" (a secret of this render, never in any environment) is printed on a
-// line of its own once the CLI reports success: the node then publishes while
-// node.js exits and the guard sweeps, instead of after them.
+// line of its own once the CLI reports success: the node then publishes, and
+// starts the next render, while this process ends.
 // Closing stdin without a line ends the launcher without rendering.
+//
+// After success the launcher ends once its stdin ends (at once if it ended
+// already): the node lets it go when the next render is under way, or at once
+// if there is none. Ending node.js costs several milliseconds of CPU, which
+// would otherwise be spent beside the next render's start. A failed render
+// ends at once, as the CLI exits by itself.
 //
 // A job claimed ahead, while the node's previous render still runs, comes with
 // "gate": true. The CLI then runs nexrender's steps up to the render (setting
@@ -78,12 +84,21 @@ for (const name of ['@nexrender/core', 'arg', 'chalk', 'rimraf', '../package.jso
 // which the render node waits for. Leave as soon as stdout has drained.
 const DONE = '> job rendering successfully finished';
 
+// Set once stdin has ended: the node let this process go.
+let released = false;
+let succeeded = false;
+
 function exitWhenDone(token) {
     const log = console.log;
     console.log = (...args) => {
         log.apply(console, args);
         if (args.length === 1 && args[0] === DONE) {
-            process.stdout.write(token ? `${token}\n` : '', () => process.exit(0));
+            process.stdout.write(token ? `${token}\n` : '', () => {
+                succeeded = true;
+                if (released) {
+                    process.exit(0);
+                }
+            });
         }
     };
 }
@@ -98,16 +113,15 @@ function run(job) {
     require(cli);
 }
 
-function stopListening() {
-    process.stdin.removeAllListeners('data');
-    process.stdin.removeAllListeners('end');
-    process.stdin.destroy();
-}
-
 let input = '';
 let job = null;
+let started = false; // the CLI runs (it may wait at the gate)
+let open = false; // the gate was opened
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (chunk) => {
+    if (open || (started && !job.gate)) {
+        return; // nothing more is read once the render goes
+    }
     input += chunk;
     let end;
     while ((end = input.indexOf('\n')) >= 0) {
@@ -121,19 +135,21 @@ process.stdin.on('data', (chunk) => {
                 process.exit(2);
             }
             if (!job.gate) {
-                stopListening();
+                started = true;
                 run(job);
                 return;
             }
             if (gated) {
                 gate = new Promise((resolve) => { openGate = resolve; });
+                started = true;
                 run(job);
             }
         } else if (line.trim() === 'go') {
-            stopListening();
+            open = true;
             if (gated) {
                 openGate();
             } else {
+                started = true;
                 run(job);
             }
             return;
@@ -141,6 +157,13 @@ process.stdin.on('data', (chunk) => {
     }
 });
 process.stdin.on('end', () => {
-    // Without a job: let go. A gated job without "go": dropped before aerender.
-    process.exit(job === null ? 0 : 3);
+    released = true;
+    if (job === null) {
+        process.exit(0); // a spare let go without a job
+    } else if (job.gate && !open) {
+        process.exit(3); // a job claimed ahead, dropped before aerender
+    } else if (succeeded) {
+        process.exit(0);
+    }
+    // Else the render goes on, and the launcher ends with it.
 });
