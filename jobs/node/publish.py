@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,13 +97,16 @@ def _identity(stat: os.stat_result) -> tuple:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-def publish(result: Path, folder: Path, name: str, tag: str) -> Published:
-    """Move the finished ``result`` to ``folder/name``; ``tag`` is unique to the attempt."""
+def publish(result: Path, folder: Path, name: str, tag: str,
+            before_copy: Callable[[], object] | None = None) -> Published:
+    """Move the finished ``result`` to ``folder/name``; ``tag`` is unique to the attempt.
+    ``before_copy``: called once the move turns out to be a copy (another volume),
+    which may take minutes, before it starts."""
     target = folder / name
     partial = folder / f".~{name}.{tag}.partial"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _move_in(result, partial)
+        _move_in(result, partial, before_copy)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise MoveInFailed(f"cannot write into the output folder {folder}: "
@@ -119,7 +123,7 @@ def publish(result: Path, folder: Path, name: str, tag: str) -> Published:
     return Published(target, stat.st_size, _identity(stat))
 
 
-def _move_in(result: Path, partial: Path) -> None:
+def _move_in(result: Path, partial: Path, before_copy: Callable[[], object] | None = None) -> None:
     """Rename (same volume) or copy in chunks (another volume), stopping when asked."""
     try:
         os.replace(result, partial)
@@ -128,6 +132,8 @@ def _move_in(result: Path, partial: Path) -> None:
         # EXDEV on POSIX; ERROR_NOT_SAME_DEVICE (17) on Windows.
         if exc.errno != errno.EXDEV and getattr(exc, "winerror", None) != 17:
             raise
+    if before_copy is not None:
+        before_copy()
     with open(result, "rb") as source, open(partial, "xb") as out:
         while chunk := source.read(COPY_CHUNK):
             out.write(chunk)

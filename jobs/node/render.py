@@ -445,12 +445,19 @@ class Render:
         running held the file (After Effects lingering after aerender, on Windows)."""
         name, tag = output_name(self.job, result), self.job.lease.hex[:12]
         try:
-            return publish(result, folder, name, tag=tag)
+            return publish(result, folder, name, tag=tag, before_copy=self._publishing_shown)
         except MoveInFailed:
             if not self.finishing:
                 raise
             self._end_finishing()  # its guard has swept what it left behind
-            return publish(result, folder, name, tag=tag)
+            return publish(result, folder, name, tag=tag, before_copy=self._publishing_shown)
+
+    def _publishing_shown(self) -> None:
+        """A copy to another volume may take minutes: an event wakes open pages, which
+        show the publishing phase (written already). A rename, over in a millisecond,
+        goes without: the completion's event follows at once."""
+        outage.best_effort("a progress event", lifecycle.record, self.job.pk, "progress",
+                           to_status=Status.RENDERING)
 
     def _end_finishing(self) -> None:
         """Wait for the process of a render that reported success to end."""
@@ -517,8 +524,6 @@ class Render:
             mine = self._update("the phase", phase=Phase.PUBLISHING)
         if mine == 0:
             return RenderOutcome(Status.CANCELLED, "cancelled before publishing")
-        outage.best_effort("a progress event", lifecycle.record, job.pk, "progress",
-                           to_status=Status.RENDERING)
         try:
             result = engine.find_output(job, self.workdir) if result is None else result
         except RenderError as exc:

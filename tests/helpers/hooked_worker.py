@@ -53,12 +53,15 @@ def slow_publish(seconds: float) -> None:
 
     move_in = publish._move_in
 
-    def slow_move_in(result, partial):
+    def slow_move_in(result, partial, before_copy=None):
+        # A copy to a slow volume: it says so before it starts, as a real copy does.
+        if before_copy is not None:
+            before_copy()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             time.sleep(0.05)
             interrupt.checkpoint()
-        move_in(result, partial)
+        move_in(result, partial, before_copy)
 
     publish._move_in = slow_move_in
 
@@ -72,7 +75,7 @@ def output_held_while_rendering() -> None:
     move_in = publish._move_in
     renders = Path(settings.RENDER_TEMP_DIR).resolve()
 
-    def held_move_in(result, partial):
+    def held_move_in(result, partial, before_copy=None):
         # The render's work folder and those in it.
         folders = {folder for folder in Path(result).resolve().parents
                    if renders in folder.parents}
@@ -84,7 +87,7 @@ def output_held_while_rendering() -> None:
             if held:
                 raise PermissionError(13, "The process cannot access the file because it "
                                           "is being used by another process", str(result))
-        move_in(result, partial)
+        move_in(result, partial, before_copy)
 
     publish._move_in = held_move_in
 

@@ -147,3 +147,31 @@ def test_a_copy_from_another_volume_stops_when_asked(result, folder, tmp_path):
             leftover.unlink()
         if folder.exists():
             folder.rmdir()
+
+
+def test_only_a_copy_from_another_volume_says_it_is_publishing_first(result, folder, tmp_path):
+    # A copy may take minutes: the node shows its publishing phase before it starts. A
+    # rename is over at once: no event for a phase nobody could see.
+    said = []
+    publish.publish(result, folder, "renamed.avi", tag="a1", before_copy=lambda: said.append(1))
+    assert said == []
+    volume = other_volume(tmp_path)
+    if volume is None:
+        pytest.skip("no second writable volume (tmpfs) on this machine")
+    elsewhere = Path(volume) / f"publish-test-{os.getpid()}"
+    copied = tmp_path / "work" / "copied.avi"
+    copied.write_bytes(os.urandom(2 * publish.COPY_CHUNK))
+
+    def before_copy():
+        said.append(elsewhere.exists() and entries(elsewhere))
+
+    try:
+        published = publish.publish(copied, elsewhere, "copied.avi", tag="a2",
+                                    before_copy=before_copy)
+        assert said == [[]]  # once, before a byte was copied
+        assert published.size == 2 * publish.COPY_CHUNK and not copied.exists()
+    finally:
+        for leftover in elsewhere.glob("*") if elsewhere.exists() else []:
+            leftover.unlink()
+        if elsewhere.exists():
+            elsewhere.rmdir()

@@ -91,9 +91,11 @@ let succeeded = false;
 function exitWhenDone(token) {
     const log = console.log;
     console.log = (...args) => {
-        log.apply(console, args);
-        if (args.length === 1 && args[0] === DONE) {
-            process.stdout.write(token ? `${token}\n` : '', () => {
+        if (!(args.length === 1 && args[0] === DONE)) {
+            log.apply(console, args);
+        } else {
+            // The line and the token in one write: the node wakes once for both.
+            process.stdout.write(`${DONE}\n${token ? `${token}\n` : ''}`, () => {
                 succeeded = true;
                 if (released) {
                     process.exit(0);
