@@ -119,7 +119,7 @@ def leftovers(markers, since: float | None = None) -> list[psutil.Process]:
         found = _linux_leftovers(markers, since)
         if found is not None:
             return found
-    return [proc for proc in fresh_processes(since) if _carries(proc, markers, since)]
+    return [proc for proc in fresh_processes() if _carries(proc, markers, since)]
 
 
 def _carries(proc: psutil.Process, markers: set[str], since: float | None) -> bool:
@@ -131,17 +131,15 @@ def _carries(proc: psutil.Process, markers: set[str], since: float | None) -> bo
         return False
 
 
-def fresh_processes(since: float | None = None):
-    """Every process there is now but this one, each looked at afresh; with
-    ``since``, at least those started since then (the caller still checks).
+def fresh_processes():
+    """Every process there is now but this one, each looked at afresh.
 
     Not ``psutil.process_iter``: it keeps the Process of a process id from one call
     to the next, so a process id reused since (quick on Windows) would come with the
     start time of the process that had it before, and psutil would refuse to signal
     it (NoSuchProcess: "reused"): a leftover would be neither found nor killed."""
     me = os.getpid()
-    pids = _linux_started_since(since) if since is not None else None
-    for pid in psutil.pids() if pids is None else pids:
+    for pid in psutil.pids():
         if pid == me:
             continue
         try:

@@ -3,6 +3,7 @@ and a render dies with its worker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -190,21 +191,12 @@ def test_guard_kills_what_a_finished_render_left_behind(tmp_path, simulator):
     assert any("left behind" in line for line in lines), lines
 
 
-def test_sweep_kills_what_carries_the_render_s_marker_but_not_the_render_itself(tmp_path):
-    # A render that said it succeeded while something it started still runs (After
-    # Effects lingering after aerender): the next render may start once it is swept.
-    # As with nexrender's launcher: a spare, whose program starts the job's processes
-    # with the job's marker.
+@contextlib.contextmanager
+def handed_launcher(tmp_path, source: str):
+    """A spare running the Python launcher ``source``, handed a job (nexrender's
+    launcher, in small): yields the render and the first line its launcher printed."""
     script = tmp_path / "launcher.py"
-    script.write_text(textwrap.dedent(f"""
-        import json, os, subprocess, sys, time
-        job = json.loads(sys.stdin.readline())
-        env = dict(os.environ, {MARKER_ENV}=job["marker"])
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                                 env=env, start_new_session=True)
-        print(child.pid, flush=True)
-        time.sleep(60)
-    """))
+    script.write_text(textwrap.dedent(source))
     marker = f"test/{uuid.uuid4().hex}/lease"
     with RenderProcess([sys.executable, str(script)], marker=f"test{SPARE_MARK}{uuid.uuid4().hex}",
                        wait=True) as render:
@@ -212,7 +204,24 @@ def test_sweep_kills_what_carries_the_render_s_marker_but_not_the_render_itself(
         lines = []
         while not lines:
             lines = render.read(timeout=5)
-        child = int(lines[0])
+        yield render, lines[0]
+
+
+def test_sweep_kills_what_carries_the_render_s_marker_but_not_the_render_itself(tmp_path):
+    # A render that said it succeeded while something it started still runs (After
+    # Effects lingering after aerender): the next render may start once it is swept.
+    # As with nexrender's launcher: a spare, whose program starts the job's processes
+    # with the job's marker.
+    with handed_launcher(tmp_path, f"""
+        import json, os, subprocess, sys, time
+        job = json.loads(sys.stdin.readline())
+        env = dict(os.environ, {MARKER_ENV}=job["marker"])
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 env=env, start_new_session=True)
+        print(child.pid, flush=True)
+        time.sleep(60)
+    """) as (render, line):
+        child = int(line)
         started = time.monotonic()
         killed = render.sweep()
         assert child in killed and all_gone([child], timeout=2)
@@ -231,8 +240,7 @@ def test_sweep_spares_the_launcher_even_when_its_own_environment_carries_the_mar
     # with the marker.) "psutil": the sweep as on Windows, without /proc.
     if read == "psutil":
         monkeypatch.setattr(guard, "_linux_started_since", lambda since: None)
-    script = tmp_path / "launcher.py"
-    script.write_text(textwrap.dedent(f"""
+    with handed_launcher(tmp_path, f"""
         import json, os, subprocess, sys, time
         if len(sys.argv) == 1:
             job = json.loads(sys.stdin.readline())
@@ -242,16 +250,9 @@ def test_sweep_spares_the_launcher_even_when_its_own_environment_carries_the_mar
                                  start_new_session=True)
         print(os.getpid(), child.pid, flush=True)
         time.sleep(60)
-    """))
-    marker = f"test/{uuid.uuid4().hex}/lease"
-    with RenderProcess([sys.executable, str(script)], marker=f"test{SPARE_MARK}{uuid.uuid4().hex}",
-                       wait=True) as render:
-        assert render.hand(marker, cwd=tmp_path, child_input={})
-        lines = []
-        while not lines:
-            lines = render.read(timeout=5)
-        launcher, child = map(int, lines[0].split())
-        assert psutil.Process(launcher).environ()[MARKER_ENV] == marker
+    """) as (render, line):
+        launcher, child = map(int, line.split())
+        assert psutil.Process(launcher).environ()[MARKER_ENV] == render.marker
         killed = render.sweep()
         assert killed == [child] and all_gone([child], timeout=2)
         assert not gone(launcher) and not render.exited()

@@ -121,11 +121,22 @@ def other_volume(path: Path) -> Path | None:
     return None
 
 
-def test_a_copy_from_another_volume_stops_when_asked(result, folder, tmp_path):
+@pytest.fixture
+def elsewhere(tmp_path) -> Path:
+    """An output folder on another volume than the render's (a tmpfs): publishing
+    there is a copy. Removed afterwards."""
     volume = other_volume(tmp_path)
     if volume is None:
         pytest.skip("no second writable volume (tmpfs) on this machine")
     folder = Path(volume) / f"publish-test-{os.getpid()}"
+    yield folder
+    for leftover in folder.glob("*") if folder.exists() else []:
+        leftover.unlink()
+    if folder.exists():
+        folder.rmdir()
+
+
+def test_a_copy_from_another_volume_stops_when_asked(result, elsewhere, tmp_path):
     big = tmp_path / "work" / "big.avi"
     big.write_bytes(os.urandom(4 * publish.COPY_CHUNK))
     chunks = []
@@ -134,44 +145,32 @@ def test_a_copy_from_another_volume_stops_when_asked(result, folder, tmp_path):
         chunks.append(1)
         return Interrupted("shutdown", requeue=True) if len(chunks) >= 2 else None
 
-    try:
-        with interrupt.watching(stop_after_two), pytest.raises(Interrupted):
-            publish.publish(big, folder, "big.avi", tag="a1")
-        assert len(chunks) == 2
-        assert entries(folder) == []  # the partial copy is gone
-        assert big.stat().st_size == 4 * publish.COPY_CHUNK  # the render is still there
-        published = publish.publish(big, folder, "big.avi", tag="a2")
-        assert published.size == 4 * publish.COPY_CHUNK and not big.exists()
-    finally:
-        for leftover in folder.glob("*") if folder.exists() else []:
-            leftover.unlink()
-        if folder.exists():
-            folder.rmdir()
+    with interrupt.watching(stop_after_two), pytest.raises(Interrupted):
+        publish.publish(big, elsewhere, "big.avi", tag="a1")
+    assert len(chunks) == 2
+    assert entries(elsewhere) == []  # the partial copy is gone
+    assert big.stat().st_size == 4 * publish.COPY_CHUNK  # the render is still there
+    published = publish.publish(big, elsewhere, "big.avi", tag="a2")
+    assert published.size == 4 * publish.COPY_CHUNK and not big.exists()
 
 
-def test_only_a_copy_from_another_volume_says_it_is_publishing_first(result, folder, tmp_path):
-    # A copy may take minutes: the node shows its publishing phase before it starts. A
-    # rename is over at once: no event for a phase nobody could see.
+def test_a_rename_does_not_say_it_is_publishing(result, folder):
+    # A rename is over at once: no event for a phase nobody could see.
     said = []
     publish.publish(result, folder, "renamed.avi", tag="a1", before_copy=lambda: said.append(1))
     assert said == []
-    volume = other_volume(tmp_path)
-    if volume is None:
-        pytest.skip("no second writable volume (tmpfs) on this machine")
-    elsewhere = Path(volume) / f"publish-test-{os.getpid()}"
+
+
+def test_a_copy_from_another_volume_says_it_is_publishing_first(result, elsewhere, tmp_path):
+    # A copy may take minutes: the node shows its publishing phase before it starts.
+    said = []
     copied = tmp_path / "work" / "copied.avi"
     copied.write_bytes(os.urandom(2 * publish.COPY_CHUNK))
 
     def before_copy():
         said.append(elsewhere.exists() and entries(elsewhere))
 
-    try:
-        published = publish.publish(copied, elsewhere, "copied.avi", tag="a2",
-                                    before_copy=before_copy)
-        assert said == [[]]  # once, before a byte was copied
-        assert published.size == 2 * publish.COPY_CHUNK and not copied.exists()
-    finally:
-        for leftover in elsewhere.glob("*") if elsewhere.exists() else []:
-            leftover.unlink()
-        if elsewhere.exists():
-            elsewhere.rmdir()
+    published = publish.publish(copied, elsewhere, "copied.avi", tag="a2",
+                                before_copy=before_copy)
+    assert said == [[]]  # once, before a byte was copied
+    assert published.size == 2 * publish.COPY_CHUNK and not copied.exists()

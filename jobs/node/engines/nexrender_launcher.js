@@ -117,11 +117,10 @@ function run(job) {
 
 let input = '';
 let job = null;
-let started = false; // the CLI runs (it may wait at the gate)
 let open = false; // the gate was opened
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (chunk) => {
-    if (open || (started && !job.gate)) {
+    if (job !== null && (!job.gate || open)) {
         return; // nothing more is read once the render goes
     }
     input += chunk;
@@ -137,13 +136,11 @@ process.stdin.on('data', (chunk) => {
                 process.exit(2);
             }
             if (!job.gate) {
-                started = true;
                 run(job);
                 return;
             }
             if (gated) {
                 gate = new Promise((resolve) => { openGate = resolve; });
-                started = true;
                 run(job);
             }
         } else if (line.trim() === 'go') {
@@ -151,7 +148,6 @@ process.stdin.on('data', (chunk) => {
             if (gated) {
                 openGate();
             } else {
-                started = true;
                 run(job);
             }
             return;
