@@ -8,14 +8,19 @@ One render node, ``--jobs`` jobs queued before it starts, each a simulated
 render of about ``--render-seconds``. The simulator writes when it started and
 ended (AERENDER_SIM_TIMES), so only aerender's own time is taken out:
 
-    overhead per job = (last completion - first completion
+    overhead per job = (last completion - end of the first aerender run
                         - aerender time of jobs 2..N) / (N - 1)
 
-i.e. what a user waits for in a backlog beyond the renders themselves, from one
-job reported done to the next (claim, start-up of the render process, reading
-its end, publishing, the final write). The first job (the node's start-up) is
-shown apart. nexrender's own server and worker run the same backlog with the
-same simulator in the same run (bench/nexrender_peer.py; its jobs are taken in
+i.e. what a user waits for in a backlog beyond the renders themselves: from one
+aerender's end to the next one's start (reading its end, the claim, start-up of
+the render process), N - 1 times, and the last job's publishing and final write.
+It starts at the first render's end, not at its completion: a node that
+completes a job later, while the next render starts, must not gain by it. The
+first job (the node's start-up) is shown apart. Both sides also show the
+medians of those two parts: aerender ended -> the next aerender started, and
+aerender ended -> COMPLETED (what the user of that job waits for).
+nexrender's own server and worker run the same backlog with the same
+simulator in the same run (bench/nexrender_peer.py; its jobs are taken in
 random order, so completions are sorted), once with its default
 NEXRENDER_API_POLLING (30 s) and once tuned (1 s).
 
@@ -45,12 +50,19 @@ def backlog_figures(completions: list[float], runs: list[dict]) -> dict:
     aerender = [r["end"] - r["start"] for _, r in pairs]
     n = len(done)
     gaps = [done[i] - done[i - 1] - aerender[i] for i in range(1, n)]
+    order = sorted(runs, key=lambda run: run["start"])
+    between = [b["start"] - a["end"] for a, b in zip(order, order[1:], strict=False)]
+    first = order[0]
     return {
         "n": n,
-        "per_job": (done[-1] - done[0] - sum(aerender[1:])) / (n - 1),
+        "per_job": (done[-1] - first["end"] - (sum(aerender) - (first["end"] - first["start"])))
+        / (n - 1),
         "gaps": gaps,
         "aerender_mean": statistics.fmean(aerender),
         "wall": done[-1] - done[0],
+        "between": statistics.median(between),
+        "after": statistics.median(c - r["end"] for c, r in pairs),
+        "overlapping": sum(b["start"] < a["end"] for a, b in zip(order, order[1:], strict=False)),
     }
 
 
@@ -64,11 +76,12 @@ def show(label: str, figures: dict, first: float | None) -> None:
           f"(per-job gaps p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
           f"max {gaps[-1] * 1000:.1f} ms; aerender {figures['aerender_mean']:.2f} s a job"
           f"{first_text})")
-    if "parts" in figures:
-        between, after, ahead = figures["parts"]
-        print(f"    medians: aerender ended -> the next aerender started {between * 1000:.1f} ms, "
-              f"aerender ended -> COMPLETED {after * 1000:.1f} ms; {ahead} of "
-              f"{figures['n'] - 1} jobs claimed ahead (before the job before them completed)")
+    ahead = figures.get("ahead")
+    claimed = "" if ahead is None else (f"; {ahead} of {figures['n'] - 1} jobs claimed ahead "
+                                        f"(before the job before them completed)")
+    print(f"    medians: aerender ended -> the next aerender started "
+          f"{figures['between'] * 1000:.1f} ms, aerender ended -> COMPLETED "
+          f"{figures['after'] * 1000:.1f} ms{claimed}")
 
 
 def ours(args, bench, engine: str, times_file, tag: str = "") -> tuple[dict, float]:
@@ -100,20 +113,13 @@ def ours(args, bench, engine: str, times_file, tag: str = "") -> tuple[dict, flo
     runs = aerender_runs_by_key(times_file, rows)
     keys = list(rows)
     figures = backlog_figures([rows[k][2].timestamp() for k in keys], [runs[k] for k in keys])
-    # Where the time outside aerender goes, per job (medians): from one aerender's end
-    # to the next one's start (the node's turnaround; a job claimed ahead was set up
-    # meanwhile), and from aerender's end to COMPLETED (what a user of that job waits
-    # for); and how many jobs were claimed before the job before them completed.
+    if figures["overlapping"]:
+        raise SystemExit(f"{figures['overlapping']} aerender run(s) started before the one "
+                         f"before them ended")
+    # How many jobs were claimed before the job before them completed.
     order = sorted(keys, key=lambda k: runs[k]["start"])
-    between = [runs[b]["start"] - runs[a]["end"] for a, b in zip(order, order[1:], strict=False)]
-    after = [rows[k][2].timestamp() - runs[k]["end"] for k in order]
-    ahead = sum(rows[b][1] < rows[a][2] for a, b in zip(order, order[1:], strict=False))
-    overlapping = [b for a, b in zip(order, order[1:], strict=False)
-                   if runs[b]["start"] < runs[a]["end"]]
-    if overlapping:
-        raise SystemExit(f"{len(overlapping)} aerender run(s) started before the one before "
-                         f"them ended")
-    figures["parts"] = (statistics.median(between), statistics.median(after), ahead)
+    figures["ahead"] = sum(rows[b][1] < rows[a][2] for a, b in zip(order, order[1:],
+                                                                    strict=False))
     first_key = min(keys, key=lambda k: rows[k][2])
     first_run = runs[first_key]
     first = (rows[first_key][2].timestamp() - rows[first_key][1].timestamp()

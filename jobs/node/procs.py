@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -159,6 +159,7 @@ class RenderProcess:
         self._closed = False
         self._exited_at: float | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._early: list[str] = []  # read by await_line, handed out by the next read
         self._reader = threading.Thread(target=self._read_pipe, name=f"render-{self.pid}",
                                         daemon=True)
         self._reader.start()
@@ -274,15 +275,16 @@ class RenderProcess:
 
     def read(self, timeout: float = 0.0) -> list[str]:
         """Lines available now (without line ends), waiting up to ``timeout`` for the first."""
+        lines, self._early = self._early, []
         if self.output_finished:
-            if timeout > 0:
+            if timeout > 0 and not lines:
                 # Nothing more to read: wait for the exit instead of spinning.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._popen.wait(timeout=timeout)
-            return []
-        lines: list[str] = []
+            return lines
         try:
-            batch = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+            batch = self._queue.get(timeout=timeout) if timeout > 0 and not lines \
+                else self._queue.get_nowait()
         except queue.Empty:
             return lines
         while True:
@@ -298,6 +300,24 @@ class RenderProcess:
                 break
         return lines
 
+    def await_line(self, wanted: Callable[[str], object], timeout: float) -> bool:
+        """Wait up to ``timeout`` for a line for which ``wanted`` is true. Nothing is
+        lost: what was read meanwhile, that line included, is what :meth:`read`
+        returns first. False if the time ran out or the output ended first."""
+        deadline = time.monotonic() + timeout
+        while not self.output_finished and (left := deadline - time.monotonic()) > 0:
+            try:
+                batch = self._queue.get(timeout=left)
+            except queue.Empty:
+                return False
+            if batch is _EOF:
+                self.output_finished = True
+                return False
+            self._early.extend(batch)
+            if any(wanted(line) for line in batch):
+                return True
+        return False
+
     # --- lifetime -------------------------------------------------------------
 
     def poll(self) -> int | None:
@@ -309,12 +329,13 @@ class RenderProcess:
         code = self._popen.poll()
         if code is None:
             return None
-        if self.killed or self.output_finished:
+        if self.killed or (self.output_finished and not self._early):
             return code
         if self._exited_at is None:
             self._exited_at = time.monotonic()
         # Something the render started still holds the pipe: give up waiting.
-        if time.monotonic() - self._exited_at > EOF_GRACE_SECONDS and self._queue.empty():
+        if time.monotonic() - self._exited_at > EOF_GRACE_SECONDS and self._queue.empty() \
+                and not self._early:
             return code
         return None
 
@@ -390,6 +411,7 @@ class RenderProcess:
         if self._popen.poll() is None:
             self.kill()
         self._closed = True
+        self._early = []
         if self._popen.stdin is not None:
             with contextlib.suppress(OSError):
                 self._popen.stdin.close()

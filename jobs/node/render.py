@@ -63,6 +63,11 @@ SPARE_AFTER_SECONDS = 0.0
 # How far into a render the last render's receivers and chores may run beside it, if
 # its first progress does not come sooner (jobs.node.bookkeeping): its start-up first.
 GO_AFTER_SECONDS = 0.5
+# A job claimed ahead starts aerender as the render before it ends; that render's
+# publishing (a few database writes) waits until aerender printed its first line,
+# this long at most: beside aerender's start-up it would slow it (bench/render_overhead.py
+# measures both), and a completion this much later is more than anyone notices.
+UNDER_WAY_SECONDS = 0.2
 # Render._publish: the publishing phase is not written yet.
 NOT_WRITTEN = -1
 # How long a render's process may take to end once its render reported success
@@ -157,6 +162,15 @@ class Render:
         if self.proc is not None and self.proc.gated:
             self.proc.open_gate()
             self.last_output = time.monotonic()
+
+    def wait_under_way(self) -> bool:
+        """Its gate just opened: wait until its program printed its first line
+        (RenderCommand.first_line), UNDER_WAY_SECONDS at most. What it printed is
+        read as usual once this render's loop runs. False if it did not show in time."""
+        first = getattr(self.command, "first_line", None)
+        if self.proc is None or first is None:
+            return False
+        return self.proc.await_line(lambda line: first.match(line.strip()), UNDER_WAY_SECONDS)
 
     def _set_up(self, wait: bool = True) -> None:
         """An empty work folder, and the earlier attempts' log; ``wait``: for the
@@ -423,11 +437,11 @@ class Render:
 
     def _hand_over(self) -> None:
         """This render's processes are done: a job claimed ahead may start aerender
-        now, beside this one's publishing (Worker.open_ahead). Renders never
-        overlap: its process has ended, or it said it succeeded (aerender has ended)
-        and what still carries its marker (an After Effects left running) is killed
-        first. node.js is let go once the next render is under way
-        (Worker.let_finish), or at once if none starts beside it."""
+        now, and this one publishes once that aerender printed its first line
+        (Worker.open_ahead). Renders never overlap: its process has ended, or it
+        said it succeeded (aerender has ended) and what still carries its marker (an
+        After Effects left running) is killed first. node.js is let go once the next
+        render is under way (Worker.let_finish), or at once if none starts beside it."""
         open_ahead = getattr(self.worker, "open_ahead", None)
         if open_ahead is None or not getattr(self.worker, "ahead", None):
             if self.finishing:

@@ -330,10 +330,14 @@ class Worker:
 
     def open_ahead(self) -> None:
         """The render in progress has ended (its processes too): the job claimed
-        ahead may start aerender."""
+        ahead may start aerender. Returns once that aerender printed its first line
+        (or UNDER_WAY_SECONDS passed): the render that ended publishes then, as its
+        writes beside aerender's start-up would slow it; the node's other work waits
+        longer (bookkeeping.go)."""
         if self.ahead is not None:
             self.settle()
             self.ahead.open_gate()
+            self.ahead.wait_under_way()
 
     def give_back_ahead(self, reason: str) -> None:
         """Put the job claimed ahead back in the queue (attempt not counted), its

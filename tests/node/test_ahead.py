@@ -17,6 +17,7 @@ import pytest
 from jobs import lifecycle
 from jobs.models import Job, Status
 from jobs.node import bookkeeping
+from jobs.node import render as render_module
 from jobs.node import worker as worker_module
 from jobs.node.worker import Worker
 from tests.helpers.common import wait_for
@@ -280,6 +281,26 @@ def test_a_job_claimed_ahead_that_waited_too_long_goes_back_and_is_not_claimed_a
     node.claim_ahead(Eta(1), now + 2)
     assert node.ahead is None
     assert Job.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+def test_the_gate_opens_and_the_node_goes_on_once_the_next_aerender_is_under_way(
+        node, farm, user, monkeypatch):
+    # The render before it publishes then: its database writes would slow aerender's
+    # start-up. (Real aerender's first line is its version: tests/data/aelogs.)
+    monkeypatch.setattr(render_module, "UNDER_WAY_SECONDS", 60)
+    queued(user, farm, "next.aep")
+    node.claim_ahead(Eta(1), time.monotonic())
+    ahead = node.ahead
+    set_up(ahead.proc)
+    node.open_ahead()
+    lines = ahead.proc.read()
+    assert any(line.startswith("aerender version") for line in lines), lines
+    # Read once, by its render's loop as by this: nothing was lost or read twice.
+    assert sum("spawning aerender" in line for line in lines) == 1
+    rest = []
+    wait_for(lambda: rest.extend(ahead.proc.read(0.1)) or ahead.command.done_line
+             in [line.strip() for line in rest], timeout=60, message=f"not done: {rest}")
+    assert not any(line.startswith("aerender version") for line in rest)
 
 
 def test_a_launcher_whose_gate_never_opens_ends_without_starting_aerender(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from jobs.node.procs import (
     kill_marked,
     kill_tree,
 )
+from tests.helpers.common import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -125,6 +127,34 @@ def test_render_process_caps_long_lines():
             lines += render.read(timeout=0.5)
     assert [len(line) for line in lines] == [64 * 1024, 5]
     assert lines[-1] == "after"
+
+
+def test_await_line_waits_for_one_line_and_loses_nothing_it_read():
+    # How the node waits for the next render's own first line before publishing the
+    # one before it (Worker.open_ahead): that render's loop then reads all of it.
+    code = ("import time; print('[uid] rendering job...', flush=True); time.sleep(0.3); "
+            "print('aerender version 24.0x0\\nPROGRESS: one', flush=True); time.sleep(0.3); "
+            "print('after', flush=True)")
+    aerender = re.compile(r"^aerender version").match
+    with RenderProcess([sys.executable, "-c", code]) as render:
+        assert not render.await_line(aerender, 0.05)
+        assert render.await_line(aerender, 10)
+        lines = render.read()
+        assert lines[:3] == ["[uid] rendering job...", "aerender version 24.0x0", "PROGRESS: one"]
+        while render.poll() is None:
+            lines += render.read(timeout=0.5)
+        assert lines == ["[uid] rendering job...", "aerender version 24.0x0", "PROGRESS: one",
+                         "after"]
+    # Output that ends without it: no waiting out the time, and its last words are
+    # read before its exit code is given.
+    with RenderProcess([sys.executable, "-c", "print('nexrender: error')"]) as failed:
+        started = time.monotonic()
+        assert not failed.await_line(aerender, 30)
+        assert time.monotonic() - started < 10
+        assert failed.poll() is None
+        assert failed.read() == ["nexrender: error"]
+        wait_for(lambda: failed.poll() is not None, timeout=10)
+        assert failed.returncode == 0
 
 
 def test_flood_of_200_mb_is_read_fast_with_bounded_memory(tmp_path, simulator):

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 
 from jobs.node.engines import relink
+from jobs.node.engines.ae_output import VERSION
 from jobs.node.engines.base import (
     AfterEffectsEngine,
     RenderCommand,
@@ -79,7 +80,8 @@ class AerenderEngine(AfterEffectsEngine):
                     "or use RENDER_ENGINE=nexrender)")
             argv += ["-r", str(relinking)]
         argv += ["-v", "ERRORS_AND_PROGRESS", "-close", "DO_NOT_SAVE_CHANGES"]
-        return RenderCommand(argv=argv, env=base_env(), cwd=workdir, spare=self.spare())
+        return RenderCommand(argv=argv, env=base_env(), cwd=workdir, spare=self.spare(),
+                             first_line=VERSION)
 
     def spare(self) -> SpareSpec:
         # The guard alone, waiting to start aerender.

@@ -43,6 +43,9 @@ class RenderCommand:
     # A line the process prints once the render has succeeded, before it exits: the
     # node goes on at once, and lets the process end and be swept beside it.
     done_line: str | None = None
+    # The program's first line of its own (aerender's version): once it shows, the
+    # render is under way, and the node may turn to the render before it.
+    first_line: re.Pattern | None = None
 
 
 class RenderError(Exception):

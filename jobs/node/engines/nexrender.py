@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from jobs.node.engines import relink
+from jobs.node.engines.ae_output import VERSION
 from jobs.node.engines.base import (
     AfterEffectsEngine,
     RenderCommand,
@@ -66,7 +67,7 @@ class NexrenderEngine(AfterEffectsEngine):
         done = f"render manager: rendered {secrets.token_hex(16)}"
         return RenderCommand(argv=argv, env=nexrender_env(), cwd=workdir, spare=self.spare(),
                              handoff={"cwd": str(workdir), "args": args, "done": done},
-                             done_line=done)
+                             done_line=done, first_line=VERSION)
 
     def spare(self) -> SpareSpec:
         return SpareSpec.make((settings.NODE_BINARY, str(LAUNCHER), str(settings.NEXRENDER_CLI)),
