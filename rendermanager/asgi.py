@@ -5,6 +5,30 @@ import sys
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rendermanager.settings")
+
+
+def pool_connections() -> None:
+    """The web process borrows its PostgreSQL connections from a pool (Django's, on
+    psycopg_pool), the way Django's documentation asks of ASGI servers instead of
+    persistent connections: a connection opened for each request (a server process
+    forked, signed in, its catalog caches cold) cost 10-20 ms of every request
+    (bench/job_list.py). Only here: render nodes and the other daemons keep their
+    own connections, one per thread, for as long as they run."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        # Requests run on one thread; websockets, the queue forecast's builds and
+        # the live updates take a few more.
+        database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1, "max_size": WEB_DATABASE_CONNECTIONS, "timeout": 10}
+        # The pool checks a connection before lending it: one a database restart
+        # broke is replaced instead of failing a request.
+        database["CONN_HEALTH_CHECKS"] = True
+
+
+WEB_DATABASE_CONNECTIONS = 8
+pool_connections()  # before anything connects
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)

@@ -18,7 +18,12 @@ from rest_framework.response import Response
 from jobs import forecast, lifecycle
 from jobs.api.batches import checked_batch
 from jobs.api.permissions import is_api_client, session_user
-from jobs.api.serializers import CostSerializer, EstimateSerializer, SubmitSerializer
+from jobs.api.serializers import (
+    CostSerializer,
+    EstimateSerializer,
+    SubmitSerializer,
+    estimate_body,
+)
 from jobs.api.views import JsonApiView, errors
 from jobs.submission.batches import plan_batch
 
@@ -73,7 +78,7 @@ class EstimatesView(JsonApiView):
         client = request.user.name[:64] if is_api_client(request) else ""
         [estimate] = forecast.estimate_new([lifecycle.new_job(
             **submission.validated_data.job_fields(client=client))])
-        return Response(EstimateSerializer(forecast.as_dict(estimate)).data)
+        return Response(estimate_body(estimate))
 
     def batch(self, request) -> dict:
         batch_request, checks = checked_batch(request)
@@ -86,10 +91,9 @@ class EstimatesView(JsonApiView):
         by_row = dict(zip((plan.number for plan in valid), found, strict=True))
         rows = []
         for plan in plans:
-            estimate = forecast.as_dict(by_row.get(plan.number))
             rows.append({"row": plan.number, "output_name": plan.output_name,
                          "errors": plan.errors,
-                         "estimate": EstimateSerializer(estimate).data if estimate else None})
+                         "estimate": estimate_body(by_row.get(plan.number))})
         seconds = sum(estimate.render_seconds for estimate in found)
         starts = [e.starts_at for e in found if e.starts_at is not None]
         finishes = [e.finishes_at for e in found if e.finishes_at is not None]

@@ -314,6 +314,19 @@ def _moment(value):
     return None if value is None else _MOMENT.to_representation(value)
 
 
+def estimate_body(estimate) -> dict | None:
+    """An estimate as EstimateSerializer writes it (tests/api/test_estimates.py compares
+    them), without making one per row: a serializer's fields point back at it, so each
+    one left a reference cycle behind, and a page of 50 of them woke the cyclic
+    collector every few requests, whose full passes over the web process's forecast
+    took 30-90 ms in the middle of a request (bench/job_list.py)."""
+    body = forecast.as_dict(estimate)
+    if body is None:
+        return None
+    return {**body, "starts_at": _moment(body["starts_at"]),
+            "finishes_at": _moment(body["finishes_at"])}
+
+
 class JobSerializer(serializers.ModelSerializer):
     user = serializers.SerializerMethodField()
     project_path = serializers.SerializerMethodField()
@@ -418,8 +431,7 @@ class JobSerializer(serializers.ModelSerializer):
         # One forecast for a whole page of jobs.
         if "forecast" not in self.context:
             self.context["forecast"] = forecast.current()
-        estimate = forecast.estimate_for(job, self.context["forecast"])
-        return EstimateSerializer(forecast.as_dict(estimate)).data
+        return estimate_body(forecast.estimate_for(job, self.context["forecast"]))
 
 
 FOOTAGE_STATUSES = ["found", "syncing", "missing", "replaced"]

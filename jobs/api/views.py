@@ -165,9 +165,10 @@ class JobsView(JsonApiView):
         paginator = JobPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         # One forecast for the page's estimates, knowing every job on it (jobs.forecast).
-        context = {"forecast": forecast.for_page(page)}
-        return paginator.get_paginated_response(JobSerializer(page, many=True,
-                                                              context=context).data)
+        # One serializer for every row: a list serializer and its child point at each
+        # other, which left the page's jobs to the cyclic collector (see estimate_body).
+        rows = JobSerializer(context={"forecast": forecast.for_page(page)})
+        return paginator.get_paginated_response([rows.to_representation(job) for job in page])
 
     @extend_schema(
         operation_id="jobs_submit",

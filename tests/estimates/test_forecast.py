@@ -336,3 +336,44 @@ def test_a_preview_joins_the_history_at_its_own_end_unless_approved_first(user, 
     for receivers in after_commit:
         receivers()
     assert RenderStat.objects.filter(key__startswith="project:").count() == 1
+
+
+def test_an_old_forecast_reads_again_only_what_moves_without_events(user, node):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):
+        rendered(user, node, render=100, frames=100, overhead=0, after=0)
+    queued(user, frames_total=100)
+    claim = lifecycle.claim_next(node)
+    waiting = [queued(user, f"D:\\Dropbox\\{n}.aep", age=10 - n, frames_total=100)
+               for n in range(2)]
+    first = forecast.current()
+    assert first.get(waiting[0].pk).position == 1
+
+    def aged(seconds):
+        forecast._cached["built"] -= seconds
+        return forecast.current()
+
+    # The render is nearly done (progress writes no event) and a queued job's
+    # priority is changed behind the lifecycle's back (as Django's admin would).
+    now = timezone.now()
+    Job.objects.filter(pk=claim.pk).update(started_at=now - timedelta(seconds=95),
+                                           phase="rendering", frames_done=95,
+                                           last_output_at=now)
+    Job.objects.filter(pk=waiting[1].pk).update(priority=10)
+    assert aged(forecast.MAX_AGE_SECONDS - 1) is first
+
+    with CaptureQueriesContext(connection) as queries:
+        old = aged(1)
+    # The queue is as it was read; the render's end and the nodes are new.
+    assert old is not first
+    assert [old.get(w.pk).position for w in waiting] == [1, 2]
+    assert (first.get(waiting[0].pk).starts_at - now).total_seconds() > 90
+    assert (old.get(waiting[0].pk).starts_at - now).total_seconds() < 10
+    assert not any("QUEUED" in q["sql"] for q in queries.captured_queries)
+
+    # Read again in full after REREAD_SECONDS: the edit shows.
+    forecast._cached["read"] -= forecast.REREAD_SECONDS
+    whole = aged(forecast.MAX_AGE_SECONDS)
+    assert [whole.get(w.pk).position for w in waiting] == [2, 1]

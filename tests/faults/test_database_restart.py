@@ -10,15 +10,19 @@ import sys
 import time
 
 import pytest
+import requests
 from django.db import connection
 
 from jobs.models import Job, JobEvent, RenderNode, Status
 from jobs.submission.paths import output_file
 from tests.faults.conftest import report
+from tests.helpers import browser as browser_helpers
 from tests.helpers.common import REPO, requires, wait_for
 from tests.helpers.farm import RenderWatcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+daphne = browser_helpers.daphne
 
 
 def restart_postgres() -> float:
@@ -89,3 +93,22 @@ def test_a_database_restart_under_two_rendering_nodes_costs_a_pause_only(farm, q
         assert output_file(job.output_path).stat().st_size == job.output_size > 0
     # A short pause: both nodes were heartbeating again within seconds.
     assert all(back < 10 for _, back in restarts), restarts
+
+
+def test_the_web_process_answers_at_once_after_a_database_restart(daphne, api_token, user):
+    # The web process keeps its connections in a pool (rendermanager/asgi.py): one a
+    # restart broke must be replaced before a request gets it, not answer 500.
+    Job.objects.create(user=user, client="bravo", status=Status.QUEUED,
+                       project_path="D:\\Dropbox\\spot.aep")
+    headers = {"X-API-Token": api_token}
+
+    def listed() -> int:
+        response = requests.get(f"{daphne.base}/api/jobs?status=QUEUED", headers=headers,
+                                timeout=10)
+        assert response.status_code == 200, response.text[:300]
+        return response.json()["count"]
+
+    assert listed() == 1  # the pool now holds the connection this used
+    restart_postgres()
+    # The very first requests after it: none may fail.
+    assert [listed() for _ in range(3)] == [1, 1, 1]
