@@ -1,8 +1,11 @@
+"""The web server's entry point (daphne rendermanager.asgi:application): the ASGI
+application (rendermanager/routing.py) and what the serving process sets for
+itself: pooled database connections, the cyclic collector, the GIL's switch
+interval. Tests that drive the application in-process import routing instead."""
+
 import gc
 import os
 import sys
-
-from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rendermanager.settings")
 
@@ -29,22 +32,8 @@ def pool_connections() -> None:
 
 WEB_DATABASE_CONNECTIONS = 8
 pool_connections()  # before anything connects
-django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-
-from jobs.web.consumers import websocket_urlpatterns  # noqa: E402
-from rendermanager.backpressure import with_backpressure  # noqa: E402
-
-application = ProtocolTypeRouter({
-    # Large downloads are paced by the client's socket (rendermanager.backpressure).
-    "http": with_backpressure(django_asgi_app),
-    # The session cookie identifies the user; the Origin check stops other
-    # sites from opening a socket with that cookie.
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-})
+from rendermanager.routing import application  # noqa: E402,F401  (what daphne serves)
 
 # What is loaded by now (Django, the apps, the URL and template machinery) lives as
 # long as the process: out of the cyclic collector's sight, so that its full

@@ -244,7 +244,7 @@ def test_the_list_socket_takes_any_query(admin, params):
 
     from channels.testing import WebsocketCommunicator
 
-    from rendermanager.asgi import application
+    from rendermanager.routing import application
     from tests.web.test_live import run, session_cookie
 
     async def scenario():

@@ -20,7 +20,7 @@ from django.test import Client
 from jobs import lifecycle
 from jobs.models import Job, JobEvent, Status
 from jobs.web.live import Outbox, bridge
-from rendermanager.asgi import application
+from rendermanager.routing import application
 from tests.helpers.common import end_sessions
 
 pytestmark = pytest.mark.django_db(transaction=True)
