@@ -315,7 +315,7 @@ def _moment(value):
 
 
 def estimate_body(estimate) -> dict | None:
-    """An estimate as EstimateSerializer writes it (tests/api/test_estimates.py compares
+    """An estimate as EstimateSerializer writes it (tests/api/test_job_body.py compares
     them), without making one per row: a serializer's fields point back at it, so each
     one left a reference cycle behind, and a page of 50 of them woke the cyclic
     collector every few requests, whose full passes over the web process's forecast
