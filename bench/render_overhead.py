@@ -55,7 +55,7 @@ def backlog_figures(completions: list[float], runs: list[dict]) -> dict:
     first = order[0]
     return {
         "n": n,
-        "per_job": (done[-1] - first["end"] - (sum(aerender) - (first["end"] - first["start"])))
+        "per_job": (done[-1] - first["end"] - sum(r["end"] - r["start"] for r in order[1:]))
         / (n - 1),
         "gaps": gaps,
         "aerender_mean": statistics.fmean(aerender),

@@ -9,6 +9,8 @@ import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rendermanager.settings")
 
+WEB_DATABASE_CONNECTIONS = 8
+
 
 def pool_connections() -> None:
     """The web process borrows its PostgreSQL connections from a pool (Django's, on
@@ -30,7 +32,6 @@ def pool_connections() -> None:
         database["CONN_HEALTH_CHECKS"] = True
 
 
-WEB_DATABASE_CONNECTIONS = 8
 pool_connections()  # before anything connects
 
 from rendermanager.routing import application  # noqa: E402,F401  (what daphne serves)
