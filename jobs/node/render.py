@@ -167,10 +167,9 @@ class Render:
         """Its gate just opened: wait until its program printed its first line
         (RenderCommand.first_line), UNDER_WAY_SECONDS at most. What it printed is
         read as usual once this render's loop runs. False if it did not show in time."""
-        first = getattr(self.command, "first_line", None)
-        if self.proc is None or first is None:
+        if self.proc is None or getattr(self.command, "first_line", None) is None:
             return False
-        return self.proc.await_line(lambda line: first.match(line.strip()), UNDER_WAY_SECONDS)
+        return self.proc.await_line(self.command.under_way, UNDER_WAY_SECONDS)
 
     def _set_up(self, wait: bool = True) -> None:
         """An empty work folder, and the earlier attempts' log; ``wait``: for the

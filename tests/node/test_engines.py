@@ -15,6 +15,7 @@ from jobs.models import Job
 from jobs.node.engines import RenderCommand, RenderError, get_engine
 from jobs.node.engines.nexrender import PRELOAD, build_job
 from jobs.node.procs import RenderProcess
+from tests.helpers.aelogs import all_samples, sample_lines
 from tests.helpers.common import make_project
 
 
@@ -279,3 +280,26 @@ def test_the_engines_open_the_real_file_of_this_machines_dropbox(dropbox, simula
 
     assert built["template"]["src"] == (dropbox / "projects" / "real.aep").as_uri()
     assert built["assets"][0]["src"] == (dropbox / "projects" / "logo.png").as_uri()
+
+
+def test_the_line_a_render_is_under_way_at_is_aerenders_version_in_real_logs(
+        dropbox, simulator, workdir):
+    # Worker.open_ahead waits for it before the render before publishes: in logs
+    # users posted it is aerender's version line (indented in some), and nothing
+    # printed before it (Qt's, the GPU's, nexrender's own lines) passes for it.
+    project = make_project(dropbox / "p.aep")
+    commands = []
+    for name in ("nexrender", "aerender"):
+        (workdir / name).mkdir(parents=True)
+        commands.append(get_engine(name).command(make_job(project, name), workdir / name))
+    real = [prefix for prefix in all_samples() if not prefix.startswith("9")]  # 9x: constructed
+    with_version = 0
+    for prefix in real:
+        lines = sample_lines(prefix)
+        version = next((i for i, line in enumerate(lines)
+                        if line.strip().startswith("aerender version")), None)
+        with_version += version is not None
+        for command in commands:
+            seen = [i for i, line in enumerate(lines) if command.under_way(line)]
+            assert seen[:1] == ([] if version is None else [version]), (prefix, seen[:3])
+    assert with_version >= 15  # the indented one (07_) among them

@@ -47,6 +47,10 @@ class RenderCommand:
     # render is under way, and the node may turn to the render before it.
     first_line: re.Pattern | None = None
 
+    def under_way(self, line: str) -> bool:
+        """Whether ``line`` is ``first_line`` (aerender indents it in some logs)."""
+        return self.first_line is not None and bool(self.first_line.match(line.strip()))
+
 
 class RenderError(Exception):
     """The render cannot run or did not produce what it should; the message says why.
