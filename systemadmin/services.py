@@ -122,7 +122,7 @@ def restart_engine(admin, node: str | None = None) -> ActionResult:
     puts that job back in the queue without using an attempt, and restarts.
     """
     actor, name = who(admin)
-    nodes = RenderNode.objects.filter(stopped_at__isnull=True)
+    nodes = RenderNode.objects.filter(stopped_at__isnull=True).order_by("name")
     if node:
         nodes = nodes.filter(name=node)
         if not nodes.exists():
